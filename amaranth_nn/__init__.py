@@ -1,0 +1,14 @@
+"""amaranth-nn: fixed-point neural networks as bit-exact, pipelined Amaranth HDL.
+
+The numeric core (:mod:`.fixedpoint`, :mod:`.spec`, :mod:`.golden`) needs only numpy; nothing
+in this package imports torch.
+"""
+
+from .fixedpoint import Activation, QFormat, quantize, requantize, signed_width
+from .spec import Layer, NetworkSpec, SpecError
+from . import golden
+
+__all__ = [
+    "Activation", "QFormat", "quantize", "requantize", "signed_width",
+    "Layer", "NetworkSpec", "SpecError", "golden",
+]
