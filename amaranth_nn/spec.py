@@ -57,6 +57,12 @@ def _integer_matrix(where, name, values, shape):
                                      f"got rows of different lengths") from None
     if array.shape != shape:
         raise SpecError(where, name, f"expected shape {shape}, got {array.shape}")
+    if isinstance(values, list):  # JSON: numpy would silently read true/false as 1/0
+        items = values if len(shape) == 1 else [v for row in values for v in row]
+        kinds = {type(v).__name__ for v in items if not _is_int(v)}
+        if kinds:
+            raise SpecError(where, name, f"expected integers, got {', '.join(sorted(kinds))} "
+                                         f"values")
     if array.size and not (np.issubdtype(array.dtype, np.integer) or (
             array.dtype == object and all(_is_int(v) for v in array.flat))):
         raise SpecError(where, name, f"expected integers, got {array.dtype} values")
@@ -79,7 +85,8 @@ def _check_range(where, name, array, fmt):
         index, value = bad[0]
         index = index[0] if len(index) == 1 else index
         raise SpecError(where, name, f"value {value} at index {index} is outside {fmt}, "
-                                     f"range [{fmt.min}, {fmt.max}] ({len(bad)} such values)")
+                                     f"range [{fmt.min}, {fmt.max}] ({len(bad)} of "
+                                     f"{array.size} values out of range)")
 
 
 @dataclass(frozen=True, eq=False)
@@ -442,7 +449,10 @@ class NetworkSpec:
             raise SpecError(where, None, f"is not valid JSON (truncated or corrupted?): "
                                          f"{error.msg} at line {error.lineno} column "
                                          f"{error.colno}") from None
-        return cls.from_dict(data)
+        try:
+            return cls.from_dict(data)
+        except SpecError as error:
+            raise error.at(f"{where}, {error.where}") from None
 
     def __repr__(self):
         shape = " -> ".join([str(self.input_size)] + [str(l.out_features) for l in self._layers])
