@@ -4,9 +4,9 @@ The numeric core (:mod:`.fixedpoint`, :mod:`.spec`, :mod:`.golden`) needs only n
 in this package imports torch.
 """
 
+from . import golden
 from .fixedpoint import Activation, QFormat, quantize, requantize, signed_width
 from .spec import Layer, NetworkSpec, SpecError
-from . import golden
 
 __all__ = [
     "Activation", "QFormat", "quantize", "requantize", "signed_width",

@@ -1,5 +1,6 @@
 """The golden model against a plain Python-int reference of the numeric contract."""
 
+import itertools
 import re
 
 import numpy as np
@@ -36,7 +37,7 @@ def specs(draw, max_width=32, max_size=12):
     sizes = draw(st.lists(st.integers(1, max_size), min_size=2, max_size=4))
     fmt_in = QFormat(draw(st.integers(2, max_width)), draw(st.integers(-4, 40)))
     layers, fmt = [], fmt_in
-    for index, (n_in, n_out) in enumerate(zip(sizes, sizes[1:])):
+    for index, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
         w_fmt = QFormat(draw(st.integers(2, max_width)), draw(st.integers(-4, 40)))
         b_fmt = QFormat(draw(st.integers(2, 62)), fmt.frac + w_fmt.frac)
         y_fmt = QFormat(draw(st.integers(2, max_width)), draw(st.integers(-4, 40)))
