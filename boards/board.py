@@ -1,0 +1,52 @@
+"""The board description shared by the board modules and the build."""
+
+from dataclasses import dataclass, field
+
+__all__ = ["Board"]
+
+
+@dataclass(frozen=True)
+class Board:
+    """What the build needs to know about one board.
+
+    Members
+    -------
+    name : str
+        The ``--board`` name.
+    platform : type
+        The amaranth-boards platform class.
+    description : str
+        One line for ``--help`` and the report.
+    family : str
+        ``"xc7"``, ``"ecp5"`` or ``"ice40"``: selects the flow in :mod:`amaranth_nn.build`.
+    resources : dict
+        Device totals for the utilization percentages: ``LUT``, ``FF``, ``DSP``, ``BRAM``.
+    bram_unit : str
+        What one ``BRAM`` is on this device (for the report).
+    leds : tuple of (int, tuple of str)
+        ``led`` resource number and the status signals shown on it (see
+        :class:`boards.harness.BoardTop`).
+    target_ii : int or None
+        Folding target for this board when the user gives none (``None``: the network's
+        default folding).
+    baud : int
+        Default UART baud rate.
+    toolchain_options : dict
+        Extra keyword arguments for ``platform.build`` (e.g. ``synth_opts``).
+    """
+
+    name: str
+    platform: type
+    description: str
+    family: str
+    resources: dict
+    bram_unit: str
+    leds: tuple
+    target_ii: int = None
+    baud: int = 115200
+    toolchain_options: dict = field(default_factory=dict)
+
+    @property
+    def clk_freq(self):
+        """The board clock in Hz (the platform's default clock)."""
+        return self.platform().default_clk_frequency

@@ -1,0 +1,542 @@
+"""The board harness: UART, framed protocol, the network, argmax, status LEDs, error counters.
+
+:class:`Harness` is the platform-independent core (its members are the serial pins and the
+status signals, so the whole system runs in the Amaranth simulator); :class:`BoardTop` wraps it
+for an amaranth-boards platform: it requests the UART the amaranth-boards way,
+``platform.request("uart", 0, dir="-")`` with :class:`amaranth.lib.io.Buffer`, and drives the
+board's LEDs. The ``sync`` clock domain is the board's default clock, created by the platform
+(with the board's reset button where it has one, and a synchronized power-on reset).
+
+The wire format is in :mod:`boards.protocol`.
+"""
+
+from amaranth.hdl import Array, Cat, Const, Elaboratable, Module, Mux, Signal, signed
+from amaranth.lib import data, io, wiring
+from amaranth.lib.fifo import SyncFIFO
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from . import protocol as proto
+from .uart import UARTReceiver, UARTTransmitter, check_divisor
+
+__all__ = ["Harness", "BoardTop", "crc16_next", "STATUS_SIGNALS"]
+
+#: Status outputs of :class:`Harness` that a board can show on its LEDs.
+STATUS_SIGNALS = ("heartbeat", "busy", "error", "activity")
+
+# Wire-format constants used by the gateware.
+_PAYLOAD_LENGTHS = {proto.STATUS_REPLY: 2 * len(proto.COUNTERS),
+                    proto.INFO_REPLY: sum(size for _, size in proto.INFO_FIELDS),
+                    proto.NAK: 1}
+
+
+def _crc16_equations():
+    """For each bit of the next CRC: the CRC bits and data bits it is the XOR of."""
+    # Symbolic run of protocol.crc16_update over GF(2): a bit is a set of variables.
+    crc = [frozenset({("c", i)}) for i in range(16)]
+    for i in range(8):
+        crc[8 + i] = crc[8 + i] ^ {("d", i)}
+    for _ in range(8):
+        msb = crc[15]
+        crc = [frozenset()] + crc[:15]
+        for i in range(16):
+            if (proto.CRC_POLY >> i) & 1:
+                crc[i] = crc[i] ^ msb
+    return [sorted(bit) for bit in crc]
+
+
+_CRC16_EQUATIONS = _crc16_equations()
+
+
+def crc16_next(crc, byte):
+    """CRC-16/CCITT-FALSE of one more byte, as a combinational Amaranth expression.
+
+    Mirrors :func:`boards.protocol.crc16_update`; each bit is a flat XOR of CRC and data bits.
+    """
+    sources = {"c": crc, "d": byte}
+    return Cat(Cat(sources[kind][index] for kind, index in bit).xor()
+               for bit in _CRC16_EQUATIONS)
+
+
+def _check_positive(name, value):
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an integer, not {value!r}")
+    if value < 1:
+        raise ValueError(f"{name} must be a positive integer, not {value}")
+    return value
+
+
+class Harness(wiring.Component):
+    """The network behind a UART with the framed protocol of :mod:`boards.protocol`.
+
+    The receiver hunts for ``SYNC``, checks the frame type and its exact payload length, writes an
+    INFER payload into an input buffer (a :class:`~amaranth.lib.memory.Memory` of ``simd`` lanes
+    per row) and checks the CRC; only a frame with a good CRC is streamed into the network. The
+    output beats are collected, the argmax is found by a scan (first maximum wins) and the RESULT
+    reply is sent. Every error is counted (see :data:`boards.protocol.COUNTERS`) and answered with
+    a NAK where the frame's tag is known; the receiver then hunts for the next ``SYNC``. A frame
+    whose line goes idle for ``timeout`` cycles is abandoned, so a truncated frame never hangs the
+    link. NAK, STATUS and INFO replies wait in a 4-entry queue behind the RESULTs (one that finds
+    the queue full is dropped); up to 4 inferences may be in flight, and an INFER beyond that,
+    or one arriving while the input buffer is still being fed, is NAKed as an overrun.
+
+    Parameters
+    ----------
+    spec : NetworkSpec
+        The network.
+    folding : sequence of (int, int), optional
+        ``(pe, simd)`` per layer, passed to :class:`amaranth_nn.network.Network`.
+    target_ii : int, optional
+        Target initiation interval, passed to :class:`amaranth_nn.network.Network`.
+    divisor : int
+        UART clock cycles per bit (at least 4).
+    timeout : int, optional
+        Cycles without a byte after which a partial frame is abandoned. Default: 30 byte times.
+    heartbeat : int, optional
+        Cycles per half period of the heartbeat output. Default: ``2**22``.
+    stretch : int, optional
+        Cycles that the busy, error and activity outputs stay on after an event, so that they
+        are visible on an LED. Default: 40 byte times.
+
+    Members
+    -------
+    rx : In(1)
+        UART receive line (idle high).
+    tx : Out(1)
+        UART transmit line (idle high).
+    heartbeat : Out(1)
+        Blinks while the clock runs.
+    busy : Out(1)
+        An inference or a reply is in progress (stretched).
+    error : Out(1)
+        A frame was rejected (stretched).
+    activity : Out(1)
+        A good frame was received (stretched).
+    last_class : Out(16)
+        The argmax class of the last RESULT sent.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a bad divisor, timeout, heartbeat or stretch, and from the network for a bad folding.
+    """
+
+    def __init__(self, spec, *, folding=None, target_ii=None, divisor, timeout=None,
+                 heartbeat=None, stretch=None):
+        from amaranth_nn.network import Network
+
+        self._divisor = check_divisor(divisor)
+        byte_time = proto.BITS_PER_BYTE * divisor
+        self._timeout = _check_positive("Timeout", 30 * byte_time if timeout is None
+                                        else timeout)
+        self._heartbeat = _check_positive("Heartbeat", 1 << 22 if heartbeat is None
+                                          else heartbeat)
+        self._stretch = _check_positive("Stretch", 40 * byte_time if stretch is None
+                                        else stretch)
+        self._spec = spec
+        self._protocol = proto.Protocol(spec)
+        self._network = Network(spec, folding, target_ii=target_ii)
+        super().__init__({
+            "rx": In(1, init=1),
+            "tx": Out(1, init=1),
+            "heartbeat": Out(1),
+            "busy": Out(1),
+            "error": Out(1),
+            "activity": Out(1),
+            "last_class": Out(16),
+        })
+
+    @property
+    def spec(self):
+        return self._spec
+
+    @property
+    def network(self):
+        return self._network
+
+    @property
+    def protocol(self):
+        return self._protocol
+
+    @property
+    def divisor(self):
+        return self._divisor
+
+    @property
+    def timeout(self):
+        return self._timeout
+
+    def elaborate(self, platform):
+        m = Module()
+        spec, net, p = self._spec, self._network, self._protocol
+
+        m.submodules.network = net
+        m.submodules.uart_rx = urx = UARTReceiver(self._divisor)
+        m.submodules.uart_tx = utx = UARTTransmitter(self._divisor)
+        m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx), urx.o.ready.eq(1)]
+        got = urx.o.valid
+        byte = urx.o.payload
+
+        in_width = p.input_width
+        in_bytes, out_bytes = p.input_bytes, p.output_bytes
+        n_out = spec.output_size
+        simd = net.folding[0][1]
+        pe = net.folding[-1][0]
+        in_beats, out_beats = net.in_beats, net.out_beats
+
+        # Events and their saturating counters.
+        events = {name: Signal(name=f"ev_{name}") for name in proto.COUNTERS}
+        counters = {}
+        for name in proto.COUNTERS:
+            counter = counters[name] = Signal(16, name=f"count_{name}")
+            with m.If(events[name] & (counter != 0xFFFF)):
+                m.d.sync += counter.eq(counter + 1)
+        any_error = Signal()
+        m.d.comb += any_error.eq(Cat(events[name] for name in
+                                     ("crc_errors", "header_errors", "framing_errors",
+                                      "timeouts", "overruns")).any())
+
+        # Tags of the inferences in flight, in order.
+        m.submodules.tags = tags = SyncFIFO(width=8, depth=4)
+
+        # ---- Input buffer and feeder --------------------------------------------------------
+        m.submodules.inbuf = inbuf = Memory(
+            shape=data.ArrayLayout(signed(in_width), simd), depth=in_beats, init=[])
+        wr = inbuf.write_port(granularity=1)
+        rd = inbuf.read_port(domain="sync")
+
+        feeding = Signal()
+        feed_beat = Signal(range(in_beats + 1))
+        feed_valid = Signal()
+        stall = feed_valid & ~net.i.ready
+        m.d.comb += [rd.addr.eq(feed_beat), rd.en.eq(~stall),
+                     net.i.valid.eq(feed_valid), net.i.payload.eq(rd.data)]
+        with m.If(~stall):
+            with m.If(feeding & (feed_beat < in_beats)):
+                m.d.sync += [feed_valid.eq(1), feed_beat.eq(feed_beat + 1)]
+            with m.Else():
+                m.d.sync += feed_valid.eq(0)
+                with m.If(feeding & (feed_beat == in_beats)):
+                    m.d.sync += [feeding.eq(0), feed_beat.eq(0)]
+
+        # ---- Output collector and argmax ----------------------------------------------------
+        outs = [Signal(signed(8 * out_bytes), name=f"out{j}") for j in range(n_out)]
+        out_beat = Signal(range(out_beats))
+        result_full = Signal()
+        result_ready = Signal()
+        result_done = Signal()  # the RESULT reply's last byte was taken
+        m.d.comb += net.o.ready.eq(~result_full)
+        with m.If(net.o.valid & ~result_full):
+            for b in range(out_beats):
+                with m.If(out_beat == b):
+                    for k in range(pe):
+                        if b * pe + k < n_out:
+                            m.d.sync += outs[b * pe + k].eq(net.o.payload[k])
+            with m.If(out_beat == out_beats - 1):
+                m.d.sync += [out_beat.eq(0), result_full.eq(1)]
+            with m.Else():
+                m.d.sync += out_beat.eq(out_beat + 1)
+
+        scan = Signal(range(max(n_out, 2)))
+        best = Signal(signed(8 * out_bytes))
+        best_index = Signal(16)
+        current = Array(outs)[scan]
+        with m.If(result_full & ~result_ready):
+            with m.If((scan == 0) | (current > best)):
+                m.d.sync += [best.eq(current), best_index.eq(scan)]
+            with m.If(scan == n_out - 1):
+                m.d.sync += [result_ready.eq(1), scan.eq(0)]
+            with m.Else():
+                m.d.sync += scan.eq(scan + 1)
+        with m.If(result_done):
+            m.d.sync += [result_full.eq(0), result_ready.eq(0),
+                         self.last_class.eq(best_index)]
+
+        # ---- Reply transmitter --------------------------------------------------------------
+        # Control replies (NAK, STATUS, INFO) wait in a small queue: type, tag, NAK code.
+        m.submodules.ctl = ctl = SyncFIFO(width=24, depth=4)
+        ctl_type, ctl_tag, ctl_code = ctl.r_data[16:], ctl.r_data[8:16], ctl.r_data[:8]
+
+        tx_type = Signal(8)
+        tx_tag = Signal(8)
+        tx_code = Signal(8)
+        tx_crc = Signal(16)
+        tx_pos = Signal(16)
+        tx_byte = Signal(8)
+        tx_len = Signal(16)
+        tx_active = Signal()
+        m.d.comb += [utx.i.payload.eq(tx_byte)]
+
+        lengths = dict(_PAYLOAD_LENGTHS)
+        lengths[proto.RESULT] = p.result_payload
+        with m.Switch(tx_type):
+            for type_, length in lengths.items():
+                with m.Case(type_):
+                    m.d.comb += tx_len.eq(length)
+
+        payloads = {
+            proto.RESULT: [o[8 * i:8 * i + 8] for o in outs for i in range(out_bytes)]
+            + [best_index[:8], best_index[8:]],
+            proto.STATUS_REPLY: [counters[name][8 * i:8 * i + 8]
+                                 for name in proto.COUNTERS for i in range(2)],
+            proto.INFO_REPLY: [Const(b, 8) for b in p.info_bytes(net.ii, net.latency)],
+            proto.NAK: [tx_code],
+        }
+        payload_byte = Signal(8)
+        with m.Switch(tx_type):
+            for type_, values in payloads.items():
+                with m.Case(type_):
+                    with m.Switch(tx_pos):
+                        for index, value in enumerate(values):
+                            with m.Case(index):
+                                m.d.comb += payload_byte.eq(value)
+
+        sent = utx.i.valid & utx.i.ready
+        with m.FSM(name="tx_fsm"):
+            with m.State("IDLE"):
+                with m.If(result_ready):
+                    m.d.sync += [tx_type.eq(proto.RESULT), tx_tag.eq(tags.r_data)]
+                    m.next = "HEADER"
+                with m.Elif(ctl.r_rdy):
+                    m.d.comb += ctl.r_en.eq(1)
+                    m.d.sync += [tx_type.eq(ctl_type), tx_tag.eq(ctl_tag), tx_code.eq(ctl_code)]
+                    m.next = "HEADER"
+                m.d.sync += [tx_pos.eq(0), tx_crc.eq(proto.CRC_INIT)]
+            with m.State("HEADER"):
+                m.d.comb += [utx.i.valid.eq(1), tx_active.eq(1)]
+                with m.Switch(tx_pos):
+                    for index, value in enumerate([Const(proto.SYNC, 8), tx_type, tx_tag,
+                                                   tx_len[:8], tx_len[8:]]):
+                        with m.Case(index):
+                            m.d.comb += tx_byte.eq(value)
+                with m.If(sent):
+                    with m.If(tx_pos != 0):
+                        m.d.sync += tx_crc.eq(crc16_next(tx_crc, tx_byte))
+                    with m.If(tx_pos == proto.HEADER_SIZE - 1):
+                        m.d.sync += tx_pos.eq(0)
+                        m.next = "PAYLOAD"
+                    with m.Else():
+                        m.d.sync += tx_pos.eq(tx_pos + 1)
+            with m.State("PAYLOAD"):
+                m.d.comb += [utx.i.valid.eq(1), tx_active.eq(1), tx_byte.eq(payload_byte)]
+                with m.If(sent):
+                    m.d.sync += [tx_crc.eq(crc16_next(tx_crc, tx_byte)), tx_pos.eq(tx_pos + 1)]
+                    with m.If(tx_pos == tx_len - 1):
+                        m.next = "CRC_HI"
+            with m.State("CRC_HI"):
+                m.d.comb += [utx.i.valid.eq(1), tx_active.eq(1), tx_byte.eq(tx_crc[8:])]
+                with m.If(sent):
+                    m.next = "CRC_LO"
+            with m.State("CRC_LO"):
+                m.d.comb += [utx.i.valid.eq(1), tx_active.eq(1), tx_byte.eq(tx_crc[:8])]
+                with m.If(sent):
+                    with m.If(tx_type == proto.RESULT):
+                        m.d.comb += [result_done.eq(1), tags.r_en.eq(1)]
+                    m.next = "IDLE"
+
+        # ---- Frame receiver -----------------------------------------------------------------
+        rx_type = Signal(8)
+        rx_tag = Signal(8)
+        rx_len = Signal(16)
+        rx_count = Signal(16)
+        rx_crc = Signal(16)
+        rx_crc_hi = Signal(8)
+        drop = Signal()
+        idle = Signal(range(self._timeout + 1))
+        element = Signal(8 * in_bytes)
+        elem_byte = Signal(range(in_bytes))
+        lane = Signal(range(simd))
+        beat = Signal(range(in_beats))
+        full_element = Cat(element[8:], byte) if in_bytes > 1 else byte
+
+        def reply(type_, code=0):
+            # A control reply that finds the queue full is dropped; the host times out.
+            m.d.comb += [ctl.w_en.eq(1), ctl.w_data.eq(Cat(Const(code, 8), rx_tag, type_))]
+
+        def nak(code):
+            reply(Const(proto.NAK, 8), proto.ERRORS[code])
+
+        expected = Signal(16)
+        with m.Switch(rx_type):
+            for type_ in proto.REQUEST_TYPES:
+                with m.Case(type_):
+                    m.d.comb += expected.eq(p.payload_length(type_))
+
+        for k in range(simd):
+            m.d.comb += wr.data[k].eq(full_element[:in_width])
+        m.d.comb += wr.addr.eq(beat)
+
+        hunting = Signal()
+        abort = Signal()
+        with m.FSM(name="rx_fsm") as rx_fsm:
+            with m.State("HUNT"):
+                with m.If(got):
+                    with m.If(byte == proto.SYNC):
+                        m.d.sync += [rx_crc.eq(proto.CRC_INIT), rx_tag.eq(0)]
+                        m.next = "TYPE"
+                    with m.Else():
+                        m.d.comb += events["garbage_bytes"].eq(1)
+            with m.State("TYPE"):
+                with m.If(got):
+                    m.d.sync += [rx_type.eq(byte), rx_crc.eq(crc16_next(rx_crc, byte))]
+                    with m.If(byte == proto.SYNC):
+                        m.d.comb += events["garbage_bytes"].eq(1)  # the earlier SYNC was stray
+                        m.d.sync += rx_crc.eq(proto.CRC_INIT)
+                    with m.Elif(Cat(byte == t for t in proto.REQUEST_TYPES).any()):
+                        m.next = "TAG"
+                    with m.Else():
+                        m.d.comb += events["header_errors"].eq(1)
+                        m.next = "HUNT"
+                with m.If(abort):
+                    m.next = "HUNT"
+            with m.State("TAG"):
+                with m.If(got):
+                    m.d.sync += [rx_tag.eq(byte), rx_crc.eq(crc16_next(rx_crc, byte))]
+                    m.next = "LEN_LO"
+                with m.If(abort):
+                    m.next = "HUNT"
+            with m.State("LEN_LO"):
+                with m.If(got):
+                    m.d.sync += [rx_len[:8].eq(byte), rx_crc.eq(crc16_next(rx_crc, byte))]
+                    m.next = "LEN_HI"
+                with m.If(abort):
+                    m.next = "HUNT"
+            with m.State("LEN_HI"):
+                with m.If(got):
+                    m.d.sync += [rx_crc.eq(crc16_next(rx_crc, byte)), rx_count.eq(0),
+                                 elem_byte.eq(0), lane.eq(0), beat.eq(0),
+                                 drop.eq(feeding | ~tags.w_rdy)]
+                    with m.If(Cat(rx_len[:8], byte) != expected):
+                        m.d.comb += events["header_errors"].eq(1)
+                        nak("header")
+                        m.next = "HUNT"
+                    with m.Elif(expected == 0):
+                        m.next = "CRC_HI"
+                    with m.Else():
+                        m.next = "PAYLOAD"
+                with m.If(abort):
+                    m.next = "HUNT"
+            with m.State("PAYLOAD"):
+                with m.If(got):
+                    m.d.sync += [rx_crc.eq(crc16_next(rx_crc, byte)), rx_count.eq(rx_count + 1)]
+                    with m.If(elem_byte == in_bytes - 1):
+                        m.d.sync += elem_byte.eq(0)
+                        m.d.comb += wr.en.eq(Mux(drop, 0, Const(1, simd) << lane))
+                        with m.If(lane == simd - 1):
+                            m.d.sync += [lane.eq(0), beat.eq(beat + 1)]
+                        with m.Else():
+                            m.d.sync += lane.eq(lane + 1)
+                    with m.Else():
+                        m.d.sync += [elem_byte.eq(elem_byte + 1), element.eq(full_element)]
+                    with m.If(rx_count == rx_len - 1):
+                        m.next = "CRC_HI"
+                with m.If(abort):
+                    m.next = "HUNT"
+            with m.State("CRC_HI"):
+                with m.If(got):
+                    m.d.sync += rx_crc_hi.eq(byte)
+                    m.next = "CRC_LO"
+                with m.If(abort):
+                    m.next = "HUNT"
+            with m.State("CRC_LO"):
+                with m.If(got):
+                    m.next = "HUNT"
+                    with m.If(Cat(byte, rx_crc_hi) != rx_crc):
+                        m.d.comb += events["crc_errors"].eq(1)
+                        nak("crc")
+                    with m.Elif(rx_type == proto.INFER):
+                        with m.If(drop):
+                            m.d.comb += events["overruns"].eq(1)
+                            nak("overrun")
+                        with m.Else():
+                            m.d.comb += [events["frames_ok"].eq(1), tags.w_en.eq(1)]
+                            m.d.sync += feeding.eq(1)
+                    with m.Else():
+                        m.d.comb += events["frames_ok"].eq(1)
+                        reply(rx_type | 0x80)
+                with m.If(abort):
+                    m.next = "HUNT"
+        # Abandon a partial frame on a framing error or when the line goes idle.
+        timed_out = (idle == self._timeout) & ~got
+        m.d.comb += [hunting.eq(rx_fsm.ongoing("HUNT")),
+                     abort.eq(~hunting & (urx.error | timed_out))]
+        with m.If(~hunting):
+            with m.If(urx.error):
+                nak("framing")
+            with m.Elif(timed_out):
+                m.d.comb += events["timeouts"].eq(1)
+                nak("timeout")
+        m.d.comb += [events["framing_errors"].eq(urx.error), tags.w_data.eq(rx_tag)]
+        with m.If(hunting | got):
+            m.d.sync += idle.eq(0)
+        with m.Elif(idle != self._timeout):
+            m.d.sync += idle.eq(idle + 1)
+
+        # ---- Status outputs -----------------------------------------------------------------
+        beat_timer = Signal(range(self._heartbeat))
+        with m.If(beat_timer == self._heartbeat - 1):
+            m.d.sync += [beat_timer.eq(0), self.heartbeat.eq(~self.heartbeat)]
+        with m.Else():
+            m.d.sync += beat_timer.eq(beat_timer + 1)
+
+        busy_now = feeding | tags.r_rdy | tx_active
+        for output, event in ((self.busy, busy_now), (self.error, any_error),
+                              (self.activity, events["frames_ok"])):
+            timer = Signal(range(self._stretch + 1), name=f"{output.name}_timer")
+            with m.If(event):
+                m.d.sync += timer.eq(self._stretch)
+            with m.Elif(timer != 0):
+                m.d.sync += timer.eq(timer - 1)
+            m.d.comb += output.eq(event | (timer != 0))
+        return m
+
+
+class BoardTop(Elaboratable):
+    """A :class:`Harness` on an amaranth-boards platform.
+
+    Parameters
+    ----------
+    harness : Harness
+    leds : sequence of (int, tuple of str)
+        For each board LED used: the ``led`` resource number and the :data:`STATUS_SIGNALS`
+        (or ``"class0"``, ``"class1"``, ... for a bit of the last class) that light it (OR).
+
+    Raises
+    ------
+    ValueError
+        For an unknown status signal name.
+    """
+
+    def __init__(self, harness, leds=()):
+        leds = tuple((int(index), tuple(names)) for index, names in leds)
+        for index, names in leds:
+            for name in names:
+                if name not in STATUS_SIGNALS and not (
+                        name.startswith("class") and name[5:].isdigit()):
+                    raise ValueError(f"LED {index}: unknown status signal {name!r}; expected "
+                                     f"one of {', '.join(STATUS_SIGNALS)} or classN")
+        self._harness = harness
+        self._leds = leds
+
+    @property
+    def harness(self):
+        return self._harness
+
+    def elaborate(self, platform):
+        m = Module()
+        harness = self._harness
+        m.submodules.harness = harness
+
+        uart = platform.request("uart", 0, dir="-")
+        m.submodules.uart_rx_buffer = rx_buffer = io.Buffer("i", uart.rx)
+        m.submodules.uart_tx_buffer = tx_buffer = io.Buffer("o", uart.tx)
+        m.d.comb += [harness.rx.eq(rx_buffer.i), tx_buffer.o.eq(harness.tx)]
+
+        for index, names in self._leds:
+            led = platform.request("led", index, dir="-")
+            buffer = io.Buffer("o", led)
+            m.submodules[f"led{index}_buffer"] = buffer
+            bits = [harness.last_class[int(name[5:])] if name.startswith("class")
+                    else getattr(harness, name) for name in names]
+            m.d.comb += buffer.o.eq(Cat(bits).any())
+        return m

@@ -1,0 +1,24 @@
+"""1BitSquared iCEBreaker: Lattice iCE40UP5K, 12 MHz clock, USB-UART on FT2232H.
+
+The iCE40UP5K has 5280 logic cells and 8 SB_MAC16 DSPs, so the network is folded much further
+than on the bigger boards: a target II of 512 cycles, which for the default digits model
+(64 -> 32 -> 16 -> 10) is ``((2, 2), (1, 1), (1, 1))``: 6 multipliers, all in DSPs
+(yosys ``synth_ice40 -dsp``). At 12 MHz that is still 23 k inferences/s, far above what the
+115200 baud UART carries.
+
+LEDs: the red LED shows errors, the green LED the heartbeat and activity.
+"""
+
+from amaranth_boards.icebreaker import ICEBreakerPlatform
+
+from .board import Board
+
+__all__ = ["ICEBREAKER"]
+
+# iCE40UP5K: 5280 LC (LUT4 + FF), 8 SB_MAC16, 30 SB_RAM40_4K (and 4 SPRAM, unused).
+ICEBREAKER = Board(
+    name="icebreaker", platform=ICEBreakerPlatform,
+    description="1BitSquared iCEBreaker (iCE40UP5K, 12 MHz)", family="ice40",
+    resources={"LUT": 5280, "FF": 5280, "DSP": 8, "BRAM": 30}, bram_unit="SB_RAM40_4K",
+    leds=((0, ("error",)), (1, ("heartbeat", "activity"))),
+    target_ii=512, toolchain_options={"synth_opts": "-dsp"})

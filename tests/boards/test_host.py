@@ -1,0 +1,88 @@
+"""The host client CLI over the simulated board, and its error handling."""
+
+import numpy as np
+import pytest
+
+from amaranth_nn import Activation, Layer, NetworkSpec, QFormat
+from amaranth_nn.host import BoardClient, BoardError, format_summary, main
+from amaranth_nn.link import SimulatedLink
+
+
+def _spec(seed=2):
+    rng = np.random.default_rng(seed)
+    layer = Layer("fc", rng.integers(-20, 20, (3, 5)), rng.integers(-200, 200, 3),
+                  QFormat(6, 5), QFormat(24, 9), QFormat(8, 3), Activation.identity())
+    return NetworkSpec(QFormat(8, 4), [layer], name="small")
+
+
+def test_cli_sim_default_model(capsys):
+    """``python -m amaranth_nn.host --port sim``: the default model and its test set."""
+    assert main(["--port", "sim", "--count", "2", "--divisor", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "exact vs golden    2/2" in out
+    assert "argmax vs golden   2/2" in out
+    assert "accuracy (labels)" in out
+    assert "board counters     frames_ok 4, crc_errors 0" in out  # INFO, 2 samples, STATUS
+
+
+def test_cli_sim_model_and_inputs(tmp_path, capsys):
+    spec = _spec()
+    spec.save(tmp_path / "small.json")
+    x = np.array([[1, 2, 3, 4, 5], [-128, 127, 0, -1, 1], [7, -7, 7, -7, 7]])
+    np.savez(tmp_path / "x.npz", x=x, y=np.array([0, 1, 2]))
+    argv = ["--port", "sim", "--model", str(tmp_path / "small.json"), "--inputs",
+            str(tmp_path / "x.npz"), "--pe", "3", "--simd", "5", "--divisor", "4"]
+    assert main(argv) == 0
+    assert "exact vs golden    3/3" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--count", "0"], "--count must be a positive integer, not 0"),
+    (["--model", "MODEL"],
+     "--inputs is required with --model (the test set belongs to the default model)"),
+    (["--pe", "1"], "--pe and --simd go together: give one value per layer for each"),
+])
+def test_cli_errors(argv, message, tmp_path, capsys):
+    _spec().save(tmp_path / "m.json")
+    argv = [str(tmp_path / "m.json") if a == "MODEL" else a for a in argv]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--port", "sim"] + argv)
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err == f"error: {message}\n"
+
+
+def test_wrong_model_is_detected():
+    board_spec, host_spec = _spec(2), _spec(3)
+    link = SimulatedLink(board_spec, divisor=4)
+    with pytest.raises(BoardError, match=r"^The board runs a different model: fingerprint 0x"):
+        BoardClient(link, host_spec).check_model()
+
+
+def test_silent_board_times_out():
+    """A link on which nothing answers: bounded retries, then a clear error."""
+
+    class DeadLink:
+        time = 0.0
+        byte_time = 1e-4
+
+        def write(self, data):
+            pass
+
+        def read(self, size, timeout):
+            self.time += timeout
+            return b""
+
+        def reply_timeout(self, request_size, reply_size):
+            return 0.01
+
+    client = BoardClient(DeadLink(), _spec(), retries=2)
+    with pytest.raises(BoardError, match=r"^No reply from the board after 3 attempts \(NAKs "
+                                         r"none, 3 timeouts\)"):
+        client.info()
+
+
+def test_format_summary():
+    text = format_summary({"samples": 2, "exact": 1, "argmax_ok": 2, "mismatches": [1],
+                           "seconds": 2.0, "retried": 0, "timeouts": 0, "naks": {}},
+                          {"frames_ok": 3})
+    assert "exact vs golden    1/2" in text and "MISMATCHES at      [1]" in text
