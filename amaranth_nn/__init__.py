@@ -12,3 +12,10 @@ __all__ = [
     "Activation", "QFormat", "quantize", "requantize", "signed_width",
     "Layer", "NetworkSpec", "SpecError", "golden",
 ]
+
+from .dense import DenseLayer, WidthConverter  # noqa: E402
+from .folding import DEFAULT_TARGET_II, choose_folding, default_folding  # noqa: E402
+from .network import Network  # noqa: E402
+
+__all__ += ["DenseLayer", "WidthConverter", "Network", "choose_folding", "default_folding",
+            "DEFAULT_TARGET_II"]

@@ -20,6 +20,7 @@ import contextlib
 import json
 import os
 import shutil
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -110,11 +111,28 @@ def make_top(board, spec, *, folding=None, target_ii=None, baud=None):
 
     The UART divisor is the board clock over the baud rate, the partial-frame timeout is 100 ms,
     the heartbeat blinks at 1 Hz and the status LEDs stay on for 50 ms after an event.
-    Without ``folding`` or ``target_ii``, the board's default target II (if any) is used.
+
+    Parameters
+    ----------
+    board : boards.Board
+    spec : NetworkSpec
+    folding : sequence of (int, int), optional
+        ``(pe, simd)`` per layer.
+    target_ii : int, optional
+        Target initiation interval. Without ``folding`` or ``target_ii``, the board's default
+        target II (if any) is used.
+    baud : int, optional
+        UART baud rate (default: the board's, 115200).
 
     Returns
     -------
     boards.harness.BoardTop
+
+    Raises
+    ------
+    ValueError
+        For a baud rate that is not a positive integer or is too fast for the board clock, and
+        from the network for a bad folding.
     """
     from boards.harness import BoardTop, Harness
 
@@ -122,7 +140,7 @@ def make_top(board, spec, *, folding=None, target_ii=None, baud=None):
         target_ii = board.target_ii
     clk = board.clk_freq
     baud = board.baud if baud is None else baud
-    if not isinstance(baud, int) or baud < 1:
+    if not isinstance(baud, int) or isinstance(baud, bool) or baud < 1:
         raise ValueError(f"Baud rate must be a positive integer, not {baud!r}")
     divisor = round(clk / baud)
     if divisor < 4:
@@ -193,21 +211,33 @@ def build(board_name, spec=None, *, folding=None, target_ii=None, out=None, tool
     say : callable
         Where progress lines go.
 
+    Returns
+    -------
+    dict
+        The report; see :func:`format_report`.
+
     Raises
     ------
     ValueError
-        Unknown board, bad folding or baud rate.
+        Unknown board or toolchain, bad folding or baud rate.
     FileNotFoundError
         A required tool is missing.
+    amaranth_nn.synth.ToolError
+        A tool of the flow failed (its output is above, its files are in ``out``).
     """
     from boards import get_board
 
     from .models import default_spec
 
     board = get_board(board_name)
+    if toolchain is not None and toolchain not in board.toolchains:
+        raise ValueError(f"Unknown toolchain {toolchain!r} for {board.name}; supported: "
+                         f"{', '.join(board.toolchains)}")
     started = time.monotonic()
     spec = default_spec() if spec is None else spec
     out = Path(out if out is not None else Path("build") / board.name)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"Build directory '{out}' is a file")
     top = make_top(board, spec, folding=folding, target_ii=target_ii, baud=baud)
     harness = top.harness
     network = harness.network
@@ -220,6 +250,7 @@ def build(board_name, spec=None, *, folding=None, target_ii=None, out=None, tool
         result = _build_xc7(board, platform, top, out, program, say)
     else:
         result = _build_open(board, platform, top, out, program, say)
+    result["files"] = [name for name in result["files"] if (out / name).exists()]
 
     report = _report(board, spec, harness, result, out, time.monotonic() - started)
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
@@ -232,12 +263,14 @@ def _build_xc7(board, platform, top, out, program, say):
     plan = platform.build(top, name="top", build_dir=str(out), do_build=False,
                           **board.toolchain_options)
     plan.extract(str(out))
+    # Vivado's tree; Xray writes top.v, top.xdc and build_top.sh (absent files are dropped).
     files = ["top.v", "top.xdc", "top.tcl", "build_top.sh"]
     result = {"files": files, "fmax_mhz": None, "flow": None}
     tools = ", ".join(platform.required_tools)
     if platform.has_required_tools():
         say(f"Running {platform.toolchain} ...")
-        products = plan.execute_local(str(out))
+        with _flow_errors(platform.toolchain, out):
+            products = plan.execute_local(str(out))
         result["flow"] = platform.toolchain
         result["files"].append("top.bit")
         if program:
@@ -266,7 +299,8 @@ def _build_open(board, platform, top, out, program, say):
     options["nextpnr_opts"] = " ".join(filter(None, [options.get("nextpnr_opts"),
                                                      synth.nextpnr_report_opts("top")]))
     say(f"Running yosys, nextpnr-{board.family} and the packer (yowasp) ...")
-    with _environment(env):
+    with _environment(env), _flow_errors(f"The yowasp flow (yosys, nextpnr-{board.family})",
+                                         out):
         platform.build(top, name="top", build_dir=str(out), do_program=program, **options)
     bitstream = "top.bit" if board.family == "ecp5" else "top.bin"
     if not (out / bitstream).is_file():
@@ -278,6 +312,18 @@ def _build_open(board, platform, top, out, program, say):
             "utilization": {"LUT": pnr.lut, "FF": None if board.family == "ice40" else pnr.ff,
                             "DSP": pnr.dsp, "BRAM": pnr.bram},
             "flow": f"yosys + nextpnr-{board.family} (yowasp)"}
+
+
+@contextlib.contextmanager
+def _flow_errors(what, out):
+    """Turn a failed build script into a one-line :class:`amaranth_nn.synth.ToolError`."""
+    from .synth import ToolError
+
+    try:
+        yield
+    except subprocess.CalledProcessError as error:
+        raise ToolError(f"{what} failed with exit status {error.returncode}; its output is "
+                        f"above, and the build files are in {out}/") from None
 
 
 def _report(board, spec, harness, result, out, seconds):
@@ -362,8 +408,9 @@ def main(argv=None):
                         help="network spec JSON (default: the embedded digits model)")
     add_folding_arguments(parser)
     parser.add_argument("--out", metavar="DIR", help="build directory (default build/<board>)")
-    parser.add_argument("--toolchain", help="amaranth toolchain name (default: the platform's: "
-                                            "Vivado, Trellis or IceStorm)")
+    parser.add_argument("--toolchain",
+                        help="amaranth toolchain: Vivado (default) or Xray for the Arty boards; "
+                             "ulx3s runs Trellis and icebreaker IceStorm (the yowasp flows)")
     parser.add_argument("--baud", type=int, help="UART baud rate (default 115200)")
     parser.add_argument("--program", action="store_true", help="program the board afterwards")
     args = parser.parse_args(argv)
@@ -381,7 +428,7 @@ def main(argv=None):
         folding, target_ii = folding_from_args(args, spec)
         report = build(args.board, spec, folding=folding, target_ii=target_ii, out=args.out,
                        toolchain=args.toolchain, program=args.program, baud=args.baud)
-    except (ValueError, TypeError, SpecError, FileNotFoundError) as error:
+    except (ValueError, TypeError, SpecError, OSError) as error:
         parser.exit(2, f"error: {error}\n")
     except (ToolNotFound, synth.ToolError) as error:
         parser.exit(1, f"error: {error}\n")

@@ -18,7 +18,7 @@ import time
 import numpy as np
 
 from . import golden
-from .spec import SpecError, as_input_array
+from .spec import NetworkSpec, as_input_array
 
 __all__ = ["BoardClient", "BoardError", "check_samples", "main"]
 
@@ -50,11 +50,20 @@ class BoardClient:
         Requests that got no reply in time.
     retried : int
         Requests sent again.
+    stale : int
+        Replies skipped because their tag or type was not the awaited one.
+
+    Raises
+    ------
+    ValueError
+        If ``retries`` is negative.
     """
 
     def __init__(self, link, spec, *, retries=3):
         from boards import protocol
 
+        if not isinstance(retries, int) or retries < 0:
+            raise ValueError(f"Retries must be a non-negative integer, not {retries!r}")
         self._p = protocol
         self.link = link
         self.spec = spec
@@ -76,9 +85,9 @@ class BoardClient:
         link = self.link
         waited = 0.0
         while True:
-            start = _link_time(link)
+            start = link.time
             data = link.read(self.decoder.needed(), timeout - waited)
-            waited += _link_time(link) - start
+            waited += link.time - start
             if not data:  # an empty read waited for the whole remaining time
                 self.timeouts += 1
                 return None
@@ -161,11 +170,6 @@ class BoardClient:
         return info
 
 
-def _link_time(link):
-    """The link's notion of time: simulated time for a SimulatedLink, wall time otherwise."""
-    return link.time if hasattr(link, "time") else time.monotonic()
-
-
 def check_samples(client, x, labels=None, *, progress=True):
     """Send every row of ``x`` and compare each answer with the golden model.
 
@@ -184,10 +188,20 @@ def check_samples(client, x, labels=None, *, progress=True):
         ``samples``, ``exact`` (output vectors equal to golden), ``argmax_ok`` (argmax equal to
         golden's), ``mismatches`` (indices), ``accuracy`` (if labels), ``seconds``,
         ``retried``, ``timeouts``, ``naks``.
+
+    Raises
+    ------
+    ValueError
+        If ``x`` does not hold integer input vectors of the spec, or ``labels`` is not one
+        integer per sample.
+    BoardError
+        If the board stops answering.
     """
     from tqdm import tqdm
 
     x, _ = as_input_array(client.spec, x)
+    if labels is not None:
+        labels = _check_labels(labels, len(x))
     expected = golden.run(client.spec, x)
     exact = argmax_ok = correct = 0
     mismatches = []
@@ -209,7 +223,15 @@ def check_samples(client, x, labels=None, *, progress=True):
     return summary
 
 
-def _load_inputs(path, spec):
+def _check_labels(labels, samples, where="Labels"):
+    labels = np.asarray(labels)
+    if labels.shape != (samples,) or not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"{where} must be {samples} integers, one per sample, not an array of "
+                         f"shape {labels.shape} and type {labels.dtype}")
+    return labels
+
+
+def _load_inputs(path):
     """Inputs (and labels if the file has them) from .npy (x) or .npz (x, optional y)."""
     try:
         loaded = np.load(path)
@@ -241,7 +263,9 @@ def main(argv=None):
                              "the default model's test set")
     parser.add_argument("--count", type=int, help="send only the first COUNT samples "
                         "(default: all; 10 with --port sim)")
-    parser.add_argument("--retries", type=int, default=3, help="retries per request")
+    parser.add_argument("--retries", type=int, default=3,
+                        help="resend a request this many times after a NAK or a timeout "
+                             "(default 3)")
     sim = parser.add_argument_group("simulation (--port sim)")
     add_folding_arguments(sim)
     sim.add_argument("--divisor", type=int, default=8,
@@ -250,15 +274,22 @@ def main(argv=None):
 
     from .models import default_spec, default_test_set
     try:
-        spec = default_spec() if args.model is None else _load_spec(args.model)
+        for option, value, least in (("--baud", args.baud, 1), ("--retries", args.retries, 0)):
+            if value < least:
+                raise ValueError(f"{option} must be {'a positive' if least else 'a non-negative'}"
+                                 f" integer, not {value}")
+        spec = default_spec() if args.model is None else NetworkSpec.load(args.model)
         if args.inputs is not None:
-            x, labels = _load_inputs(args.inputs, spec)
+            x, labels = _load_inputs(args.inputs)
         elif args.model is None:
             x, labels = default_test_set()
         else:
             raise ValueError("--inputs is required with --model (the test set belongs to the "
                              "default model)")
         x, _ = as_input_array(spec, x)
+        if labels is not None:
+            labels = _check_labels(labels, len(x), f"Labels 'y' in '{args.inputs}'"
+                                   if args.inputs else "Labels of the default test set")
         count = args.count if args.count is not None else (10 if args.port == "sim" else None)
         if count is not None:
             if count < 1:
@@ -266,16 +297,18 @@ def main(argv=None):
             x = x[:count]
             labels = None if labels is None else labels[:count]
         folding, target_ii = folding_from_args(args, spec)
-    except (ValueError, FileNotFoundError) as error:
+        if args.port == "sim":
+            from .link import SimulatedLink
+            print(f"Building the full-system simulation ({spec!r}, {args.divisor} clocks per "
+                  f"bit)")
+            link = SimulatedLink(spec, folding=folding, target_ii=target_ii,
+                                 divisor=args.divisor)
+        else:
+            from .link import SerialLink
+            link = SerialLink(args.port, args.baud)
+    except (ValueError, TypeError, OSError) as error:
         parser.exit(2, f"error: {error}\n")
 
-    if args.port == "sim":
-        from .link import SimulatedLink
-        print(f"Building the full-system simulation ({spec!r}, {args.divisor} clocks per bit)")
-        link = SimulatedLink(spec, folding=folding, target_ii=target_ii, divisor=args.divisor)
-    else:
-        from .link import SerialLink
-        link = SerialLink(args.port, args.baud)
     with link:
         client = BoardClient(link, spec, retries=args.retries)
         try:
@@ -286,7 +319,7 @@ def main(argv=None):
                   f"{info['fingerprint']:#010x}")
             summary = check_samples(client, x, labels)
             counters = client.status()
-        except BoardError as error:
+        except (BoardError, OSError) as error:
             parser.exit(1, f"error: {error}\n")
     print(format_summary(summary, counters))
     return 0 if summary["exact"] == summary["samples"] else 1
@@ -308,14 +341,6 @@ def format_summary(summary, counters=None):
     if counters is not None:
         lines.append("board counters     " + ", ".join(f"{k} {v}" for k, v in counters.items()))
     return "\n".join(lines)
-
-
-def _load_spec(path):
-    from .spec import NetworkSpec
-    try:
-        return NetworkSpec.load(path)
-    except SpecError as error:
-        raise ValueError(str(error)) from None
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ simulation of the board harness (:class:`boards.harness.Harness` around the netw
 go into the simulated UART RX pin bit by bit and come back from the TX pin.
 """
 
+import time
 from collections import deque
 
 __all__ = ["ByteLink", "SerialLink", "SimulatedLink", "uart_send_bits", "uart_receive_byte"]
@@ -18,9 +19,16 @@ class ByteLink:
     -------
     byte_time : float
         Seconds per byte on the wire (10 bit times for 8N1).
+    time : float
+        The link's clock in seconds, which :meth:`read` timeouts are measured in: wall time
+        (:func:`time.monotonic`), or simulated time for a :class:`SimulatedLink`.
     """
 
     byte_time = 0.0
+
+    @property
+    def time(self):
+        return time.monotonic()
 
     def write(self, data):
         """Send ``data`` (bytes)."""
@@ -61,8 +69,8 @@ class SerialLink(ByteLink):
     ------
     ImportError
         If pyserial is not installed.
-    serial.SerialException
-        If the port cannot be opened.
+    OSError
+        If the port cannot be opened (``serial.SerialException``, an ``OSError``).
     """
 
     def __init__(self, port, baud=115200):

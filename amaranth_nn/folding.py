@@ -1,0 +1,118 @@
+"""Folding: how many multipliers each layer gets, as ``(pe, simd)`` per layer.
+
+A dense layer with ``N`` inputs and ``M`` outputs folded to ``(pe, simd)`` has
+``pe * simd`` multipliers and takes ``ii = ceil(M/pe) * ceil(N/simd)`` cycles per vector. A
+network's II is the largest layer II, so a target II is met by folding every layer on its own.
+
+:func:`choose_folding` picks, layer by layer, the cheapest ``(pe, simd)`` whose II is at most
+the target. The cost is the number of multipliers, ``pe * simd``, plus one when ``simd``
+differs from the previous layer's ``pe`` (a width converter between the two layers costs
+about as much logic as a multiplier, and is slower). Among equally cheap choices it prefers,
+in order: no width converter, ``pe`` dividing ``M`` and ``simd`` dividing ``N`` (no zero
+padding), the lower II, the squarer ``(pe, simd)``, then the smaller ``pe``.
+
+The default folding (:func:`default_folding`) is ``choose_folding(spec, DEFAULT_TARGET_II)``,
+a target of 64 cycles per vector. For the embedded digits model (64 -> 32 -> 16 -> 10) it is
+``((4, 8), (2, 4), (2, 2))``: II 64, 44 multipliers and no width converter, which fits the 90
+DSP48E1 of an Arty A7-35T with room to spare, and the 156 multipliers of an ECP5-85F. A small
+FPGA such as the iCE40UP5K (8 DSPs) needs a larger target II.
+"""
+
+from .dense import ceil_div
+from .spec import NetworkSpec
+
+__all__ = ["DEFAULT_TARGET_II", "choose_folding", "default_folding", "layer_ii",
+           "check_folding"]
+
+#: Target II (cycles per vector) of the default folding.
+DEFAULT_TARGET_II = 64
+
+
+def layer_ii(in_features, out_features, pe, simd):
+    """Cycles per vector of a layer folded to ``(pe, simd)``: ``ceil(M/pe) * ceil(N/simd)``."""
+    return ceil_div(out_features, pe) * ceil_div(in_features, simd)
+
+
+def _check_spec(spec):
+    if not isinstance(spec, NetworkSpec):
+        raise TypeError(f"Spec must be a NetworkSpec, not {spec!r}")
+
+
+def choose_folding(spec, target_ii):
+    """Cheapest folding whose II is at most ``target_ii`` (see the module documentation).
+
+    Parameters
+    ----------
+    spec : NetworkSpec
+        The network.
+    target_ii : int
+        Largest acceptable cycles per vector, at least 1 (II 1 is always reachable, with
+        ``pe = M`` and ``simd = N``).
+
+    Returns
+    -------
+    tuple of (int, int)
+        ``(pe, simd)`` per layer.
+
+    Raises
+    ------
+    TypeError
+        If ``spec`` is not a NetworkSpec or ``target_ii`` is not a positive integer.
+    """
+    _check_spec(spec)
+    if not isinstance(target_ii, int) or isinstance(target_ii, bool) or target_ii < 1:
+        raise TypeError(f"Target II must be a positive integer, not {target_ii!r}")
+    folding, previous_pe = [], None
+    for layer in spec.layers:
+        n, m = layer.in_features, layer.out_features
+        best = None
+        for pe in range(1, m + 1):
+            max_beats = target_ii // ceil_div(m, pe)
+            if max_beats < 1:
+                continue
+            simd = ceil_div(n, min(max_beats, n))
+            ii = layer_ii(n, m, pe, simd)
+            converter = previous_pe is not None and simd != previous_pe
+            key = (pe * simd + converter, converter, (m % pe != 0) + (n % simd != 0), ii,
+                   abs(pe - simd), pe)
+            if best is None or key < best[0]:
+                best = key, (pe, simd)
+        folding.append(best[1])
+        previous_pe = best[1][0]
+    return tuple(folding)
+
+
+def default_folding(spec):
+    """The documented default: ``choose_folding(spec, DEFAULT_TARGET_II)``."""
+    return choose_folding(spec, DEFAULT_TARGET_II)
+
+
+def check_folding(spec, folding):
+    """Validate a user's folding; returns it as a tuple of ``(pe, simd)`` int pairs.
+
+    Raises
+    ------
+    TypeError
+        If ``folding`` is not a sequence of pairs.
+    ValueError
+        If it has the wrong number of layers. The ranges of ``pe`` and ``simd`` are checked by
+        :class:`~amaranth_nn.dense.DenseLayer`.
+    """
+    _check_spec(spec)
+    try:
+        pairs = list(folding)
+    except TypeError:
+        raise TypeError(f"Folding must be a sequence of (pe, simd) pairs, not {folding!r}") \
+            from None
+    if len(pairs) != len(spec.layers):
+        raise ValueError(f"Folding must have one (pe, simd) pair per layer ({len(spec.layers)}), "
+                         f"not {len(pairs)}")
+    result = []
+    for index, pair in enumerate(pairs):
+        try:
+            pe, simd = pair
+        except (TypeError, ValueError):
+            raise TypeError(f"Folding of layer {index} must be a (pe, simd) pair, not "
+                            f"{pair!r}") from None
+        result.append((pe, simd))
+    return tuple(result)

@@ -1,0 +1,436 @@
+"""Run integer inputs through the Amaranth simulator and compare with the golden model.
+
+Python::
+
+    from amaranth_nn.simulate import simulate
+    result = simulate(spec, x)            # x: (batch, input_size) integers of the input format
+    assert not result.mismatches
+    print(result.latency, result.ii)
+
+Command line::
+
+    python -m amaranth_nn.simulate --model SPEC --inputs X.npy [--out Y.npy] [--vcd F]
+
+Without ``--model`` it runs the embedded default model on its test images.
+
+:func:`run_streams` is the one stream driver: it feeds packed input beats to any component with
+``i``/``o`` streams, optionally with random (seeded) valid and ready stalls, and collects the
+output beats with the cycle of every transfer. The tests drive the dense layers, the width
+converters and the networks through it.
+"""
+
+import argparse
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+from amaranth import Elaboratable, Module, Signal
+from amaranth.sim import Simulator
+
+from . import golden
+from .network import Network
+from .spec import NetworkSpec, SpecError, as_input_array
+
+__all__ = ["StreamRun", "SimulationResult", "pack_beats", "unpack_beats", "run_streams",
+           "simulate", "main"]
+
+#: Clock period of the simulation, in seconds (the value only matters for VCD time stamps).
+CLOCK_PERIOD = 1e-8
+
+
+def pack_beats(x, lanes, width):
+    """Pack vectors of integers into stream beats.
+
+    Parameters
+    ----------
+    x : array_like of int, shape (batch, length)
+    lanes, width : int
+        Lanes per beat and bits per lane.
+
+    Returns
+    -------
+    list of int
+        ``batch * ceil(length/lanes)`` beats, vector by vector; lane ``k`` of beat ``b`` holds
+        element ``b*lanes + k`` in two's complement at bits ``[k*width, (k+1)*width)``; lanes
+        past the end are zero.
+    """
+    x = np.asarray(x)
+    batch, length = x.shape
+    beats = -(-length // lanes)
+    padded = np.zeros((batch, beats * lanes), dtype=object)
+    padded[:, :length] = x.astype(object)
+    mask = (1 << width) - 1
+    words = []
+    for row in padded.reshape(batch * beats, lanes).tolist():
+        word = 0
+        for k, value in enumerate(row):
+            word |= (int(value) & mask) << (k * width)
+        words.append(word)
+    return words
+
+
+def unpack_beats(words, lanes, width, length):
+    """Inverse of :func:`pack_beats`: beats to an int64 array of shape (batch, length).
+
+    Lanes past ``length`` on each vector's last beat are returned separately.
+
+    Returns
+    -------
+    values : numpy.ndarray of int64, shape (batch, length)
+    padding : numpy.ndarray of int64, shape (batch, beats*lanes - length)
+        The lanes past the end (zero for a network's output).
+    """
+    beats = -(-length // lanes)
+    mask, sign = (1 << width) - 1, 1 << (width - 1)
+    flat = [((word >> (k * width)) & mask) for word in words for k in range(lanes)]
+    flat = np.array([v - (v & sign) * 2 for v in flat], dtype=np.int64)
+    flat = flat.reshape(-1, beats * lanes)
+    return flat[:, :length], flat[:, length:]
+
+
+@dataclass
+class StreamRun:
+    """What :func:`run_streams` observed.
+
+    Members
+    -------
+    outputs : list of int
+        Output beats, packed.
+    in_cycles, out_cycles : list of int
+        Cycle of every input and output beat's transfer.
+    cycles : int
+        Cycles simulated.
+    seconds : float
+        Wall time of the simulation.
+    """
+
+    outputs: list
+    in_cycles: list
+    out_cycles: list
+    cycles: int
+    seconds: float
+
+
+class _Bench(Elaboratable):
+    """The device under test plus a free-running cycle counter for time stamps."""
+
+    def __init__(self, dut, counter_width=40):
+        self.dut = dut
+        self.cycle = Signal(counter_width)
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.dut = self.dut
+        m.d.sync += self.cycle.eq(self.cycle + 1)
+        return m
+
+
+def _stall_lengths(rng, count, probability, longest):
+    """For each of ``count`` beats, the idle cycles before it (0 unless a stall is drawn)."""
+    if not probability:
+        return [0] * count
+    return [rng.randint(1, longest) if rng.random() < probability else 0
+            for _ in range(count)]
+
+
+def run_streams(dut, in_words, out_count, *, stalls=(0.0, 0.0), longest_stall=4, seed=0,
+                vcd=None, progress=None, beats_per_vector=1, source=None, sink=None):
+    """Feed packed beats to ``dut.i`` and collect ``out_count`` beats from ``dut.o``.
+
+    An input testbench drives ``dut.i`` and an output testbench takes ``dut.o``; each waits in
+    the simulator (not in Python) while the other side is busy.
+
+    Parameters
+    ----------
+    dut : wiring.Component
+        A component with an ``i`` input stream and an ``o`` output stream.
+    in_words : sequence of int
+        Input beats, packed as :func:`pack_beats` does.
+    out_count : int
+        Output beats to collect.
+    stalls : (float, float)
+        Probability that the source drops ``valid``, and that the sink drops ``ready``, before
+        a beat (for 1 to ``longest_stall`` cycles). ``(0, 0)`` is the steady state: source
+        always valid, sink always ready.
+    seed : int
+        Seed of the stall pattern.
+    vcd : str or path, optional
+        Write a waveform file.
+    progress : tqdm, optional
+        Updated by one for every ``beats_per_vector`` output beats.
+    source, sink : stream interface, optional
+        The streams to drive and to take, when they are not ``dut.i`` and ``dut.o``.
+
+    Returns
+    -------
+    StreamRun
+    """
+    bench = _Bench(dut)
+    sim = Simulator(bench)
+    sim.add_clock(CLOCK_PERIOD)
+    rng = random.Random(seed)
+    in_gaps = _stall_lengths(rng, len(in_words), stalls[0], longest_stall)
+    out_gaps = _stall_lengths(rng, out_count, stalls[1], longest_stall)
+    in_cycles, out_cycles, outputs = [], [], []
+    source = dut.i if source is None else source
+    sink = dut.o if sink is None else sink
+    i_valid, i_payload, i_ready = source.valid, source.payload.as_value(), source.ready
+    o_valid, o_payload, o_ready = sink.valid, sink.payload.as_value(), sink.ready
+    cycle = bench.cycle
+
+    async def drive(ctx):
+        for word, gap in zip(in_words, in_gaps, strict=True):
+            if gap:
+                ctx.set(i_valid, 0)
+                await ctx.tick().repeat(gap)
+            ctx.set(i_payload, word)
+            ctx.set(i_valid, 1)
+            (when,) = await ctx.tick().sample(cycle).until(i_ready)
+            in_cycles.append(when)
+        ctx.set(i_valid, 0)
+
+    async def take(ctx):
+        ctx.set(o_ready, 1)
+        for n, gap in enumerate(out_gaps):
+            if gap:
+                ctx.set(o_ready, 0)
+                await ctx.tick().repeat(gap)
+                ctx.set(o_ready, 1)
+            when, word = await ctx.tick().sample(cycle, o_payload).until(o_valid)
+            out_cycles.append(when)
+            outputs.append(word)
+            if progress is not None and (n + 1) % beats_per_vector == 0:
+                progress.update(1)
+        ctx.set(o_ready, 0)
+        # A few more cycles, so that a spurious extra output beat would be seen.
+        for _ in range(8):
+            _, _, extra = await ctx.tick().sample(o_valid)
+            if extra:
+                raise AssertionError("The design produced more output beats than expected")
+
+    sim.add_testbench(drive)
+    sim.add_testbench(take)
+    start = time.perf_counter()
+    if vcd is not None:
+        with sim.write_vcd(str(vcd)):
+            sim.run()
+    else:
+        sim.run()
+    seconds = time.perf_counter() - start
+    cycles = (out_cycles[-1] + 1) if out_cycles else 0
+    return StreamRun(outputs, in_cycles, out_cycles, cycles, seconds)
+
+
+@dataclass
+class SimulationResult:
+    """The outcome of :func:`simulate`.
+
+    Members
+    -------
+    outputs : numpy.ndarray of int64, shape (batch, output_size)
+        What the hardware computed.
+    expected : numpy.ndarray of int64
+        What the golden model computes.
+    mismatches : list of (int, int, int, int)
+        ``(vector, element, hardware, golden)`` for every differing output; empty when exact.
+    latency : int
+        Measured cycles from the first vector's first input beat to its last output beat
+        (equals ``network.latency`` when the first vector entered without stalls).
+    ii : int or None
+        Measured cycles between the last two vectors' first output beats (the steady-state II
+        without stalls); ``None`` for a single vector.
+    cycles : int
+        Cycles simulated.
+    seconds : float
+        Wall time of the simulation.
+    network : Network
+        The simulated network.
+    out_cycles : numpy.ndarray of int64, shape (batch, out_beats)
+        Transfer cycle of every output beat.
+    in_cycles : numpy.ndarray of int64, shape (batch, in_beats)
+        Transfer cycle of every input beat.
+    """
+
+    outputs: np.ndarray
+    expected: np.ndarray
+    mismatches: list
+    latency: int
+    ii: int | None
+    cycles: int
+    seconds: float
+    network: Network = field(repr=False)
+    out_cycles: np.ndarray = field(repr=False)
+    in_cycles: np.ndarray = field(repr=False)
+
+    @property
+    def exact(self):
+        """Whether every output equals the golden model's."""
+        return not self.mismatches
+
+
+def simulate(spec, inputs, folding=None, *, target_ii=None, network=None, vcd=None,
+             progress=True, stalls=(0.0, 0.0), seed=0):
+    """Run integer inputs through the simulated network and compare with :func:`golden.run`.
+
+    Parameters
+    ----------
+    spec : NetworkSpec
+        The network.
+    inputs : array_like of int, shape (batch, input_size) or (input_size,)
+        Integers of ``spec.input_format``.
+    folding, target_ii
+        As for :class:`~amaranth_nn.network.Network` (default folding when both are None).
+    network : Network, optional
+        An already built network of ``spec`` (then ``folding`` and ``target_ii`` must be None).
+    vcd : str or path, optional
+        Write a waveform file.
+    progress : bool
+        Show a tqdm progress bar (for runs of more than a few vectors).
+    stalls : (float, float)
+        Probability of random source (valid) and sink (ready) stalls; see :func:`run_streams`.
+    seed : int
+        Seed of the stall pattern.
+
+    Returns
+    -------
+    SimulationResult
+
+    Raises
+    ------
+    ValueError
+        If the inputs are not integers of the input format or have the wrong size.
+    """
+    if not isinstance(spec, NetworkSpec):
+        raise TypeError(f"Spec must be a NetworkSpec, not {spec!r}")
+    x, _ = as_input_array(spec, inputs)
+    if network is None:
+        network = Network(spec, folding, target_ii=target_ii)
+    elif folding is not None or target_ii is not None:
+        raise ValueError("Pass either a network or a folding/target II, not both")
+    elif network.spec is not spec:
+        raise ValueError("The network was built for another spec")
+    expected = golden.run(spec, x)
+    batch = len(x)
+    simd0, pe_last = network.folding[0][1], network.folding[-1][0]
+    in_words = pack_beats(x, simd0, spec.input_format.width)
+    out_width = spec.output_format.width
+    bar = None
+    if progress and batch > 20:
+        from tqdm import tqdm
+        bar = tqdm(total=batch, unit="vector", desc="simulating", leave=False)
+    try:
+        run = run_streams(network, in_words, batch * network.out_beats, stalls=stalls,
+                          seed=seed, vcd=vcd, progress=bar,
+                          beats_per_vector=network.out_beats)
+    finally:
+        if bar is not None:
+            bar.close()
+    outputs, padding = unpack_beats(run.outputs, pe_last, out_width, spec.output_size)
+    mismatches = [(int(v), int(e), int(outputs[v, e]), int(expected[v, e]))
+                  for v, e in np.argwhere(outputs != expected)]
+    mismatches += [(int(v), spec.output_size + int(e), int(padding[v, e]), 0)
+                   for v, e in np.argwhere(padding != 0)]
+    in_cycles = np.array(run.in_cycles, dtype=np.int64).reshape(batch, network.in_beats)
+    out_cycles = np.array(run.out_cycles, dtype=np.int64).reshape(batch, network.out_beats)
+    latency = int(out_cycles[0, -1] - in_cycles[0, 0])
+    ii = int(out_cycles[-1, 0] - out_cycles[-2, 0]) if batch > 1 else None
+    return SimulationResult(outputs, expected, mismatches, latency, ii, run.cycles,
+                            run.seconds, network, out_cycles, in_cycles)
+
+
+def _parse_folding(text):
+    """``"4x8,2x4,1x3"`` to ``((4, 8), (2, 4), (1, 3))``."""
+    try:
+        return tuple(tuple(int(n) for n in item.lower().split("x")) for item in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected PExSIMD per layer separated by commas, like 4x8,2x4,1x3; got {text!r}"
+        ) from None
+
+
+def main(argv=None):
+    """The ``python -m amaranth_nn.simulate`` command line."""
+    parser = argparse.ArgumentParser(
+        prog="python -m amaranth_nn.simulate",
+        description="Run integer inputs through the Amaranth simulation of a network, compare "
+                    "every output with the golden model, and report latency and II.")
+    parser.add_argument("--model", metavar="SPEC",
+                        help="network spec JSON (default: the embedded digits model)")
+    parser.add_argument("--inputs", metavar="X.npy",
+                        help="integer inputs, shape (batch, input_size) (default with the "
+                             "embedded model: its test images)")
+    parser.add_argument("--out", metavar="Y.npy", help="write the hardware outputs here")
+    parser.add_argument("--vcd", metavar="F", help="write a waveform file")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--folding", type=_parse_folding, metavar="PExSIMD,...",
+                       help="pe and simd per layer, e.g. 4x8,2x4,1x3 (default: target II 64)")
+    group.add_argument("--target-ii", type=int, metavar="N",
+                       help="choose the smallest folding with at most N cycles per vector")
+    parser.add_argument("--limit", type=int, metavar="N", help="simulate the first N inputs only")
+    parser.add_argument("--stalls", type=float, nargs=2, default=(0.0, 0.0),
+                        metavar=("P_VALID", "P_READY"),
+                        help="probability of random source and sink stalls (default 0 0)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+
+    labels = None
+    try:
+        if args.model is None:
+            from .models import default_spec, default_test_set
+            spec = default_spec()
+            if args.inputs is None:
+                x, labels = default_test_set()
+        else:
+            spec = NetworkSpec.load(args.model)
+            if args.inputs is None:
+                parser.error("--inputs is required with --model")
+        if args.inputs is not None:
+            try:
+                x = np.load(args.inputs, allow_pickle=False)
+            except (OSError, ValueError) as error:
+                parser.error(f"cannot read --inputs {args.inputs!r}: {error}")
+    except (SpecError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if args.limit is not None:
+        if args.limit < 1:
+            parser.error(f"--limit must be a positive integer, not {args.limit}")
+        x = x[:args.limit]
+        labels = None if labels is None else labels[:args.limit]
+    try:
+        result = simulate(spec, x, args.folding, target_ii=args.target_ii, vcd=args.vcd,
+                          progress=not args.no_progress, stalls=tuple(args.stalls))
+    except (TypeError, ValueError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+    net = result.network
+    batch = len(result.outputs)
+    folding = ", ".join(f"{pe}x{simd}" for pe, simd in net.folding)
+    print(f"model     {spec!r}")
+    print(f"folding   {folding} (pe x simd per layer), {net.multipliers} multipliers")
+    print(f"vectors   {batch}, {result.cycles} cycles in {result.seconds:.1f} s "
+          f"({result.cycles / max(result.seconds, 1e-9):.0f} cycles/s)")
+    stalled = " (measured with random stalls)" if any(args.stalls) else ""
+    print(f"latency   {result.latency} cycles measured, {net.latency} by the formula{stalled}")
+    if result.ii is not None:
+        print(f"II        {result.ii} cycles measured, {net.ii} by the formula{stalled}")
+    if labels is not None:
+        accuracy = float(np.mean(np.argmax(result.outputs, axis=1) == labels))
+        print(f"accuracy  {accuracy:.4f} (argmax of the hardware outputs vs labels)")
+    if args.out:
+        np.save(args.out, result.outputs)
+        print(f"outputs   written to {args.out}")
+    if result.mismatches:
+        print(f"MISMATCHES {len(result.mismatches)} (vector, element, hardware, golden):")
+        for item in result.mismatches[:20]:
+            print(f"  {item}")
+        return 1
+    print("mismatches 0: every output equals the golden model")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

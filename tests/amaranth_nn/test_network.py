@@ -1,0 +1,256 @@
+# amaranth: UnusedElaboratable=no
+"""Network on the Amaranth simulator: bit-exact, II = largest layer II, latency = formula.
+
+(The first line: networks built only to check their properties or errors are never used.)
+"""
+
+import itertools
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from nn_helpers import random_inputs, random_spec, sizes
+
+from amaranth_nn import dense, golden
+from amaranth_nn.dense import ceil_div
+from amaranth_nn.folding import (
+    DEFAULT_TARGET_II,
+    check_folding,
+    choose_folding,
+    default_folding,
+    layer_ii,
+)
+from amaranth_nn.models import default_spec, default_test_set
+from amaranth_nn.network import Network
+from amaranth_nn.simulate import pack_beats, run_streams, simulate, unpack_beats
+
+DOCS = Path(__file__).parents[2] / "docs" / "gateware.md"
+
+
+def check_network(spec, x, folding=None, *, stalls=(0.0, 0.0), seed=0, **kwargs):
+    result = simulate(spec, x, folding, stalls=stalls, seed=seed, progress=False, **kwargs)
+    assert result.outputs.shape == (len(x), spec.output_size)
+    assert (result.outputs == golden.run(spec, x)).all()
+    assert result.mismatches == []
+    return result
+
+
+@settings(max_examples=30, deadline=None)
+@given(data=st.data())
+def test_random_network_bit_exact(data):
+    depth = data.draw(st.integers(1, 3), label="layers")
+    shape = [data.draw(sizes(small=10), label=f"size{n}") for n in range(depth + 1)]
+    seed = data.draw(st.integers(0, 2**32 - 1), label="seed")
+    rng = np.random.default_rng(seed)
+    spec = random_spec(rng, shape)
+    folding = [(data.draw(st.integers(1, layer.out_features), label="pe"),
+                data.draw(st.integers(1, layer.in_features), label="simd"))
+               for layer in spec.layers]
+    stalls = data.draw(st.sampled_from([(0.0, 0.0), (0.3, 0.0), (0.0, 0.3), (0.4, 0.4)]),
+                       label="stalls")
+    x = random_inputs(rng, spec, data.draw(st.integers(1, 4), label="batch"))
+    result = check_network(spec, x, folding, stalls=stalls, seed=seed)
+    if stalls == (0.0, 0.0):
+        assert result.latency == result.network.latency
+
+
+@pytest.mark.parametrize("shape, folding", [
+    ([13, 11, 7, 3], [(5, 2), (2, 4), (3, 7)]),     # converters, last layer II 1
+    ([13, 11, 7, 3], [(11, 13), (7, 11), (3, 7)]),  # fully parallel: II 1
+    ([13, 11, 7, 3], [(1, 1), (1, 1), (1, 1)]),     # fully folded
+    ([8, 12, 6], [(3, 8), (2, 3)]),                 # pe == next simd: no converter
+    ([8, 12, 6], [(4, 2), (6, 3)]),                 # second layer is the bottleneck
+    ([5, 9, 2], [(2, 5), (1, 9)]),                  # converter with more output lanes
+])
+def test_steady_state_ii_and_latency(shape, folding):
+    rng = np.random.default_rng(sum(shape))
+    spec = random_spec(rng, shape)
+    result = check_network(spec, random_inputs(rng, spec, 10), folding)
+    net = result.network
+    assert net.ii == max(ceil_div(layer.out_features, pe) * ceil_div(layer.in_features, simd)
+                         for layer, (pe, simd) in zip(spec.layers, folding, strict=True))
+    starts = result.out_cycles[:, 0]
+    assert (np.diff(starts)[2:] == net.ii).all()
+    assert result.ii == net.ii
+    assert result.latency == net.latency
+    # The whole schedule of the first vector, not only its last beat.
+    assert list(result.out_cycles[0] - result.in_cycles[0, 0]) == net.output_times()
+
+
+def test_latency_formula_single_layer():
+    rng = np.random.default_rng(1)
+    spec = random_spec(rng, [10, 7])
+    for pe, simd in [(1, 1), (3, 4), (7, 10)]:
+        net = Network(spec, [(pe, simd)])
+        layer = net.layers[0]
+        assert layer.pipeline_depth == 9 + (simd - 1).bit_length()
+        assert net.latency == net.ii + layer.pipeline_depth
+
+
+@pytest.mark.parametrize("shape, folding", [
+    ([13, 11, 7, 3], [(1, 1), (1, 1), (1, 1)]),
+    ([8, 12, 6], [(3, 8), (2, 3)]),
+    ([9, 4, 5, 2], [(2, 3), (5, 2), (2, 5)]),
+])
+def test_latency_closed_form_without_converters(shape, folding):
+    rng = np.random.default_rng(len(shape))
+    spec = random_spec(rng, shape)
+    net = Network(spec, folding)
+    assert net.converters == (None,) * (len(shape) - 2)
+    closed = net.layers[0].in_beats - 1 + sum(
+        layer.ii - layer.in_beats + layer.pipeline_depth + 1 for layer in net.layers)
+    assert net.latency == closed
+    assert check_network(spec, random_inputs(rng, spec, 3), folding).latency == closed
+
+
+def test_default_model_folding_and_figures():
+    spec = default_spec()
+    net = Network(spec)
+    assert net.folding == default_folding(spec) == choose_folding(spec, DEFAULT_TARGET_II)
+    assert net.folding == ((4, 8), (2, 4), (2, 2))
+    assert net.ii == 64
+    assert net.multipliers == 44
+    assert net.converters == (None, None)
+    assert net.in_beats == 8 and net.out_beats == 5
+    assert net.latency == 187
+
+
+def test_default_model_test_images():
+    spec = default_spec()
+    x, labels = default_test_set()
+    result = check_network(spec, x[:300])
+    assert result.ii == 64
+    assert result.latency == result.network.latency
+    accuracy = np.mean(np.argmax(result.outputs, axis=1) == labels[:300])
+    assert accuracy > 0.9
+
+
+@pytest.mark.parametrize("shape, folding", [
+    ([13, 11, 7, 3], [(5, 2), (2, 4), (3, 7)]),
+    ([6, 5], [(1, 1)]),
+    ([16, 16, 4], [(16, 16), (4, 16)]),
+])
+def test_ecp5_architecture_with_modelled_multipliers(monkeypatch, shape, folding):
+    # Everything of arch="ecp5" but the MULT18X18D instance itself (LUT ROMs, address and data
+    # registers, operand sign extension, product slicing) runs in the simulator, with a
+    # behavioural model of the registered multiplier in place of the instance.
+    monkeypatch.setattr(dense, "_MODEL_ECP5_PRIMITIVES", True)
+    rng = np.random.default_rng(len(shape) + sum(shape))
+    spec = random_spec(rng, shape)
+    net = Network(spec, folding, arch="ecp5")
+    result = simulate(spec, random_inputs(rng, spec, 6), network=net, progress=False,
+                      stalls=(0.2, 0.2))
+    assert result.exact
+    assert result.outputs.shape == (6, shape[-1])
+    steady = simulate(spec, random_inputs(rng, spec, 4), network=Network(spec, folding,
+                                                                          arch="ecp5"),
+                      progress=False)
+    assert steady.latency == net.latency  # the same pipeline as the generic architecture
+
+
+def brute_force_cost(spec, target_ii):
+    """Smallest total multipliers plus converters, over every folding (small specs only)."""
+    options = []
+    for layer in spec.layers:
+        options.append([(pe, simd) for pe in range(1, layer.out_features + 1)
+                        for simd in range(1, layer.in_features + 1)
+                        if layer_ii(layer.in_features, layer.out_features, pe, simd)
+                        <= target_ii])
+    return options
+
+
+@settings(max_examples=40, deadline=None)
+@given(shape=st.lists(sizes(small=12), min_size=2, max_size=4), target=st.integers(1, 200))
+def test_choose_folding_meets_target_with_fewest_multipliers(shape, target):
+    spec = random_spec(np.random.default_rng(0), shape)
+    folding = choose_folding(spec, target)
+    previous = None
+    for layer, (pe, simd), options in zip(spec.layers, folding,
+                                          brute_force_cost(spec, target), strict=True):
+        assert 1 <= pe <= layer.out_features and 1 <= simd <= layer.in_features
+        assert layer_ii(layer.in_features, layer.out_features, pe, simd) <= target
+        # Cheapest for its layer, a width converter counting as one multiplier.
+        cost = [p * s + (previous is not None and s != previous) for p, s in options]
+        assert pe * simd + (previous is not None and simd != previous) == min(cost)
+        previous = pe
+    # Never more than one multiplier per layer above the unconstrained minimum.
+    for (pe, simd), options in zip(folding, brute_force_cost(spec, target), strict=True):
+        assert pe * simd <= min(p * s for p, s in options) + 1
+
+
+def test_target_ii_and_folding_arguments():
+    spec = random_spec(np.random.default_rng(2), [12, 8, 3])
+    net = Network(spec, target_ii=16)
+    assert net.folding == choose_folding(spec, 16)
+    assert net.ii <= 16
+    assert Network(spec, [[2, 3], (1, 8)]).folding == ((2, 3), (1, 8))
+    with pytest.raises(ValueError, match=r"^Pass either a folding or a target II, not both$"):
+        Network(spec, [(1, 1), (1, 1)], target_ii=4)
+    with pytest.raises(TypeError, match=r"^Target II must be a positive integer, not 0$"):
+        Network(spec, target_ii=0)
+    with pytest.raises(ValueError, match=r"^Folding must have one \(pe, simd\) pair per layer "
+                                         r"\(2\), not 1$"):
+        Network(spec, [(1, 1)])
+    with pytest.raises(TypeError, match=r"^Folding of layer 1 must be a \(pe, simd\) pair, "
+                                        r"not 5$"):
+        Network(spec, [(1, 1), 5])
+    with pytest.raises(TypeError, match=r"^Folding must be a sequence of \(pe, simd\) pairs, "
+                                        r"not 3$"):
+        check_folding(spec, 3)
+    with pytest.raises(ValueError, match=r"^Simd must be at most 8 \(the in_features of layer 1 "
+                                         r"\('dense1'\)\), not 9$"):
+        Network(spec, [(1, 1), (1, 9)])
+    with pytest.raises(TypeError, match=r"^Spec must be a NetworkSpec, not None$"):
+        Network(None)
+    with pytest.raises(TypeError, match=r"^Spec must be a NetworkSpec, not None$"):
+        choose_folding(None, 4)
+
+
+def test_no_vector_lost_duplicated_or_reordered_under_heavy_stalls():
+    rng = np.random.default_rng(9)
+    spec = random_spec(rng, [6, 5, 4])
+    # Distinct vectors: any loss, duplication or reordering changes the output sequence.
+    x = random_inputs(rng, spec, 12)
+    net = Network(spec, [(2, 3), (4, 2)])
+    words = pack_beats(x, 3, spec.input_format.width)
+    run = run_streams(net, words, 12 * net.out_beats, stalls=(0.6, 0.6), longest_stall=7,
+                      seed=3)
+    out, _ = unpack_beats(run.outputs, 4, spec.output_format.width, 4)
+    assert (out == golden.run(spec, x)).all()
+
+
+def docs_example():
+    """The README example of docs/gateware.md, exactly as written there."""
+    text = DOCS.read_text()
+    blocks = re.findall(r"<!-- example: embed -->\n```python\n(.*?)```", text, re.S)
+    assert len(blocks) == 1, "docs/gateware.md must hold exactly one embedding example"
+    return blocks[0]
+
+
+def test_docs_embedding_example():
+    namespace = {"__name__": "docs_example"}
+    exec(compile(docs_example(), str(DOCS), "exec"), namespace)
+    design = namespace["design"]
+    spec = default_spec()
+    x, _ = default_test_set()
+    x = x[:6]
+    net = design.net
+    words = pack_beats(x, net.folding[0][1], spec.input_format.width)
+    run = run_streams(design, words, len(x) * net.out_beats, source=design.pixels,
+                      sink=design.scores, stalls=(0.2, 0.2))
+    out, _ = unpack_beats(run.outputs, net.folding[-1][0], spec.output_format.width,
+                          spec.output_size)
+    assert (out == golden.run(spec, x)).all()
+
+
+def test_every_pe_simd_pair_of_a_tiny_layer():
+    # Exhaustive over a 3 -> 4 layer: every (pe, simd), simulated together in one network
+    # per pe would not cover converters; instead one network per pair, two vectors each.
+    rng = np.random.default_rng(4)
+    spec = random_spec(rng, [3, 4])
+    x = random_inputs(rng, spec, 2)
+    for pe, simd in itertools.product(range(1, 5), range(1, 4)):
+        check_network(spec, x, [(pe, simd)])

@@ -1,0 +1,123 @@
+# amaranth: UnusedElaboratable=no
+"""The simulate() function, its stream packing and the ``python -m amaranth_nn.simulate`` CLI.
+
+(The first line: a network built only to provoke an error is never used.)
+"""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from nn_helpers import random_inputs, random_spec
+
+from amaranth_nn import golden
+from amaranth_nn.models import default_spec
+from amaranth_nn.network import Network
+from amaranth_nn.simulate import main, pack_beats, simulate, unpack_beats
+
+
+def test_pack_unpack_round_trip():
+    rng = np.random.default_rng(0)
+    x = rng.integers(-8, 8, size=(3, 7))
+    words = pack_beats(x, 3, 4)
+    assert len(words) == 9
+    assert words[0] == sum((int(v) & 15) << (4 * k) for k, v in enumerate(x[0, :3]))
+    values, padding = unpack_beats(words, 3, 4, 7)
+    assert (values == x).all()
+    assert padding.shape == (3, 2) and (padding == 0).all()
+
+
+def test_simulate_result_fields(tmp_path):
+    rng = np.random.default_rng(1)
+    spec = random_spec(rng, [6, 4, 3])
+    x = random_inputs(rng, spec, 5)
+    vcd = tmp_path / "wave.vcd"
+    result = simulate(spec, x, [(2, 3), (3, 2)], vcd=vcd, progress=False)
+    assert result.exact and result.mismatches == []
+    assert (result.outputs == golden.run(spec, x)).all()
+    assert (result.expected == result.outputs).all()
+    assert result.latency == result.network.latency
+    assert result.ii == result.network.ii == 4
+    assert result.out_cycles.shape == (5, 1) and result.in_cycles.shape == (5, 2)
+    assert result.cycles > 5 * 4
+    assert vcd.stat().st_size > 1000
+    # A single vector (1-D input) has no II.
+    one = simulate(spec, x[0], [(2, 3), (3, 2)], progress=False)
+    assert one.ii is None and (one.outputs[0] == golden.run(spec, x[0])).all()
+
+
+def test_simulate_with_stalls_and_target_ii():
+    rng = np.random.default_rng(2)
+    spec = random_spec(rng, [9, 5, 4])
+    x = random_inputs(rng, spec, 6)
+    result = simulate(spec, x, target_ii=8, stalls=(0.5, 0.5), seed=7, progress=False)
+    assert result.network.ii <= 8
+    assert result.exact
+
+
+def test_simulate_errors():
+    rng = np.random.default_rng(3)
+    spec = random_spec(rng, [4, 2], in_width=4)
+    with pytest.raises(ValueError, match=r"^Inputs must have shape \(batch, 4\) or \(4,\), "
+                                         r"not \(2, 3\)$"):
+        simulate(spec, np.zeros((2, 3), dtype=int))
+    with pytest.raises(ValueError, match=r"^Input 8 at index \(0, 1\) is outside the input "
+                                         r"format Q\(4, -?\d+\), range \[-8, 7\]$"):
+        simulate(spec, np.array([[0, 8, 0, 0]]))
+    with pytest.raises(ValueError, match=r"^Pass either a network or a folding/target II, "
+                                         r"not both$"):
+        simulate(spec, np.zeros((1, 4), dtype=int), [(1, 1)], network=Network(spec))
+    with pytest.raises(TypeError, match=r"^Spec must be a NetworkSpec, not 'spec.json'$"):
+        simulate("spec.json", np.zeros((1, 4), dtype=int))
+
+
+def test_cli_with_model_and_inputs(tmp_path, capsys):
+    rng = np.random.default_rng(4)
+    spec = random_spec(rng, [7, 5, 3])
+    x = random_inputs(rng, spec, 25)
+    spec_path = spec.save(tmp_path / "net.json")
+    np.save(tmp_path / "x.npy", x)
+    out = tmp_path / "y.npy"
+    code = main(["--model", str(spec_path), "--inputs", str(tmp_path / "x.npy"),
+                 "--out", str(out), "--folding", "5x7,3x5", "--no-progress"])
+    text = capsys.readouterr().out
+    assert code == 0
+    assert "mismatches 0: every output equals the golden model" in text
+    assert "folding   5x7, 3x5 (pe x simd per layer), 50 multipliers" in text
+    net = Network(spec, [(5, 7), (3, 5)])
+    assert f"latency   {net.latency} cycles measured, {net.latency} by the formula" in text
+    assert "II        1 cycles measured, 1 by the formula" in text
+    assert (np.load(out) == golden.run(spec, x)).all()
+
+
+def test_cli_default_model(capsys):
+    code = main(["--limit", "30", "--no-progress"])
+    text = capsys.readouterr().out
+    assert code == 0
+    assert "64 -> 32 -> 16 -> 10" in text
+    assert "II        64 cycles measured, 64 by the formula" in text
+    assert "accuracy  " in text
+    assert "mismatches 0" in text
+
+
+def test_cli_errors(tmp_path, capsys):
+    spec_path = default_spec().save(tmp_path / "net.json")
+    with pytest.raises(SystemExit):
+        main(["--model", str(spec_path)])
+    assert "--inputs is required with --model" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["--folding", "4by8"])
+    assert "expected PExSIMD per layer" in capsys.readouterr().err
+    (tmp_path / "bad.json").write_text("{")
+    assert main(["--model", str(tmp_path / "bad.json"), "--inputs", "x.npy"]) == 2
+    assert "is not valid JSON" in capsys.readouterr().err
+    np.save(tmp_path / "x.npy", np.zeros((2, 5), dtype=np.int64))
+    assert main(["--inputs", str(tmp_path / "x.npy"), "--no-progress"]) == 2
+    assert "Inputs must have shape (batch, 64)" in capsys.readouterr().err
+
+
+def test_module_entry_point_help():
+    done = subprocess.run([sys.executable, "-m", "amaranth_nn.simulate", "--help"],
+                          capture_output=True, text=True, check=True)
+    assert "--model SPEC" in done.stdout and "--vcd F" in done.stdout
