@@ -27,7 +27,7 @@ from amaranth_nn.models import default_spec, default_test_set
 from amaranth_nn.network import Network
 from amaranth_nn.simulate import pack_beats, run_streams, simulate, unpack_beats
 
-DOCS = Path(__file__).parents[2] / "docs" / "gateware.md"
+DOCS = Path(__file__).parents[2] / "README.md"
 
 
 def check_network(spec, x, folding=None, *, stalls=(0.0, 0.0), seed=0, **kwargs):
@@ -223,10 +223,10 @@ def test_no_vector_lost_duplicated_or_reordered_under_heavy_stalls():
 
 
 def docs_example():
-    """The README example of docs/gateware.md, exactly as written there."""
+    """The embedding example of README.md, exactly as written there."""
     text = DOCS.read_text()
     blocks = re.findall(r"<!-- example: embed -->\n```python\n(.*?)```", text, re.S)
-    assert len(blocks) == 1, "docs/gateware.md must hold exactly one embedding example"
+    assert len(blocks) == 1, "README.md must hold exactly one embedding example"
     return blocks[0]
 
 
