@@ -146,6 +146,12 @@ class SimulatedLink(ByteLink):
     vcd : str, optional
         Write a waveform to this file.
 
+    Raises
+    ------
+    TypeError, ValueError
+        For a bad divisor, timeout, heartbeat or stretch, and from the network for a bad
+        folding.
+
     Members
     -------
     harness : boards.harness.Harness
@@ -161,7 +167,9 @@ class SimulatedLink(ByteLink):
         from amaranth.sim import Simulator
 
         from boards.harness import STATUS_SIGNALS, Harness
+        from boards.uart import check_divisor
 
+        check_divisor(divisor)  # before the Harness exists, so that none is left unused
         self.harness = Harness(spec, folding=folding, target_ii=target_ii, divisor=divisor,
                                timeout=timeout, heartbeat=heartbeat, stretch=stretch)
         self.period = 1 / clk_freq

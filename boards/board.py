@@ -33,6 +33,9 @@ class Board:
         Default UART baud rate.
     toolchain_options : dict
         Extra keyword arguments for ``platform.build`` (e.g. ``synth_opts``).
+    toolchains : tuple of str
+        The amaranth toolchain names the build supports for this board (``--toolchain``); the
+        first is the default.
     """
 
     name: str
@@ -45,6 +48,7 @@ class Board:
     target_ii: int = None
     baud: int = 115200
     toolchain_options: dict = field(default_factory=dict)
+    toolchains: tuple = ()
 
     @property
     def clk_freq(self):

@@ -24,11 +24,6 @@ __all__ = ["Harness", "BoardTop", "crc16_next", "STATUS_SIGNALS"]
 #: Status outputs of :class:`Harness` that a board can show on its LEDs.
 STATUS_SIGNALS = ("heartbeat", "busy", "error", "activity")
 
-# Wire-format constants used by the gateware.
-_PAYLOAD_LENGTHS = {proto.STATUS_REPLY: 2 * len(proto.COUNTERS),
-                    proto.INFO_REPLY: sum(size for _, size in proto.INFO_FIELDS),
-                    proto.NAK: 1}
-
 
 def _crc16_equations():
     """For each bit of the next CRC: the CRC bits and data bits it is the XOR of."""
@@ -267,12 +262,10 @@ class Harness(wiring.Component):
         tx_active = Signal()
         m.d.comb += [utx.i.payload.eq(tx_byte)]
 
-        lengths = dict(_PAYLOAD_LENGTHS)
-        lengths[proto.RESULT] = p.result_payload
         with m.Switch(tx_type):
-            for type_, length in lengths.items():
+            for type_ in proto.REPLY_TYPES:
                 with m.Case(type_):
-                    m.d.comb += tx_len.eq(length)
+                    m.d.comb += tx_len.eq(p.reply_payload_length(type_))
 
         payloads = {
             proto.RESULT: [o[8 * i:8 * i + 8] for o in outs for i in range(out_bytes)]

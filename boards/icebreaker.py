@@ -21,4 +21,4 @@ ICEBREAKER = Board(
     description="1BitSquared iCEBreaker (iCE40UP5K, 12 MHz)", family="ice40",
     resources={"LUT": 5280, "FF": 5280, "DSP": 8, "BRAM": 30}, bram_unit="SB_RAM40_4K",
     leds=((0, ("error",)), (1, ("heartbeat", "activity"))),
-    target_ii=512, toolchain_options={"synth_opts": "-dsp"})
+    target_ii=512, toolchain_options={"synth_opts": "-dsp"}, toolchains=("IceStorm",))

@@ -43,7 +43,8 @@ from amaranth_nn.spec import as_input_array
 __all__ = [
     "SYNC", "INFER", "STATUS", "INFO", "RESULT", "STATUS_REPLY", "INFO_REPLY", "NAK",
     "REQUEST_TYPES", "REPLY_TYPES", "ERRORS", "ERROR_NAMES", "COUNTERS", "INFO_FIELDS",
-    "HEADER_SIZE", "CRC_SIZE", "OVERHEAD", "BITS_PER_BYTE", "CRC_INIT", "CRC_POLY",
+    "STATUS_PAYLOAD", "INFO_PAYLOAD", "HEADER_SIZE", "CRC_SIZE", "OVERHEAD", "BITS_PER_BYTE",
+    "CRC_INIT", "CRC_POLY",
     "crc16", "crc16_update", "element_bytes", "encode_elements", "decode_elements",
     "spec_fingerprint", "Frame", "FrameDecoder", "encode_frame", "Protocol",
 ]
@@ -80,6 +81,10 @@ COUNTERS = ("frames_ok", "crc_errors", "header_errors", "framing_errors", "timeo
 #: The INFO reply: (name, size in bytes), little-endian unsigned.
 INFO_FIELDS = (("input_size", 2), ("output_size", 2), ("input_width", 1),
                ("output_width", 1), ("ii", 4), ("latency", 4), ("fingerprint", 4))
+
+#: Payload lengths of the STATUS and INFO replies, in bytes.
+STATUS_PAYLOAD = 2 * len(COUNTERS)
+INFO_PAYLOAD = sum(size for _, size in INFO_FIELDS)
 
 HEADER_SIZE = 5     # SYNC TYPE TAG LEN_LO LEN_HI
 CRC_SIZE = 2
@@ -253,12 +258,21 @@ class Protocol:
     Members
     -------
     spec : NetworkSpec
+    input_width, output_width : int
+        Bits per input and output element (the spec's input and output formats).
     input_bytes, output_bytes : int
         Bytes per input and output element.
     infer_payload, result_payload : int
         Payload lengths of an INFER request and its RESULT reply.
     request_size, reply_size : int
         Whole INFER and RESULT frames, in bytes.
+    fingerprint : int
+        :func:`spec_fingerprint` of the spec.
+
+    Raises
+    ------
+    ValueError
+        If an input or output vector does not fit in one frame's payload.
     """
 
     def __init__(self, spec):
@@ -283,8 +297,8 @@ class Protocol:
 
     def reply_payload_length(self, type):
         """The payload length of a reply ``type``."""
-        return {RESULT: self.result_payload, STATUS_REPLY: 2 * len(COUNTERS),
-                INFO_REPLY: sum(size for _, size in INFO_FIELDS), NAK: 1}[type]
+        return {RESULT: self.result_payload, STATUS_REPLY: STATUS_PAYLOAD,
+                INFO_REPLY: INFO_PAYLOAD, NAK: 1}[type]
 
     def encode_infer(self, x, tag):
         """Encode one INFER request for the integer input vector ``x``.
@@ -317,8 +331,8 @@ class Protocol:
     @staticmethod
     def decode_status(payload):
         """Decode a STATUS_REPLY payload into a dict of :data:`COUNTERS`."""
-        if len(payload) != 2 * len(COUNTERS):
-            raise ValueError(f"A STATUS reply payload must be {2 * len(COUNTERS)} bytes, not "
+        if len(payload) != STATUS_PAYLOAD:
+            raise ValueError(f"A STATUS reply payload must be {STATUS_PAYLOAD} bytes, not "
                              f"{len(payload)}")
         return {name: int.from_bytes(payload[2 * i:2 * i + 2], "little")
                 for i, name in enumerate(COUNTERS)}
@@ -326,9 +340,9 @@ class Protocol:
     @staticmethod
     def decode_info(payload):
         """Decode an INFO_REPLY payload into a dict of :data:`INFO_FIELDS`."""
-        size = sum(size for _, size in INFO_FIELDS)
-        if len(payload) != size:
-            raise ValueError(f"An INFO reply payload must be {size} bytes, not {len(payload)}")
+        if len(payload) != INFO_PAYLOAD:
+            raise ValueError(f"An INFO reply payload must be {INFO_PAYLOAD} bytes, not "
+                             f"{len(payload)}")
         info, offset = {}, 0
         for name, size in INFO_FIELDS:
             info[name] = int.from_bytes(payload[offset:offset + size], "little")

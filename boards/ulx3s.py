@@ -16,4 +16,5 @@ ULX3S_85F = Board(
     description="Radiona ULX3S (ECP5 LFE5U-85F, 25 MHz)", family="ecp5",
     resources={"LUT": 83640, "FF": 83640, "DSP": 156, "BRAM": 208}, bram_unit="DP16KD",
     leds=((0, ("heartbeat",)), (1, ("busy",)), (2, ("error",)), (3, ("activity",)),
-          (4, ("class0",)), (5, ("class1",)), (6, ("class2",)), (7, ("class3",))))
+          (4, ("class0",)), (5, ("class1",)), (6, ("class2",)), (7, ("class3",))),
+    toolchains=("Trellis",))

@@ -29,12 +29,13 @@ largest ``F`` at which no value saturates: ``round_half_even(lo * 2**F) >= -2**(
 import copy
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
-from amaranth_nn.fixedpoint import QFormat, signed_width
+from amaranth_nn.fixedpoint import MAX_WIDTH, QFormat, signed_width
 
-from .fold import check_bn_statistics, fold_modules
+from .fold import check_bn_statistics, fold_modules, linear_parameters
 from .modules import QHardtanh, QIdentity, QLinear, QLinearBn1d, QReLU, QuantInput, _QDense
 from .quant import check_finite, check_format
 
@@ -85,10 +86,7 @@ class FloatLayer:
         if self.bn is not None:
             return fold_modules(self.linear, self.bn, where)
         with torch.no_grad():
-            weight = self.linear.weight.to(torch.float64)
-            bias = (torch.zeros(self.linear.out_features, dtype=torch.float64)
-                    if self.linear.bias is None else self.linear.bias.to(torch.float64))
-        return weight, bias
+            return linear_parameters(self.linear)
 
 
 def parse_float(model):
@@ -157,8 +155,23 @@ def frac_for_range(lo, hi, width):
     return frac
 
 
+def _check_width_argument(value, what):
+    if not isinstance(value, int) or isinstance(value, bool) or not 2 <= value <= MAX_WIDTH:
+        raise ValueError(f"{what} must be an integer from 2 to {MAX_WIDTH}, not {value!r}")
+    return value
+
+
 def _as_float_tensor(calibration, size):
-    x = torch.as_tensor(calibration).to(torch.float64)
+    if isinstance(calibration, torch.Tensor):
+        calibration = calibration.detach().cpu().numpy()
+    try:
+        array = np.asarray(calibration)
+    except ValueError as error:
+        raise ValueError(f"Calibration data must be a (batch, {size}) array: {error}") from None
+    if array.dtype == bool or not (np.issubdtype(array.dtype, np.integer)
+                                   or np.issubdtype(array.dtype, np.floating)):
+        raise ValueError(f"Calibration data must hold real numbers, not {array.dtype}")
+    x = torch.from_numpy(array.astype(np.float64))
     if x.dim() != 2 or x.shape[1] != size:
         raise ValueError(f"Calibration data must have shape (batch, {size}), not "
                          f"{tuple(x.shape)}")
@@ -211,12 +224,16 @@ def calibrate(model, calibration=None, *, bits=8, input_bits=None, input_format=
     Raises
     ------
     ValueError
-        If a format must be calibrated and no calibration data was given, or the calibration
-        data has the wrong shape or is not finite; and everything :func:`parse_float` raises.
+        If a width is not an integer from 2 to 62, a format must be calibrated and no
+        calibration data was given, or the calibration data is not numeric, has the wrong
+        shape or is not finite; and everything :func:`parse_float` raises.
     """
     layers = parse_float(model)
     if not 50 < percentile <= 100:
         raise ValueError(f"Percentile must be in (50, 100], not {percentile}")
+    _check_width_argument(bits, "Bits")
+    if input_bits is not None:
+        _check_width_argument(input_bits, "Input bits")
     count = len(layers)
     weight_formats = _format_list(weight_format, count, "Weight format")
     output_formats = _format_list(output_format, count, "Output format")
@@ -227,6 +244,9 @@ def calibrate(model, calibration=None, *, bits=8, input_bits=None, input_format=
         bias_widths = list(bias_width)
     else:
         bias_widths = [bias_width] * count
+    for index, width in enumerate(bias_widths):
+        if width is not None:
+            _check_width_argument(width, f"Bias width of layer {index}")
     if input_format is not None:
         input_format = check_format(input_format, "Input format")
     need = input_format is None or any(f is None for f in output_formats)

@@ -236,12 +236,14 @@ def parse_format(text):
 
 
 def add_format_options(parser):
+    """Add the format options of :func:`~torch_bridge.convert.calibrate` to ``parser``."""
     group = parser.add_argument_group("format options (float models; default: calibrated)")
     group.add_argument("--bits", type=int, default=None,
                        help="width of the chosen weight and output formats (default 8)")
     group.add_argument("--input-bits", type=int, default=None,
                        help="width of a chosen input format (default --bits)")
-    group.add_argument("--input-format", type=parse_format, metavar="W,F")
+    group.add_argument("--input-format", type=parse_format, metavar="W,F",
+                       help="input format (default: from the calibration inputs)")
     group.add_argument("--weight-format", type=parse_format, metavar="W,F",
                        help="weight format of every layer")
     group.add_argument("--output-format", type=parse_format, metavar="W,F",
@@ -254,7 +256,14 @@ def add_format_options(parser):
 
 
 def load_model(path):
-    """Load a module saved with ``torch.save(model, path)``; clear errors otherwise."""
+    """Load a module saved with ``torch.save(model, path)``, in eval mode.
+
+    Raises
+    ------
+    ValueError
+        If the file does not exist, cannot be unpickled, or holds something other than an
+        ``nn.Sequential`` (a state_dict, another module).
+    """
     path = Path(path)
     if not path.exists():
         raise ValueError(f"Model file '{path}' does not exist")
@@ -271,7 +280,27 @@ def load_model(path):
     return model.eval()
 
 
+def check_output_file(path, what="Output file"):
+    """Create the parent directory of ``path``; raise before any work if it cannot be written.
+
+    Raises
+    ------
+    ValueError
+        If ``path`` is a directory or its directory cannot be created.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{what} '{path}' is a directory")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise ValueError(f"{what} '{path}': cannot create its directory: "
+                         f"{error.strerror or error}") from None
+    return path
+
+
 def main(argv=None):
+    """The ``python -m torch_bridge.export`` command line; returns the exit status."""
     parser = argparse.ArgumentParser(
         prog="python -m torch_bridge.export",
         description="Export a saved float or QAT nn.Sequential to an amaranth-nn network "
@@ -288,7 +317,13 @@ def main(argv=None):
     add_format_options(parser)
     args = parser.parse_args(argv)
     out = Path(args.out)
+    rom_dir = None
+    if not args.no_rom:
+        rom_dir = Path(args.rom_dir) if args.rom_dir else out.with_name(out.stem + "_rom")
     try:
+        check_output_file(out, "Spec file")
+        if rom_dir is not None and rom_dir.exists() and not rom_dir.is_dir():
+            raise ValueError(f"ROM directory '{rom_dir}' is a file")
         model = load_model(args.model)
         calibration = None
         if args.calibration is not None:
@@ -306,13 +341,17 @@ def main(argv=None):
     except (ValueError, TypeError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    spec.save(out)
-    print(describe(spec))
-    print(f"wrote {out}")
-    if not args.no_rom:
-        rom_dir = Path(args.rom_dir) if args.rom_dir else out.with_name(out.stem + "_rom")
-        paths = write_rom(spec, rom_dir)
-        print(f"wrote {len(paths)} ROM files to {rom_dir}/")
+    try:
+        spec.save(out)
+        print(describe(spec))
+        print(f"wrote {out}")
+        if rom_dir is not None:
+            paths = write_rom(spec, rom_dir)
+            print(f"wrote {len(paths)} ROM files to {rom_dir}/")
+    except OSError as error:
+        print(f"error: cannot write '{error.filename}': {error.strerror or error}",
+              file=sys.stderr)
+        return 1
     return 0
 
 

@@ -11,7 +11,7 @@ trained and the exported folded parameters come from one formula.
 
 import torch
 
-__all__ = ["fold_linear_bn", "fold_modules", "check_bn_statistics"]
+__all__ = ["fold_linear_bn", "fold_modules", "check_bn_statistics", "linear_parameters"]
 
 
 def fold_linear_bn(weight, bias, mean, var, gamma, beta, eps):
@@ -41,6 +41,17 @@ def fold_linear_bn(weight, bias, mean, var, gamma, beta, eps):
     beta = torch.zeros_like(mean) if beta is None else beta.to(f64)
     scale = gamma * torch.rsqrt(var + eps)
     return weight * scale.unsqueeze(-1), (bias - mean) * scale + beta
+
+
+def linear_parameters(linear):
+    """``(W, b)`` of an ``nn.Linear`` in float64; a missing bias is zeros.
+
+    Gradients flow to the parameters (use ``torch.no_grad()`` where none are wanted).
+    """
+    weight = linear.weight.to(torch.float64)
+    if linear.bias is None:
+        return weight, torch.zeros(linear.out_features, dtype=torch.float64)
+    return weight, linear.bias.to(torch.float64)
 
 
 def check_bn_statistics(bn, where):

@@ -52,8 +52,18 @@ def _check_width(spec, index):
 
 
 def run_layer(spec, index, x):
-    """Outputs (after the activation) of layer ``index`` for an int64 batch ``x``."""
+    """Outputs (after the activation) of layer ``index`` for an int64 batch ``x``.
+
+    Raises
+    ------
+    ValueError
+        If the layer's accumulator needs more than 62 bits.
+    """
     _check_width(spec, index)
+    return _run_layer(spec, index, x)
+
+
+def _run_layer(spec, index, x):
     layer = spec.layers[index]
     weights = torch.from_numpy(np.array(layer.weights, dtype=np.int64))
     bias = torch.from_numpy(np.array(layer.bias, dtype=np.int64))
@@ -89,7 +99,7 @@ def run_layers(spec, x):
     h = torch.from_numpy(np.array(batch, dtype=np.int64))
     outputs = []
     for index in range(len(spec.layers)):
-        h = run_layer(spec, index, h)
+        h = _run_layer(spec, index, h)
         outputs.append(h[0] if single else h)
     return outputs
 

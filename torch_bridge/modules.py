@@ -32,7 +32,7 @@ from torch import nn
 
 from amaranth_nn.fixedpoint import INT64_SAFE_BITS, QFormat
 
-from .fold import fold_linear_bn
+from .fold import fold_linear_bn, linear_parameters
 from .infer import requantize_int
 from .quant import FLOAT64_EXACT_BITS, check_format, fake_quantize, requantize_grid, to_grid
 
@@ -189,10 +189,7 @@ class QLinear(_QDense):
                          output_format, bias_width)
 
     def folded(self):
-        weight = self.linear.weight.to(torch.float64)
-        if self.linear.bias is None:
-            return weight, torch.zeros(self.out_features, dtype=torch.float64)
-        return weight, self.linear.bias.to(torch.float64)
+        return linear_parameters(self.linear)
 
 
 class QLinearBn1d(_QDense):

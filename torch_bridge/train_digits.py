@@ -45,7 +45,7 @@ from amaranth_nn import golden
 
 from . import infer
 from .convert import calibrate, ptq, qat_from_float
-from .export import SaturationWarning, describe, to_spec
+from .export import SaturationWarning, check_output_file, describe, to_spec
 from .modules import QLinearBn1d
 
 __all__ = ["load_data", "float_mlp", "train", "run_training", "main"]
@@ -110,6 +110,7 @@ def train(model, x, y, *, epochs, lr, seed, batch_size=64, weight_decay=1e-4, de
 
 
 def accuracy(logits, y):
+    """Fraction of rows of ``logits`` whose argmax is the label in ``y``."""
     return float((np.asarray(logits).argmax(axis=1) == np.asarray(y)).mean())
 
 
@@ -227,6 +228,7 @@ def _sizes(text):
 
 
 def main(argv=None):
+    """The ``python -m torch_bridge.train_digits`` command line; returns the exit status."""
     parser = argparse.ArgumentParser(
         prog="python -m torch_bridge.train_digits",
         description="Train a fixed-point MLP on scikit-learn's digits (float twin, then QAT "
@@ -248,7 +250,8 @@ def main(argv=None):
     parser.add_argument("--percentile", type=float, default=None, metavar="P",
                         help="activation formats hold the training activations up to the P-th "
                              "percentile (default 99.9, or 99 below 6 bits)")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the split, the initialization and the batches (default 0)")
     args = parser.parse_args(argv)
     if args.percentile is not None and not 50 < args.percentile <= 100:
         parser.error(f"--percentile must be in (50, 100], not {args.percentile}")
@@ -256,6 +259,10 @@ def main(argv=None):
         value = getattr(args, name)
         if not 2 <= value <= 16:
             parser.error(f"--{name.replace('_', '-')} must be from 2 to 16, not {value}")
+    try:
+        check_output_file(args.out, "--out")   # before the training, not after it
+    except ValueError as error:
+        parser.error(str(error))
     torch.set_num_threads(1)
     spec, report, test = run_training(args.bits, input_bits=args.input_bits,
                                       hidden=args.hidden, epochs=args.epochs,
@@ -275,6 +282,11 @@ def main(argv=None):
     print(f"QAT eval forward == integer model: {report['qat_eval_equals_integer']}; "
           f"torch int64 == golden: {report['torch_int64_equals_golden']}")
     print("wrote " + ", ".join(str(p) for p in paths))
+    if not (report["qat_eval_equals_integer"] and report["torch_int64_equals_golden"]):
+        print("error: the exported integer model differs from the QAT eval forward or from "
+              "torch int64 inference (see the report); please report this as a bug",
+              file=sys.stderr)
+        return 1
     return 0
 
 

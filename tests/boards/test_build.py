@@ -8,6 +8,7 @@ import pytest
 
 from amaranth_nn import Activation, Layer, NetworkSpec, QFormat
 from amaranth_nn.build import build, format_report, main
+from amaranth_nn.folding import choose_folding
 from amaranth_nn.models import default_spec
 from boards import BOARDS, get_board
 
@@ -63,6 +64,46 @@ def test_argument_errors(argv, message, capsys, tmp_path):
     assert capsys.readouterr().err == f"error: {message}\n"
 
 
+def test_toolchain_and_build_directory_errors(capsys, tmp_path):
+    for argv, message in [
+        (["--toolchain", "Nope"], "Unknown toolchain 'Nope' for arty_a7; supported: Vivado, Xray"),
+        (["--board", "icebreaker", "--toolchain", "Vivado"],
+         "Unknown toolchain 'Vivado' for icebreaker; supported: IceStorm"),
+        (["--out", str(tmp_path / "file")], f"Build directory '{tmp_path / 'file'}' is a file"),
+    ]:
+        (tmp_path / "file").write_text("")
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv + ([] if "--out" in argv else ["--out", str(tmp_path / "b")]))
+        assert exit_info.value.code == 2
+        assert capsys.readouterr().err == f"error: {message}\n"
+    assert not (tmp_path / "b").exists()
+
+
+def test_failing_tool_is_a_one_line_error(capsys, tmp_path, monkeypatch):
+    """A tool of the flow that fails (here yosys is /bin/false) ends the build with one line
+    naming the flow and the build directory, not a traceback."""
+    _tiny_spec().save(tmp_path / "tiny.json")
+    monkeypatch.setenv("YOSYS", "false")
+    out = tmp_path / "ice"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--board", "icebreaker", "--model", str(tmp_path / "tiny.json"), "--out",
+              str(out)])
+    assert exit_info.value.code == 1
+    assert capsys.readouterr().err == (
+        f"error: The yowasp flow (yosys, nextpnr-ice40) failed with exit status 1; its output is "
+        f"above, and the build files are in {out}/\n")
+    assert not (out / "report.json").exists()
+
+
+def test_icebreaker_default_folding():
+    """The documented folding that makes the default model fit the iCE40UP5K: target II 512,
+    ((2, 2), (1, 1), (1, 1)), 6 multipliers for its 8 DSPs."""
+    board = get_board("icebreaker")
+    folding = choose_folding(default_spec(), board.target_ii)
+    assert board.target_ii == 512 and folding == ((2, 2), (1, 1), (1, 1))
+    assert sum(pe * simd for pe, simd in folding) == 6 <= board.resources["DSP"]
+
+
 def test_bad_model_file(capsys, tmp_path):
     path = tmp_path / "bad.json"
     path.write_text("{")
@@ -75,6 +116,8 @@ def _check_report(report, out, board):
     saved = json.loads((out / "report.json").read_text())
     assert saved == report
     assert report["board"] == board
+    for name in report["files"]:
+        assert (out / name).exists(), name
     for kind in ("LUT", "DSP", "BRAM"):
         entry = report["utilization"][kind]
         assert entry["used"] is not None and entry["total"] > 0
@@ -106,6 +149,16 @@ def test_arty_a7_default_model_cli(tmp_path, capsys):
     # Target: the default model uses at most 50% of the A7-35T's LUTs.
     assert report["utilization"]["LUT"]["percent"] <= 50
     assert report["utilization"]["DSP"]["used"] == report["multipliers"]
+
+
+@pytest.mark.slow
+def test_arty_a7_xray_toolchain(tmp_path):
+    """``--toolchain Xray``: the open-flow tree (no Vivado TCL), and yosys for the utilization."""
+    out = tmp_path / "xray"
+    report = build("arty_a7", _tiny_spec(), toolchain="Xray", out=out, say=lambda text: None)
+    _check_report(report, out, "arty_a7")
+    assert report["files"] == ["top.v", "top.xdc", "build_top.sh", "synth_xilinx/"]
+    assert report["flow"] == "yosys synth_xilinx"
 
 
 @pytest.mark.slow

@@ -11,14 +11,6 @@ from boards.uart import UARTReceiver, UARTTransmitter
 PERIOD = 1e-6
 
 
-def _run(dut, *benches, deadline):
-    sim = Simulator(dut)
-    sim.add_clock(PERIOD)
-    for bench in benches:
-        sim.add_testbench(bench)
-    sim.run_until(deadline)
-
-
 @pytest.mark.parametrize("divisor", [4, 7, 16])
 def test_receiver_bytes_framing_error_and_glitch(divisor):
     dut = UARTReceiver(divisor)

@@ -139,10 +139,12 @@ def test_train_digits_cli_end_to_end(tmp_path):
     assert report["qat_eval_equals_integer"] and report["torch_int64_equals_golden"]
 
 
-def test_train_digits_cli_rejects_bad_bits(tmp_path):
+def test_train_digits_cli_rejects_bad_bits(tmp_path, capsys):
     from torch_bridge import train_digits
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit) as exit_info:
         train_digits.main(["--bits", "1", "--out", str(tmp_path / "x.json")])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.endswith("error: --bits must be from 2 to 16, not 1\n")
 
 
 def test_default_model_meets_its_targets():
@@ -178,3 +180,64 @@ def test_four_bit_target():
     assert report["qat_eval_equals_integer"] and report["torch_int64_equals_golden"]
     assert float((golden.run(spec, x).argmax(axis=1) == y).mean()) == \
         report["integer_accuracy"]
+
+
+def test_export_output_errors_come_before_any_work(tmp_path, capsys):
+    # A spec path that is a directory, or a ROM directory that is a file, is refused before
+    # the model is even loaded (the model file here does not exist).
+    assert _export(tmp_path / "none.pt", "--out", tmp_path) == 1
+    assert capsys.readouterr().err.strip() == f"error: Spec file '{tmp_path}' is a directory"
+    (tmp_path / "file").write_text("")
+    assert _export(tmp_path / "none.pt", "--out", tmp_path / "o.json", "--rom-dir",
+                   tmp_path / "file") == 1
+    assert capsys.readouterr().err.strip() == (
+        f"error: ROM directory '{tmp_path / 'file'}' is a file")
+    # A missing parent directory is created.
+    model = nn.Sequential(QuantInput((8, 4)), QLinear(3, 2, input_format=(8, 4),
+                                                      weight_format=(8, 4),
+                                                      output_format=(8, 4)))
+    torch.save(model, tmp_path / "m.pt")
+    out = tmp_path / "new" / "dir" / "o.json"
+    assert _export(tmp_path / "m.pt", "--out", out) == 0
+    assert NetworkSpec.load(out).layers[0].in_features == 3
+    assert (tmp_path / "new" / "dir" / "o_rom" / "dense0_weights.hex").is_file()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--bits", "0"], "Bits must be an integer from 2 to 62, not 0"),
+    (["--input-bits", "99"], "Input bits must be an integer from 2 to 62, not 99"),
+    (["--bias-width", "1"], "Bias width of layer 0 must be an integer from 2 to 62, not 1"),
+])
+def test_export_bad_widths(tmp_path, capsys, args, message):
+    torch.save(random_float_model(0, sizes=(6, 5, 3)), tmp_path / "f.pt")
+    np.save(tmp_path / "cal.npy", np.zeros((4, 6)))
+    assert _export(tmp_path / "f.pt", "--out", tmp_path / "o.json", "--calibration",
+                   tmp_path / "cal.npy", *args) == 1
+    assert capsys.readouterr().err.strip() == f"error: {message}"
+    assert not (tmp_path / "o.json").exists()
+
+
+@pytest.mark.parametrize("data, message", [
+    (np.array([["a"] * 6]), "Calibration data must hold real numbers, not <U1"),
+    (np.zeros((4, 7)), "Calibration data must have shape (batch, 6), not (4, 7)"),
+    (np.array([[0.0, 1.0, np.nan, 0.0, 0.0, 0.0]]),
+     "Cannot quantize calibration data: value nan at index (0, 2) is not finite"),
+])
+def test_export_bad_calibration_files(tmp_path, capsys, data, message):
+    torch.save(random_float_model(0, sizes=(6, 5, 3)), tmp_path / "f.pt")
+    np.save(tmp_path / "cal.npy", data)
+    assert _export(tmp_path / "f.pt", "--out", tmp_path / "o.json", "--calibration",
+                   tmp_path / "cal.npy") == 1
+    assert capsys.readouterr().err.strip() == f"error: {message}"
+    assert _export(tmp_path / "f.pt", "--out", tmp_path / "o.json", "--calibration",
+                   tmp_path / "missing.npy") == 1
+    assert capsys.readouterr().err.startswith(
+        f"error: Calibration file '{tmp_path / 'missing.npy'}' cannot be read: ")
+
+
+def test_train_digits_checks_out_before_training(tmp_path, capsys):
+    from torch_bridge import train_digits
+    with pytest.raises(SystemExit) as exit_info:
+        train_digits.main(["--bits", "4", "--out", str(tmp_path)])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.endswith(f"error: --out '{tmp_path}' is a directory\n")
