@@ -353,7 +353,7 @@ Clock `clk` (rising edge), reset `rst` (synchronous, active high).
 
 def main(argv=None):
     """The ``python -m amaranth_nn.export`` command line."""
-    from .build import add_folding_arguments, folding_from_args
+    from .folding import add_folding_arguments, folding_from_args
 
     parser = argparse.ArgumentParser(
         prog="python -m amaranth_nn.export",

@@ -22,7 +22,7 @@ from .dense import ceil_div
 from .spec import NetworkSpec
 
 __all__ = ["DEFAULT_TARGET_II", "choose_folding", "default_folding", "layer_ii",
-           "check_folding"]
+           "check_folding", "add_folding_arguments", "folding_from_args", "parse_int_list"]
 
 #: Target II (cycles per vector) of the default folding.
 DEFAULT_TARGET_II = 64
@@ -116,3 +116,67 @@ def check_folding(spec, folding):
                             f"{pair!r}") from None
         result.append((pe, simd))
     return tuple(result)
+
+
+# Command-line options shared by build, simulate, export and host.
+
+def parse_int_list(text, option):
+    """Parse a comma list of positive integers (``"4,2,1"``) given to ``option``.
+
+    Raises
+    ------
+    ValueError
+        Naming the option and the bad item.
+    """
+    values = []
+    for item in text.split(","):
+        item = item.strip()
+        try:
+            value = int(item)
+        except ValueError:
+            raise ValueError(f"{option} expects a comma-separated list of positive integers, "
+                             f"got {item!r} in {text!r}") from None
+        if value < 1:
+            raise ValueError(f"{option} values must be positive integers, not {value}")
+        values.append(value)
+    return values
+
+
+def add_folding_arguments(parser):
+    """Add ``--pe``, ``--simd`` and ``--target-ii`` to an argparse parser or group."""
+    parser.add_argument("--pe", metavar="P1,P2,...",
+                        help="output neurons in parallel, one value per layer (with --simd)")
+    parser.add_argument("--simd", metavar="S1,S2,...",
+                        help="inputs per cycle, one value per layer (with --pe)")
+    parser.add_argument("--target-ii", type=int, metavar="CYCLES",
+                        help="choose the folding automatically: the smallest hardware whose II "
+                             "is at most CYCLES")
+
+
+def folding_from_args(args, spec):
+    """``(folding, target_ii)`` from parsed ``--pe/--simd/--target-ii`` arguments.
+
+    Raises
+    ------
+    ValueError
+        If only one of ``--pe``/``--simd`` is given, either is combined with ``--target-ii``,
+        or a list does not have one value per layer.
+    """
+    if args.target_ii is not None and (args.pe is not None or args.simd is not None):
+        raise ValueError("Give either --pe/--simd or --target-ii, not both")
+    if args.target_ii is not None:
+        if args.target_ii < 1:
+            raise ValueError(f"--target-ii must be a positive integer, not {args.target_ii}")
+        return None, args.target_ii
+    if (args.pe is None) != (args.simd is None):
+        raise ValueError("--pe and --simd go together: give one value per layer for each")
+    if args.pe is None:
+        return None, None
+    pe = parse_int_list(args.pe, "--pe")
+    simd = parse_int_list(args.simd, "--simd")
+    layers = len(spec.layers)
+    for option, values in (("--pe", pe), ("--simd", simd)):
+        if len(values) != layers:
+            raise ValueError(f"{option} has {len(values)} values, but the model has {layers} "
+                             f"layers")
+    return tuple(zip(pe, simd, strict=True)), None

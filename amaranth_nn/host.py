@@ -247,7 +247,7 @@ def _load_inputs(path):
 
 
 def main(argv=None):
-    from .build import add_folding_arguments, folding_from_args
+    from .folding import add_folding_arguments, folding_from_args
 
     parser = argparse.ArgumentParser(
         prog="python -m amaranth_nn.host",

@@ -31,7 +31,7 @@ class Network(wiring.Component):
         wiring.connect(m, source, net.i)   # source: an Out(net.input_signature) interface
         wiring.connect(m, net.o, sink)     # sink: an In(net.output_signature) interface
 
-    (``docs/gateware.md`` has a complete example.)
+    (the README has a complete example.)
 
     Parameters
     ----------

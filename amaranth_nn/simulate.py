@@ -30,6 +30,7 @@ from amaranth import Elaboratable, Module, Signal
 from amaranth.sim import Simulator
 
 from . import golden
+from .folding import add_folding_arguments, folding_from_args
 from .network import Network
 from .spec import NetworkSpec, SpecError, as_input_array
 
@@ -340,16 +341,6 @@ def simulate(spec, inputs, folding=None, *, target_ii=None, network=None, vcd=No
                             run.seconds, network, out_cycles, in_cycles)
 
 
-def _parse_folding(text):
-    """``"4x8,2x4,1x3"`` to ``((4, 8), (2, 4), (1, 3))``."""
-    try:
-        return tuple(tuple(int(n) for n in item.lower().split("x")) for item in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected PExSIMD per layer separated by commas, like 4x8,2x4,1x3; got {text!r}"
-        ) from None
-
-
 def main(argv=None):
     """The ``python -m amaranth_nn.simulate`` command line."""
     parser = argparse.ArgumentParser(
@@ -363,11 +354,7 @@ def main(argv=None):
                              "embedded model: its test images)")
     parser.add_argument("--out", metavar="Y.npy", help="write the hardware outputs here")
     parser.add_argument("--vcd", metavar="F", help="write a waveform file")
-    group = parser.add_mutually_exclusive_group()
-    group.add_argument("--folding", type=_parse_folding, metavar="PExSIMD,...",
-                       help="pe and simd per layer, e.g. 4x8,2x4,1x3 (default: target II 64)")
-    group.add_argument("--target-ii", type=int, metavar="N",
-                       help="choose the smallest folding with at most N cycles per vector")
+    add_folding_arguments(parser)
     parser.add_argument("--limit", type=int, metavar="N", help="simulate the first N inputs only")
     parser.add_argument("--stalls", type=float, nargs=2, default=(0.0, 0.0),
                         metavar=("P_VALID", "P_READY"),
@@ -400,7 +387,8 @@ def main(argv=None):
         x = x[:args.limit]
         labels = None if labels is None else labels[:args.limit]
     try:
-        result = simulate(spec, x, args.folding, target_ii=args.target_ii, vcd=args.vcd,
+        folding, target_ii = folding_from_args(args, spec)
+        result = simulate(spec, x, folding, target_ii=target_ii, vcd=args.vcd,
                           progress=not args.no_progress, stalls=tuple(args.stalls))
     except (TypeError, ValueError) as error:
         print(f"error: {error}", file=sys.stderr)

@@ -80,7 +80,7 @@ def test_cli_with_model_and_inputs(tmp_path, capsys):
     np.save(tmp_path / "x.npy", x)
     out = tmp_path / "y.npy"
     code = main(["--model", str(spec_path), "--inputs", str(tmp_path / "x.npy"),
-                 "--out", str(out), "--folding", "5x7,3x5", "--no-progress"])
+                 "--out", str(out), "--pe", "5,3", "--simd", "7,5", "--no-progress"])
     text = capsys.readouterr().out
     assert code == 0
     assert "mismatches 0: every output equals the golden model" in text
@@ -106,9 +106,11 @@ def test_cli_errors(tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["--model", str(spec_path)])
     assert "--inputs is required with --model" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        main(["--folding", "4by8"])
-    assert "expected PExSIMD per layer" in capsys.readouterr().err
+    assert main(["--pe", "4,2", "--simd", "8,4,2", "--limit", "1"]) == 2
+    assert "error: --pe has 2 values, but the model has 3 layers" in capsys.readouterr().err
+    assert main(["--pe", "4,x,2", "--simd", "8,4,2", "--limit", "1"]) == 2
+    assert ("error: --pe expects a comma-separated list of positive integers, got 'x' in "
+            "'4,x,2'") in capsys.readouterr().err
     (tmp_path / "bad.json").write_text("{")
     assert main(["--model", str(tmp_path / "bad.json"), "--inputs", "x.npy"]) == 2
     assert "is not valid JSON" in capsys.readouterr().err
