@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 __all__ = [
-    "QFormat", "Activation", "int_array", "signed_width", "quantize", "requantize",
+    "QFormat", "Activation", "int_array", "python_ints", "signed_width", "quantize", "requantize",
     "INT64_SAFE_BITS",
 ]
 
@@ -52,6 +52,11 @@ def int_array(values, lo, hi):
     """
     if signed_width(lo, hi) <= INT64_SAFE_BITS:
         return np.asarray(values).astype(np.int64)
+    return python_ints(values)
+
+
+def python_ints(values):
+    """Integer numpy array of dtype ``object`` holding Python ints: exact at any width."""
     return np.vectorize(int, otypes=[object])(np.asarray(values, dtype=object))
 
 
@@ -175,7 +180,7 @@ def requantize(acc, shift, fmt):
     if acc.dtype != object and acc.size and (
             shift > INT64_SAFE_BITS - 1 or
             max(-int(acc.min()), int(acc.max())) >= 1 << INT64_SAFE_BITS - 1):
-        acc = int_array(acc, -(1 << 63), 1 << 63)
+        acc = python_ints(acc)
     if shift > 0:
         rounded = acc + _same_kind(acc, 1 << (shift - 1))
         scaled = rounded >> _same_kind(acc, shift)

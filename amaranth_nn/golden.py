@@ -11,7 +11,7 @@ range, plus the rounding constant) fit in 62 bits, and with Python ints otherwis
 
 import numpy as np
 
-from .fixedpoint import INT64_SAFE_BITS, int_array, requantize, signed_width
+from .fixedpoint import INT64_SAFE_BITS, python_ints, requantize, signed_width
 from .spec import as_input_array
 
 __all__ = ["accumulate", "run_layer", "run", "run_layers"]
@@ -24,10 +24,7 @@ def accumulate(spec, index, x):
     rounding = 1 << max(layer.shift - 1, 0)
     if signed_width(lo - rounding, hi + rounding) <= INT64_SAFE_BITS:
         return x.astype(np.int64) @ layer.weights.T + layer.bias
-    x = int_array(x, -(1 << 63), 1 << 63)
-    w = int_array(layer.weights, -(1 << 63), 1 << 63)
-    b = int_array(layer.bias, -(1 << 63), 1 << 63)
-    return x @ w.T + b
+    return python_ints(x) @ python_ints(layer.weights).T + python_ints(layer.bias)
 
 
 def run_layer(spec, index, x):
