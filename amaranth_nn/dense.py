@@ -225,6 +225,43 @@ class _PingPong:
             beat_in = self.w_beat > beat
         return self.used2 | (self.used1 & (self.differ | beat_in))
 
+    def ahead(self, m, go, last, done):
+        """A registered :meth:`written` for a reader that issues its vector's beats in order.
+
+        The reader is at ``beat`` and moves on when ``go``; ``last`` (beat ``beats - 1``) and
+        ``done`` (the reader's last pass over the vector) are its registered flags, and the
+        owner drives ``r_done = go & last & done``. Returns ``written(beat)`` as the OR of two
+        flip-flops, so that the reader's issue condition is one LUT of registers.
+
+        It is bit 0 of a thermometer ``t[k] | x[k] = written(beat + k)``: the beats of a vector
+        are written in order and the reader never passes the writer, so a write into the
+        reader's vector sets the first zero bit, a step shifts the bits down, a new pass over
+        the same vector sets every bit, and a new vector takes the count of its beats written so
+        far. ``x`` holds what the previous cycle's write set and ``t`` the rest, so that
+        ``w_en``, which comes from the upstream block, only feeds ``x``.
+        """
+        beats = self.beats
+        t = [Signal(name=f"ahead_{k}") for k in range(beats)]
+        x = [Signal(name=f"ahead_w{k}") for k in range(beats)]
+        have = [t[k] | x[k] for k in range(beats)]
+        # A write goes into the reader's vector when the writer is on the reader's bank (with
+        # two vectors buffered and the writer there, it is blocked).
+        same = ~self.differ
+        full = self.used2 & ~self.differ
+        for k in range(beats):
+            below = have[k - 1] if k else Const(1)
+            above = have[k + 1] if k + 1 < beats else Const(0)
+            # Without this cycle's write: stay, step down, new pass, or the next vector (when
+            # the reader finishes this one, the writer is on the next vector with w_beat beats
+            # written, or finished it, or has not started it and w_beat is 0).
+            m.d.sync += [
+                t[k].eq(Mux(go, Mux(last, Mux(done, full | (self.w_beat > k), 1), above),
+                            have[k])),
+                x[k].eq(self.w_en & Mux(go, Mux(last, done & (self.w_beat == k),
+                                                same & have[k]), same & below)),
+            ]
+        return have[0]
+
     def elaborate(self, m):
         wrap = self.w_en & (self.w_beat == self.beats - 1)
         start = self.w_en & (self.w_beat == 0)
@@ -551,8 +588,9 @@ class DenseLayer(wiring.Component):
         beat_last = Signal(init=beats == 1)
         group_last = Signal(init=groups == 1)
         go = Signal()
+        arrived = buf.ahead(m, go, beat_last, group_last)
         m.d.comb += [
-            go.eq(buf.written(beat) & (~beat_first | queue.ok)),
+            go.eq(arrived & (~beat_first | queue.ok)),
             queue.take.eq(go & beat_first),
             buf.r_done.eq(go & beat_last & group_last),
         ]
@@ -581,7 +619,6 @@ class DenseLayer(wiring.Component):
         # Control tokens travel with the data through the free-running pipeline.
         stages = self._fifo_stage + 1
         valid = [go] + [Signal(name=f"valid_{k}") for k in range(1, stages)]
-        first = [beat_first] + [Signal(name=f"first_{k}") for k in range(1, stages)]
         last = [beat_last] + [Signal(name=f"last_{k}") for k in range(1, stages)]
         last_group = [group_last] + [Signal(name=f"last_group_{k}") for k in range(1, stages)]
         # The tokens at acc_stage meet the adder tree output and update the accumulators; the
@@ -593,7 +630,6 @@ class DenseLayer(wiring.Component):
         for k in range(1, stages):
             m.d.sync += [
                 valid[k].eq(valid[k - 1]),
-                first[k].eq(first[k - 1]),
                 last[k].eq(last[k - 1]),
                 last_group[k].eq(last_group[k - 1]),
             ]
@@ -650,8 +686,14 @@ class DenseLayer(wiring.Component):
         for p in range(pe):
             acc = Signal(signed(acc_width), name=f"acc_{p}")
             bias = b_read[p * acc_width:(p + 1) * acc_width].as_signed()
+            # Each PE has its own copy of the `first` token (it selects the bias for a whole
+            # accumulator): the copies' reset values are the bits of p, so that yosys does not
+            # merge them. They are only used with a valid token, so those values do not matter.
+            first_p = beat_first
+            for k in range(acc_stage):
+                first_p = _delay(m, first_p, 1, f"first{p}_{k + 1}", init=(p >> k) & 1)
             with m.If(valid[acc_stage]):
-                m.d.sync += acc.eq(Mux(first[acc_stage], bias, acc) + sums[p])
+                m.d.sync += acc.eq(Mux(first_p, bias, acc) + sums[p])
             accs.append(acc)
 
         # Requantize, saturate and activate: one clamp of the shifted accumulator to the

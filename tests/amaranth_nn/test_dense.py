@@ -6,14 +6,15 @@
 
 import numpy as np
 import pytest
-from amaranth import signed
+from amaranth import Module, Mux, Signal, signed
 from amaranth.back import verilog
+from amaranth.sim import Simulator
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from nn_helpers import layer_inputs, random_inputs, random_layer, random_spec, run_layer, sizes
 
 from amaranth_nn import Activation, Layer, NetworkSpec, QFormat, golden
-from amaranth_nn.dense import DenseLayer, WidthConverter
+from amaranth_nn.dense import DenseLayer, WidthConverter, _PingPong
 from amaranth_nn.simulate import pack_beats, run_streams, unpack_beats
 
 
@@ -209,3 +210,45 @@ def test_random_layer_helper_formats():
     assert any(layer.weight_format.frac > layer.weight_format.width for layer in layers)
     assert {layer.activation.kind for layer in layers} == {"identity", "relu", "hardtanh"}
     assert any(layer.shift <= 0 for layer in layers)
+
+
+@pytest.mark.parametrize("beats,groups", [(1, 1), (1, 3), (3, 1), (4, 2), (8, 3)])
+def test_registered_arrival_flag_equals_written(beats, groups):
+    # The sequencer issues on _PingPong.ahead(), a register; it must equal written(beat) in
+    # every cycle, under random writer and reader stalls.
+    m = Module()
+    buf = _PingPong(beats)
+    buf.elaborate(m)
+    valid, allow = Signal(), Signal()
+    beat, group = Signal(range(beats)), Signal(range(groups))
+    last, done = Signal(init=beats == 1), Signal(init=groups == 1)
+    go = Signal()
+    arrived = buf.ahead(m, go, last, done)
+    m.d.comb += [
+        buf.w_en.eq(valid & buf.w_ready),
+        go.eq(arrived & allow),
+        buf.r_done.eq(go & last & done),
+    ]
+    beat_next = Mux(go, Mux(last, 0, beat + 1), beat)
+    group_next = Mux(go & last, Mux(done, 0, group + 1), group)
+    m.d.sync += [beat.eq(beat_next), group.eq(group_next),
+                 last.eq(beat_next == beats - 1), done.eq(group_next == groups - 1)]
+    written = buf.written(beat)
+    rng = np.random.default_rng(beats * 10 + groups)
+    counts = {"issued": 0, "mismatch": 0}
+
+    async def testbench(ctx):
+        for _ in range(400):
+            ctx.set(valid, int(rng.random() < 0.6))
+            ctx.set(allow, int(rng.random() < 0.7))
+            if ctx.get(arrived) != ctx.get(written):
+                counts["mismatch"] += 1
+            counts["issued"] += ctx.get(go)
+            await ctx.tick()
+
+    sim = Simulator(m)
+    sim.add_clock(1e-6)
+    sim.add_testbench(testbench)
+    sim.run()
+    assert counts["mismatch"] == 0
+    assert counts["issued"] > 400 // (3 * groups)  # the reader made progress
