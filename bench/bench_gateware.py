@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from amaranth_nn import Activation, Layer, NetworkSpec, QFormat, synth
+from amaranth_nn import NetworkSpec, synth
 from amaranth_nn.folding import DEFAULT_TARGET_II, choose_folding, default_folding
 from amaranth_nn.network import Network
 from amaranth_nn.simulate import simulate
@@ -36,41 +36,15 @@ from amaranth_nn.simulate import simulate
 SWEEP = (1024, 256, 64, 16)
 
 
-def random_spec(seed=0, sizes=(64, 32, 16, 10)):
-    """A random 8-bit MLP of the default model's shape (stand-in when it is missing)."""
-    rng = np.random.default_rng(seed)
-    fmt = QFormat(8, 6)
-    input_format, layers = fmt, []
-    for index, (n, m) in enumerate(zip(sizes, sizes[1:], strict=False)):
-        wf = QFormat(8, 6)
-        weights = rng.integers(wf.min, wf.max + 1, size=(m, n))
-        bf = QFormat(24, fmt.frac + wf.frac)
-        bias = rng.integers(-(1 << 12), 1 << 12, size=m)
-        last = index == len(sizes) - 2
-        act = Activation.identity() if last else Activation.relu()
-        layers.append(Layer(f"dense{index}", weights, bias, wf, bf, QFormat(8, 4), act))
-        fmt = QFormat(8, 4)
-    return NetworkSpec(input_format, layers, name="random-64-32-16-10")
-
-
 def load_model(path):
-    """``(spec, inputs, note)``: the spec and inputs to simulate."""
+    """``(spec, inputs)``: the spec and inputs to simulate (the embedded model by default)."""
     if path is not None:
         spec = NetworkSpec.load(path)
         rng = np.random.default_rng(0)
         fmt = spec.input_format
-        return spec, rng.integers(fmt.min, fmt.max + 1, size=(64, spec.input_size)), ""
-    try:
-        from amaranth_nn.models import default_spec, default_test_set
-        spec = default_spec()
-        x, _ = default_test_set()
-        return spec, x, ""
-    except FileNotFoundError as error:
-        spec = random_spec()
-        rng = np.random.default_rng(0)
-        x = rng.integers(-128, 128, size=(64, spec.input_size))
-        return spec, x, (f"note: the default model is missing ({error}); using a random "
-                         f"64-32-16-10 8-bit spec instead")
+        return spec, rng.integers(fmt.min, fmt.max + 1, size=(64, spec.input_size))
+    from amaranth_nn.models import default_spec, default_test_set
+    return default_spec(), default_test_set()[0]
 
 
 def foldings(spec, targets, quick):
@@ -190,12 +164,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
 
     try:
-        spec, x, note = load_model(args.model)
+        spec, x = load_model(args.model)
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    if note:
-        print(note)
     vectors = args.vectors or (4 if args.quick else 16)
     if vectors < 2:
         parser.error(f"--vectors must be at least 2 (the II is measured between vectors), "
