@@ -1,20 +1,25 @@
 """amaranth-nn: fixed-point neural networks as bit-exact, pipelined Amaranth HDL.
 
-The numeric core (:mod:`.fixedpoint`, :mod:`.spec`, :mod:`.golden`) needs only numpy, and the
-gateware (:mod:`.dense`, :mod:`.network`, :mod:`.folding`) only Amaranth; nothing in this
-package imports torch.
+The numeric core (:mod:`.fixedpoint`, :mod:`.spec`, :mod:`.golden`) needs only numpy. The
+hardware is described by plans (:mod:`.plan`, :mod:`.folding`) and built by the engines
+(:mod:`.dense`, :mod:`.converter`, :mod:`.network`) from target primitives (:mod:`.targets`)
+and stream plumbing (:mod:`.plumbing`), with Amaranth only; nothing in this package imports
+torch.
 """
 
 from . import golden
-from .dense import DenseLayer, WidthConverter
+from .converter import WidthConverter
+from .dense import DenseLayer
 from .fixedpoint import Activation, QFormat, quantize, requantize, signed_width
-from .folding import DEFAULT_TARGET_II, choose_folding, default_folding
+from .folding import DEFAULT_TARGET_II, choose_folding, default_folding, plan_network
 from .network import Network
+from .plan import ConverterPlan, DensePlan, NetworkPlan
 from .spec import Layer, NetworkSpec, SpecError
 
 __all__ = [
     "Activation", "QFormat", "quantize", "requantize", "signed_width",
     "Layer", "NetworkSpec", "SpecError", "golden",
+    "DensePlan", "ConverterPlan", "NetworkPlan", "plan_network",
     "DenseLayer", "WidthConverter", "Network", "choose_folding", "default_folding",
     "DEFAULT_TARGET_II",
 ]

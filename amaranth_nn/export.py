@@ -32,169 +32,28 @@ Without ``--model`` it exports the embedded default digits model.
   and lane width (machine-readable form of the above), and ``README.md`` saying the same for
   people.
 
-The hex files are read back from the elaborated design's ``Memory`` initial values, so they are
-exactly what the hardware holds.
+The hex files hold the ROM words of the network's plan (:class:`amaranth_nn.plan.Rom`), the
+words the engines put into their ROMs, so they are exactly what the hardware holds.
 """
 
 import argparse
 import json
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 from amaranth.back import verilog
-from amaranth.hdl import Fragment
-from amaranth.hdl._mem import MemoryInstance
 from amaranth.lib import wiring
 
+from .folding import add_folding_arguments, folding_from_args
+from .hexfile import format_hex
+from .models import default_spec
 from .network import Network
-from .spec import NetworkSpec, SpecError
+from .spec import NetworkSpec, SpecError, check_spec
 
-__all__ = ["RomImage", "EXPORT_FORMAT", "EXPORT_VERSION", "rom_images", "format_hex",
-           "parse_hex", "unpack_lanes", "port_list", "export", "main"]
+__all__ = ["EXPORT_FORMAT", "EXPORT_VERSION", "port_list", "export", "main"]
 
 EXPORT_FORMAT = "amaranth-nn-export"
 EXPORT_VERSION = 1
-
-
-@dataclass(frozen=True)
-class RomImage:
-    """The contents of one ROM of an elaborated network.
-
-    Members
-    -------
-    path : tuple of str
-        Hierarchy path of the memory, e.g. ``("layer0", "weights3")``.
-    layer : int or None
-        Index of the layer it belongs to.
-    kind : str
-        ``"weights"``, ``"bias"`` or ``"rom"`` (any other read-only memory).
-    pe : int or None
-        The PE of a weight ROM.
-    width : int
-        Bits per word.
-    words : tuple of int
-        Every word, as a non-negative integer, word 0 first.
-    """
-
-    path: tuple
-    layer: object
-    kind: str
-    pe: object
-    width: int
-    words: tuple
-
-    @property
-    def depth(self):
-        return len(self.words)
-
-    @property
-    def file_name(self):
-        """``layer{L}_weights_pe{P}.hex``, ``layer{L}_bias.hex``, or the path joined by ``_``."""
-        if self.kind == "weights":
-            return f"layer{self.layer}_weights_pe{self.pe}.hex"
-        if self.kind == "bias":
-            return f"layer{self.layer}_bias.hex"
-        return "_".join(self.path) + ".hex"
-
-
-def _walk(fragment, path):
-    for sub, name, _src_loc in fragment.subfragments:
-        sub_path = path + (str(name) if name is not None else "unnamed",)
-        if isinstance(sub, MemoryInstance):
-            yield sub_path, sub
-        else:
-            yield from _walk(sub, sub_path)
-
-
-def _role(path):
-    layer = kind = pe = None
-    if path and path[0].startswith("layer") and path[0][5:].isdigit():
-        layer = int(path[0][5:])
-        leaf = path[-1]
-        if len(path) == 2 and leaf.startswith("weights") and leaf[7:].isdigit():
-            kind, pe = "weights", int(leaf[7:])
-        elif len(path) == 2 and leaf == "biases":
-            kind = "bias"
-    return layer, kind or "rom", pe
-
-
-def rom_images(network):
-    """Every read-only memory of ``network``, with its contents, from the elaborated design.
-
-    Parameters
-    ----------
-    network : Network
-        Elaborated here (with no platform); the component itself is not changed.
-
-    Returns
-    -------
-    list of RomImage
-        Weight ROMs by layer and PE, then bias ROMs, in hierarchy order. Memories with a write
-        port (buffers, FIFOs) are not ROMs and are left out.
-
-    Raises
-    ------
-    TypeError
-        If ``network`` is not a :class:`~amaranth_nn.network.Network`.
-    """
-    if not isinstance(network, Network):
-        raise TypeError(f"Network must be a Network, not {network!r}")
-    fragment = Fragment.get(network, None)
-    images = []
-    for path, memory in _walk(fragment, ()):
-        # MemoryInstance is the fragment a lib.memory.Memory elaborates to; its data and ports
-        # are private in Amaranth 0.5 (pinned <0.6 in pyproject.toml).
-        if memory._write_ports:
-            continue
-        data = memory._data
-        width = data.shape.width
-        mask = (1 << width) - 1
-        words = tuple(int(value) & mask for value in data.init)
-        words += (0,) * (data.depth - len(words))
-        layer, kind, pe = _role(path)
-        images.append(RomImage(path, layer, kind, pe, width, words))
-    return images
-
-
-def format_hex(words, width):
-    """``$readmemh`` text: one word per line, ``ceil(width/4)`` hex digits, zero-padded."""
-    digits = max(1, -(-width // 4))
-    return "".join(f"{word:0{digits}x}\n" for word in words)
-
-
-def parse_hex(text):
-    """Words of ``$readmemh`` text as written by :func:`format_hex` (``//`` comments allowed).
-
-    Raises
-    ------
-    ValueError
-        On an address marker (``@``) or anything that is not a hex word.
-    """
-    words = []
-    for number, line in enumerate(text.splitlines(), 1):
-        line = line.split("//", 1)[0].strip()
-        for token in line.split():
-            if token.startswith("@"):
-                raise ValueError(f"line {number}: address markers are not supported")
-            try:
-                words.append(int(token.replace("_", ""), 16))
-            except ValueError:
-                raise ValueError(f"line {number}: {token!r} is not a hex word") from None
-    return words
-
-
-def unpack_lanes(word, lanes, lane_width, *, signed=True):
-    """The ``lanes`` lanes of ``word``, lane 0 from the low bits; two's complement when
-    ``signed``."""
-    mask = (1 << lane_width) - 1
-    values = []
-    for k in range(lanes):
-        value = (word >> (k * lane_width)) & mask
-        if signed and value >> (lane_width - 1):
-            value -= 1 << lane_width
-        values.append(value)
-    return values
 
 
 def port_list(component):
@@ -211,27 +70,13 @@ def port_list(component):
     return ports
 
 
-def _rom_entry(network, image):
-    entry = {"file": image.file_name, "hierarchy": ".".join(image.path), "kind": image.kind,
-             "layer": image.layer, "depth": image.depth, "width": image.width}
-    if image.kind == "weights":
-        layer = network.layers[image.layer]
-        # The lanes are unsigned when the layer has no negative weight (dense.py sizes the
-        # weight operand from the weights' range, and lane bits past the value are zero).
-        signed = bool(network.spec.layers[image.layer].weights.min() < 0)
-        entry.update(pe=image.pe, lanes=layer.simd, lane_width=image.width // layer.simd,
-                     signed=signed,
-                     layout=f"word g*{layer.in_beats} + b, lane k = W[g*{layer.pe} + "
-                            f"{image.pe}, b*{layer.simd} + k]; "
-                            f"{'signed' if signed else 'unsigned'}; zero past the matrix")
-    elif image.kind == "bias":
-        layer = network.layers[image.layer]
-        shift = network.spec.layers[image.layer].shift
-        rounding = 1 << (shift - 1) if shift > 0 else 0
-        entry.update(lanes=layer.pe, lane_width=image.width // layer.pe, signed=True,
-                     rounding=rounding,
-                     layout=f"word g, lane p = bias[g*{layer.pe} + p] + {rounding}; signed; "
-                            f"zero past the last neuron")
+def _rom_entry(spec, rom):
+    entry = {"file": rom.file_name, "hierarchy": ".".join(rom.path), "kind": rom.kind,
+             "layer": rom.layer, "pe": rom.pe, "depth": rom.depth, "width": rom.width,
+             "lanes": rom.lanes, "lane_width": rom.lane_width, "signed": rom.signed,
+             "layout": rom.layout}
+    if rom.kind == "bias":
+        entry["rounding"] = spec.layers[rom.layer].rounding
     return entry
 
 
@@ -262,12 +107,11 @@ def export(spec, out_dir, folding=None, *, target_ii=None, name="top", progress=
         For a bad spec, folding or target II (raised before anything is written), or a name
         that is not a Verilog identifier.
     """
-    if not isinstance(spec, NetworkSpec):
-        raise TypeError(f"Spec must be a NetworkSpec, not {spec!r}")
+    check_spec(spec)
     if not isinstance(name, str) or not name.isidentifier():
         raise ValueError(f"Top module name must be a Verilog identifier, not {name!r}")
     network = Network(spec, folding, target_ii=target_ii)
-    images = rom_images(network)
+    roms = network.plan.roms
     text = verilog.convert(network, name=name)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -278,8 +122,8 @@ def export(spec, out_dir, folding=None, *, target_ii=None, name="top", progress=
             print(f"wrote {out_dir / file_name}")
 
     write(f"{name}.v", text)
-    for image in images:
-        write(image.file_name, format_hex(image.words, image.width))
+    for rom in roms:
+        write(rom.file_name, format_hex(rom.words, rom.width))
     manifest = {
         "format": EXPORT_FORMAT,
         "version": EXPORT_VERSION,
@@ -311,7 +155,7 @@ def export(spec, out_dir, folding=None, *, target_ii=None, name="top", progress=
         "hex_format": "$readmemh: one word per line, ceil(width/4) hex digits, word 0 first; "
                       "lane 0 in the low bits; lanes are two's complement unless the ROM's "
                       "'signed' is false",
-        "roms": [_rom_entry(network, image) for image in images],
+        "roms": [_rom_entry(spec, rom) for rom in roms],
     }
     write("manifest.json", json.dumps(manifest, indent=2) + "\n")
     write("README.md", _readme(manifest))
@@ -353,8 +197,6 @@ Clock `clk` (rising edge), reset `rst` (synchronous, active high).
 
 def main(argv=None):
     """The ``python -m amaranth_nn.export`` command line."""
-    from .folding import add_folding_arguments, folding_from_args
-
     parser = argparse.ArgumentParser(
         prog="python -m amaranth_nn.export",
         description="Write a network as Verilog plus $readmemh ROM images, a manifest and a "
@@ -367,7 +209,6 @@ def main(argv=None):
     args = parser.parse_args(argv)
     try:
         if args.model is None:
-            from .models import default_spec
             spec = default_spec()
         else:
             spec = NetworkSpec.load(args.model)

@@ -12,7 +12,7 @@ import numpy as np
 
 __all__ = [
     "QFormat", "Activation", "int_array", "python_ints", "signed_width", "quantize", "requantize",
-    "INT64_SAFE_BITS",
+    "rounding_constant", "INT64_SAFE_BITS",
 ]
 
 #: Largest signed width whose values, and sums of two of them, cannot overflow ``int64``.
@@ -157,6 +157,12 @@ def quantize(values, fmt):
     return np.clip(scaled.astype(np.int64), fmt.min, fmt.max)
 
 
+def rounding_constant(shift):
+    """What requantization adds before shifting right by ``shift``: ``2**(shift-1)``, or 0
+    when ``shift <= 0`` (an exact left shift needs no rounding)."""
+    return 1 << (shift - 1) if shift > 0 else 0
+
+
 def requantize(acc, shift, fmt):
     """Scale accumulator integers down by ``2**shift``, rounding half up, then saturate.
 
@@ -182,7 +188,7 @@ def requantize(acc, shift, fmt):
             max(-int(acc.min()), int(acc.max())) >= 1 << INT64_SAFE_BITS - 1):
         acc = python_ints(acc)
     if shift > 0:
-        rounded = acc + _same_kind(acc, 1 << (shift - 1))
+        rounded = acc + _same_kind(acc, rounding_constant(shift))
         scaled = rounded >> _same_kind(acc, shift)
         return np.clip(scaled, fmt.min, fmt.max).astype(np.int64)
     left = -shift

@@ -18,24 +18,15 @@ DSP48E1 of an Arty A7-35T with room to spare, and the 156 multipliers of an ECP5
 FPGA such as the iCE40UP5K (8 DSPs) needs a larger target II.
 """
 
-from .dense import ceil_div
-from .spec import NetworkSpec
+from .lanes import ceil_div
+from .plan import NetworkPlan, check_folding, dense_ii
+from .spec import check_spec
 
-__all__ = ["DEFAULT_TARGET_II", "choose_folding", "default_folding", "layer_ii",
+__all__ = ["DEFAULT_TARGET_II", "choose_folding", "default_folding", "plan_network",
            "check_folding", "add_folding_arguments", "folding_from_args", "parse_int_list"]
 
 #: Target II (cycles per vector) of the default folding.
 DEFAULT_TARGET_II = 64
-
-
-def layer_ii(in_features, out_features, pe, simd):
-    """Cycles per vector of a layer folded to ``(pe, simd)``: ``ceil(M/pe) * ceil(N/simd)``."""
-    return ceil_div(out_features, pe) * ceil_div(in_features, simd)
-
-
-def _check_spec(spec):
-    if not isinstance(spec, NetworkSpec):
-        raise TypeError(f"Spec must be a NetworkSpec, not {spec!r}")
 
 
 def choose_folding(spec, target_ii):
@@ -57,11 +48,15 @@ def choose_folding(spec, target_ii):
     Raises
     ------
     TypeError
-        If ``spec`` is not a NetworkSpec or ``target_ii`` is not a positive integer.
+        If ``spec`` is not a NetworkSpec or ``target_ii`` is not an integer.
+    ValueError
+        If ``target_ii`` is less than 1.
     """
-    _check_spec(spec)
-    if not isinstance(target_ii, int) or isinstance(target_ii, bool) or target_ii < 1:
-        raise TypeError(f"Target II must be a positive integer, not {target_ii!r}")
+    check_spec(spec)
+    if not isinstance(target_ii, int) or isinstance(target_ii, bool):
+        raise TypeError(f"Target II must be an integer, not {target_ii!r}")
+    if target_ii < 1:
+        raise ValueError(f"Target II must be a positive integer, not {target_ii}")
     folding, previous_pe = [], None
     for layer in spec.layers:
         n, m = layer.in_features, layer.out_features
@@ -71,7 +66,7 @@ def choose_folding(spec, target_ii):
             if max_beats < 1:
                 continue
             simd = ceil_div(n, min(max_beats, n))
-            ii = layer_ii(n, m, pe, simd)
+            ii = dense_ii(n, m, pe, simd)
             converter = previous_pe is not None and simd != previous_pe
             key = (pe * simd + converter, converter, (m % pe != 0) + (n % simd != 0), ii,
                    abs(pe - simd), pe)
@@ -87,35 +82,29 @@ def default_folding(spec):
     return choose_folding(spec, DEFAULT_TARGET_II)
 
 
-def check_folding(spec, folding):
-    """Validate a user's folding; returns it as a tuple of ``(pe, simd)`` int pairs.
+def plan_network(spec, folding=None, *, target_ii=None):
+    """The :class:`~amaranth_nn.plan.NetworkPlan` of ``spec`` at a folding.
+
+    Parameters
+    ----------
+    spec : NetworkSpec
+    folding : sequence of (int, int), optional
+        ``(pe, simd)`` per layer.
+    target_ii : int, optional
+        Instead of ``folding``: :func:`choose_folding` for this target. With neither, the
+        :func:`default_folding`.
 
     Raises
     ------
-    TypeError
-        If ``folding`` is not a sequence of pairs.
-    ValueError
-        If it has the wrong number of layers. The ranges of ``pe`` and ``simd`` are checked by
-        :class:`~amaranth_nn.dense.DenseLayer`.
+    TypeError, ValueError
+        For a bad spec, folding or target II, or both a folding and a target II.
     """
-    _check_spec(spec)
-    try:
-        pairs = list(folding)
-    except TypeError:
-        raise TypeError(f"Folding must be a sequence of (pe, simd) pairs, not {folding!r}") \
-            from None
-    if len(pairs) != len(spec.layers):
-        raise ValueError(f"Folding must have one (pe, simd) pair per layer ({len(spec.layers)}), "
-                         f"not {len(pairs)}")
-    result = []
-    for index, pair in enumerate(pairs):
-        try:
-            pe, simd = pair
-        except (TypeError, ValueError):
-            raise TypeError(f"Folding of layer {index} must be a (pe, simd) pair, not "
-                            f"{pair!r}") from None
-        result.append((pe, simd))
-    return tuple(result)
+    check_spec(spec)
+    if folding is not None and target_ii is not None:
+        raise ValueError("Pass either a folding or a target II, not both")
+    if folding is None:
+        folding = default_folding(spec) if target_ii is None else choose_folding(spec, target_ii)
+    return NetworkPlan(spec, folding)
 
 
 # Command-line options shared by build, simulate, export and host.

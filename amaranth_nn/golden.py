@@ -21,7 +21,7 @@ def accumulate(spec, index, x):
     """Exact accumulators ``x @ W.T + b`` of layer ``index`` for a batch ``x``."""
     layer = spec.layers[index]
     lo, hi = spec.accumulator_range_of(index)
-    rounding = 1 << max(layer.shift - 1, 0)
+    rounding = layer.rounding
     if signed_width(lo - rounding, hi + rounding) <= INT64_SAFE_BITS:
         return x.astype(np.int64) @ layer.weights.T + layer.bias
     return python_ints(x) @ python_ints(layer.weights).T + python_ints(layer.bias)

@@ -1,17 +1,14 @@
-# amaranth: UnusedElaboratable=no
 """A whole network as one stream component: dense layers chained, width converters between."""
-
-# The first line keeps amaranth from warning about the layers and converters built here: they
-# are built in Network.__init__ (so that their properties and errors are available at once) and
-# elaborated by Network.elaborate, and whether the Network is used is its creator's business.
 
 from amaranth import Module, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
-from .dense import DenseLayer, WidthConverter
-from .folding import check_folding, choose_folding, default_folding
-from .spec import NetworkSpec
+from .converter import WidthConverter
+from .dense import DenseLayer
+from .folding import plan_network
+from .targets import check_arch
+from .unused import rejecting
 
 __all__ = ["Network"]
 
@@ -21,9 +18,10 @@ class Network(wiring.Component):
 
     Every layer is a :class:`~amaranth_nn.dense.DenseLayer` with its own ``(pe, simd)``. The
     layers are chained stream to stream; where a layer's ``pe`` differs from the next layer's
-    ``simd`` a :class:`~amaranth_nn.dense.WidthConverter` regroups the elements. All layers run
-    at once, on consecutive vectors, so the network takes :attr:`ii` (the largest layer II)
-    cycles per vector in steady state.
+    ``simd`` a :class:`~amaranth_nn.converter.WidthConverter` regroups the elements. The
+    :attr:`plan` holds every layer's and converter's facts (widths, ROM words, timing). All
+    layers run at once, on consecutive vectors, so the network takes :attr:`ii` (the largest
+    layer II) cycles per vector in steady state.
 
     Use it inside your own design like any component::
 
@@ -44,11 +42,12 @@ class Network(wiring.Component):
         :func:`~amaranth_nn.folding.choose_folding` (the fewest multipliers, a width converter
         counting as one). With neither,
         :func:`~amaranth_nn.folding.default_folding` (target II 64).
-    arch : str
-        Which FPGA primitives to build, one of :data:`~amaranth_nn.dense.ARCHES`: ``"auto"``
-        (the default) builds registered ``MULT18X18D`` blocks and LUT ROMs when elaborated for
-        an ECP5 platform, and portable ``x * w`` between registers otherwise (which yosys maps
-        to DSP48E1 and SB_MAC16); ``"generic"`` and ``"ecp5"`` force one or the other.
+    arch : str or Target
+        Which FPGA primitives to build, one of :data:`~amaranth_nn.targets.ARCHES` or a
+        :class:`~amaranth_nn.targets.Target`: ``"auto"`` (the default) builds registered
+        ``MULT18X18D`` blocks and LUT ROMs when elaborated for an ECP5 platform, and portable
+        ``x * w`` between registers otherwise (which yosys maps to DSP48E1 and SB_MAC16);
+        ``"generic"`` and ``"ecp5"`` force one or the other.
 
     Members
     -------
@@ -62,42 +61,22 @@ class Network(wiring.Component):
     Raises
     ------
     TypeError
-        If ``spec`` is not a NetworkSpec, ``folding`` is not a sequence of pairs, or a ``pe``,
-        ``simd`` or ``target_ii`` is not a positive integer.
+        If ``spec`` is not a NetworkSpec, ``folding`` is not a sequence of pairs, a ``pe``,
+        ``simd`` or ``target_ii`` is not an integer, or ``arch`` is of the wrong type.
     ValueError
-        If both ``folding`` and ``target_ii`` are given, ``folding`` has the wrong length, or a
-        ``pe`` or ``simd`` exceeds its layer's size (the message names the layer).
+        If both ``folding`` and ``target_ii`` are given, ``folding`` has the wrong length, a
+        ``pe`` or ``simd`` is outside ``1`` to its layer's size (the message names the layer),
+        ``target_ii`` is less than 1, or ``arch`` is an unknown name.
     """
 
     def __init__(self, spec, folding=None, *, target_ii=None, arch="auto"):
-        if not isinstance(spec, NetworkSpec):
-            raise TypeError(f"Spec must be a NetworkSpec, not {spec!r}")
-        if folding is not None and target_ii is not None:
-            raise ValueError("Pass either a folding or a target II, not both")
-        if folding is not None:
-            folding = check_folding(spec, folding)
-        elif target_ii is not None:
-            folding = choose_folding(spec, target_ii)
-        else:
-            folding = default_folding(spec)
-        self._spec = spec
-        self._folding = folding
-        self._layers = tuple(DenseLayer(spec, index, pe=pe, simd=simd, arch=arch)
-                             for index, (pe, simd) in enumerate(folding))
-        self._converters = []
-        for index in range(len(self._layers) - 1):
-            pe, simd = folding[index][0], folding[index + 1][1]
-            if pe == simd:
-                self._converters.append(None)
-            else:
-                shape = signed(spec.layers[index].output_format.width)
-                self._converters.append(WidthConverter(
-                    shape, pe, simd, spec.layers[index].out_features))
-        self._converters = tuple(self._converters)
+        with rejecting(self):
+            self._plan = plan_network(spec, folding, target_ii=target_ii)
+            self._arch = check_arch(arch)
         self._input_signature = stream.Signature(data.ArrayLayout(
-            signed(spec.input_format.width), folding[0][1]))
+            signed(spec.input_format.width), self._plan.in_lanes))
         self._output_signature = stream.Signature(data.ArrayLayout(
-            signed(spec.output_format.width), folding[-1][0]))
+            signed(spec.output_format.width), self._plan.out_lanes))
         super().__init__({
             "i": In(self._input_signature),
             "o": Out(self._output_signature),
@@ -117,99 +96,66 @@ class Network(wiring.Component):
 
     @property
     def spec(self):
-        return self._spec
+        return self._plan.spec
+
+    @property
+    def plan(self):
+        """The :class:`~amaranth_nn.plan.NetworkPlan`: every layer's and converter's plan."""
+        return self._plan
+
+    @property
+    def arch(self):
+        return self._arch
 
     @property
     def folding(self):
         """``(pe, simd)`` of every layer, as a tuple of pairs."""
-        return self._folding
-
-    @property
-    def layers(self):
-        """The :class:`~amaranth_nn.dense.DenseLayer` of every layer."""
-        return self._layers
-
-    @property
-    def converters(self):
-        """The :class:`~amaranth_nn.dense.WidthConverter` after each layer but the last, or
-        ``None`` where the layer's ``pe`` equals the next layer's ``simd``."""
-        return self._converters
+        return self._plan.folding
 
     @property
     def ii(self):
         """Cycles per vector in steady state: the largest layer II,
         ``max(ceil(M/pe) * ceil(N/simd))``."""
-        return max(layer.ii for layer in self._layers)
+        return self._plan.ii
 
     @property
     def in_beats(self):
         """Input beats per vector, ``ceil(input_size / simd0)``."""
-        return self._layers[0].in_beats
+        return self._plan.in_beats
 
     @property
     def out_beats(self):
         """Output beats per vector, ``ceil(output_size / pe_last)``."""
-        return self._layers[-1].out_beats
+        return self._plan.out_beats
 
     @property
     def multipliers(self):
         """Total multipliers, the sum of ``pe * simd``."""
-        return sum(layer.multipliers for layer in self._layers)
-
-    def output_times(self, arrivals=None):
-        """Transfer cycles of an isolated vector's output beats, by the latency recurrence.
-
-        Parameters
-        ----------
-        arrivals : sequence of int, optional
-            Transfer cycles of the vector's input beats; by default ``0, 1, 2, ...`` (source
-            valid on every cycle).
-        """
-        times = list(range(self.in_beats)) if arrivals is None else list(arrivals)
-        for index, layer in enumerate(self._layers):
-            times = layer.output_times(times)
-            if index < len(self._converters) and self._converters[index] is not None:
-                times = self._converters[index].output_times(times)
-        return times
+        return self._plan.multipliers
 
     @property
     def latency(self):
-        """Cycles from the transfer of a vector's first input beat to that of its last output
-        beat, for a vector entering an idle network with the sink always ready and the source
-        valid on every cycle.
+        """Cycles from the first input beat of a vector entering an idle network to its last
+        output beat; see :attr:`NetworkPlan.latency <amaranth_nn.plan.NetworkPlan.latency>`."""
+        return self._plan.latency
 
-        Exact, by this recurrence over the blocks (:meth:`output_times` evaluates it):
-
-        - input beat ``j`` is transferred at cycle ``a_j = j``;
-        - a dense layer with ``B = ceil(N/simd)`` input beats issues the last beat of its first
-          output group at ``s = max_j(a_j + B - j)`` and transfers output beat ``g`` at
-          ``e_g = s + g*B + D``, where ``D = 9 + ceil(log2(simd))`` is its
-          :attr:`~amaranth_nn.dense.DenseLayer.pipeline_depth`;
-        - a width converter transfers output beat ``k`` at
-          ``o_k = max(o_(k-1) + 1, a_(j(k)) + 6)``, where ``j(k)`` is the input beat holding
-          the beat's last element;
-        - the latency is the cycle of the last output beat.
-
-        Without width converters this is
-        ``latency = (B_0 - 1) + sum_l (II_l - B_l + D_l + 1)``; for a single layer,
-        ``II + D``.
-        """
-        return self.output_times()[-1]
+    def output_times(self, arrivals=None):
+        """Transfer cycles of an isolated vector's output beats; see
+        :meth:`NetworkPlan.output_times <amaranth_nn.plan.NetworkPlan.output_times>`."""
+        return self._plan.output_times(arrivals)
 
     def elaborate(self, platform):
         m = Module()
-        previous = None
-        for index, layer in enumerate(self._layers):
-            m.submodules[f"layer{index}"] = layer
-            if previous is None:
-                wiring.connect(m, wiring.flipped(self.i), layer.i)
-            else:
-                wiring.connect(m, previous, layer.i)
-            previous = layer.o
-            if index < len(self._converters) and self._converters[index] is not None:
-                converter = self._converters[index]
-                m.submodules[f"convert{index}"] = converter
-                wiring.connect(m, previous, converter.i)
-                previous = converter.o
+        previous = wiring.flipped(self.i)
+        converters = self._plan.converters + (None,)
+        for index, (layer, converter) in enumerate(zip(self._plan.layers, converters,
+                                                       strict=True)):
+            block = m.submodules[f"layer{index}"] = DenseLayer(layer, arch=self._arch)
+            wiring.connect(m, previous, block.i)
+            previous = block.o
+            if converter is not None:
+                block = m.submodules[f"convert{index}"] = WidthConverter(converter)
+                wiring.connect(m, previous, block.i)
+                previous = block.o
         wiring.connect(m, previous, wiring.flipped(self.o))
         return m

@@ -31,64 +31,14 @@ from amaranth.sim import Simulator
 
 from . import golden
 from .folding import add_folding_arguments, folding_from_args
+from .lanes import pack_beats, unpack_beats
 from .network import Network
 from .spec import NetworkSpec, SpecError, as_input_array
 
-__all__ = ["StreamRun", "SimulationResult", "pack_beats", "unpack_beats", "run_streams",
-           "simulate", "main"]
+__all__ = ["StreamRun", "SimulationResult", "run_streams", "simulate", "main"]
 
 #: Clock period of the simulation, in seconds (the value only matters for VCD time stamps).
 CLOCK_PERIOD = 1e-8
-
-
-def pack_beats(x, lanes, width):
-    """Pack vectors of integers into stream beats.
-
-    Parameters
-    ----------
-    x : array_like of int, shape (batch, length)
-    lanes, width : int
-        Lanes per beat and bits per lane.
-
-    Returns
-    -------
-    list of int
-        ``batch * ceil(length/lanes)`` beats, vector by vector; lane ``k`` of beat ``b`` holds
-        element ``b*lanes + k`` in two's complement at bits ``[k*width, (k+1)*width)``; lanes
-        past the end are zero.
-    """
-    x = np.asarray(x)
-    batch, length = x.shape
-    beats = -(-length // lanes)
-    padded = np.zeros((batch, beats * lanes), dtype=object)
-    padded[:, :length] = x.astype(object)
-    mask = (1 << width) - 1
-    words = []
-    for row in padded.reshape(batch * beats, lanes).tolist():
-        word = 0
-        for k, value in enumerate(row):
-            word |= (int(value) & mask) << (k * width)
-        words.append(word)
-    return words
-
-
-def unpack_beats(words, lanes, width, length):
-    """Inverse of :func:`pack_beats`: beats to an int64 array of shape (batch, length).
-
-    Lanes past ``length`` on each vector's last beat are returned separately.
-
-    Returns
-    -------
-    values : numpy.ndarray of int64, shape (batch, length)
-    padding : numpy.ndarray of int64, shape (batch, beats*lanes - length)
-        The lanes past the end (zero for a network's output).
-    """
-    beats = -(-length // lanes)
-    mask, sign = (1 << width) - 1, 1 << (width - 1)
-    flat = [((word >> (k * width)) & mask) for word in words for k in range(lanes)]
-    flat = np.array([v - (v & sign) * 2 for v in flat], dtype=np.int64)
-    flat = flat.reshape(-1, beats * lanes)
-    return flat[:, :length], flat[:, length:]
 
 
 @dataclass
@@ -148,7 +98,7 @@ def run_streams(dut, in_words, out_count, *, stalls=(0.0, 0.0), longest_stall=4,
     dut : wiring.Component
         A component with an ``i`` input stream and an ``o`` output stream.
     in_words : sequence of int
-        Input beats, packed as :func:`pack_beats` does.
+        Input beats, packed as :func:`~amaranth_nn.lanes.pack_beats` does.
     out_count : int
         Output beats to collect.
     stalls : (float, float)
@@ -314,8 +264,8 @@ def simulate(spec, inputs, folding=None, *, target_ii=None, network=None, vcd=No
         raise ValueError("The network was built for another spec")
     expected = golden.run(spec, x)
     batch = len(x)
-    simd0, pe_last = network.folding[0][1], network.folding[-1][0]
-    in_words = pack_beats(x, simd0, spec.input_format.width)
+    plan = network.plan
+    in_words = pack_beats(x, plan.in_lanes, spec.input_format.width)
     out_width = spec.output_format.width
     bar = None
     if progress and batch > 20:
@@ -328,7 +278,7 @@ def simulate(spec, inputs, folding=None, *, target_ii=None, network=None, vcd=No
     finally:
         if bar is not None:
             bar.close()
-    outputs, padding = unpack_beats(run.outputs, pe_last, out_width, spec.output_size)
+    outputs, padding = unpack_beats(run.outputs, plan.out_lanes, out_width, spec.output_size)
     mismatches = [(int(v), int(e), int(outputs[v, e]), int(expected[v, e]))
                   for v, e in np.argwhere(outputs != expected)]
     mismatches += [(int(v), spec.output_size + int(e), int(padding[v, e]), 0)

@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .fixedpoint import Activation, QFormat, int_array, signed_width
+from .fixedpoint import Activation, QFormat, int_array, rounding_constant, signed_width
 
-__all__ = ["SpecError", "Layer", "NetworkSpec", "SPEC_FORMAT", "SPEC_VERSION"]
+__all__ = ["SpecError", "Layer", "NetworkSpec", "SPEC_FORMAT", "SPEC_VERSION", "check_spec"]
 
 SPEC_FORMAT = "amaranth-nn-spec"
 SPEC_VERSION = 1
@@ -175,6 +175,11 @@ class Layer:
     def shift(self):
         """Requantization shift ``s = Fx + Fw - Fy``."""
         return self.bias_format.frac - self.output_format.frac
+
+    @property
+    def rounding(self):
+        """The rounding constant requantization adds, ``2**(shift-1)`` (0 when ``shift <= 0``)."""
+        return rounding_constant(self.shift)
 
     @property
     def output_range(self):
@@ -457,6 +462,13 @@ class NetworkSpec:
     def __repr__(self):
         shape = " -> ".join([str(self.input_size)] + [str(l.out_features) for l in self._layers])
         return f"NetworkSpec({self._name!r}, {shape}, input {self._input_format})"
+
+
+def check_spec(spec):
+    """``spec`` if it is a :class:`NetworkSpec`; a TypeError otherwise."""
+    if not isinstance(spec, NetworkSpec):
+        raise TypeError(f"Spec must be a NetworkSpec, not {spec!r}")
+    return spec
 
 
 def _checksum(data):

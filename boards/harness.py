@@ -16,6 +16,8 @@ from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from amaranth_nn.network import Network
+
 from . import protocol as proto
 from .uart import UARTReceiver, UARTTransmitter, check_divisor
 
@@ -118,8 +120,6 @@ class Harness(wiring.Component):
 
     def __init__(self, spec, *, folding=None, target_ii=None, divisor, timeout=None,
                  heartbeat=None, stretch=None):
-        from amaranth_nn.network import Network
-
         self._divisor = check_divisor(divisor)
         byte_time = proto.BITS_PER_BYTE * divisor
         self._timeout = _check_positive("Timeout", 30 * byte_time if timeout is None

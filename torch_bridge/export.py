@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from amaranth_nn.fixedpoint import Activation, QFormat, signed_width
+from amaranth_nn.hexfile import format_hex
 from amaranth_nn.spec import Layer, NetworkSpec
 
 from .convert import flatten, is_qat_model, ptq
@@ -182,12 +183,6 @@ def export(model, calibration=None, *, name="network", metadata=None, **format_o
                **{k: v for k, v in format_options.items() if v is not None})
 
 
-def _hex_lines(values, width):
-    digits = (width + 3) // 4
-    mask = (1 << width) - 1
-    return "".join(f"{int(v) & mask:0{digits}x}\n" for v in np.asarray(values).ravel())
-
-
 def write_rom(spec, directory):
     """Write ``$readmemh`` files of every layer's weights and biases.
 
@@ -208,7 +203,7 @@ def write_rom(spec, directory):
         for suffix, values, fmt in (("weights", layer.weights, layer.weight_format),
                                     ("bias", layer.bias, layer.bias_format)):
             path = directory / f"{layer.name}_{suffix}.hex"
-            path.write_text(_hex_lines(values, fmt.width))
+            path.write_text(format_hex(np.asarray(values).ravel(), fmt.width))
             paths.append(path)
     return paths
 

@@ -10,7 +10,7 @@ model, which falls back to Python integers.
 import numpy as np
 import torch
 
-from amaranth_nn.fixedpoint import INT64_SAFE_BITS, signed_width
+from amaranth_nn.fixedpoint import INT64_SAFE_BITS, rounding_constant, signed_width
 from amaranth_nn.spec import as_input_array
 
 __all__ = ["requantize_int", "activate_int", "run_layer", "run_layers", "run"]
@@ -23,7 +23,7 @@ def requantize_int(acc, shift, fmt):
     never overflows.
     """
     if shift > 0:
-        return torch.clamp((acc + (1 << (shift - 1))) >> shift, fmt.min, fmt.max)
+        return torch.clamp((acc + rounding_constant(shift)) >> shift, fmt.min, fmt.max)
     left = -shift
     hi = fmt.max >> left
     lo = -((-fmt.min) >> left)
@@ -43,7 +43,7 @@ def activate_int(activation, y):
 def _check_width(spec, index):
     layer = spec.layers[index]
     lo, hi = spec.accumulator_range_of(index)
-    rounding = 1 << max(layer.shift - 1, 0)
+    rounding = layer.rounding
     width = signed_width(lo - rounding, hi + rounding)
     if width > INT64_SAFE_BITS:
         raise ValueError(f"Layer {index} ({layer.name!r}) needs a {width}-bit accumulator; "

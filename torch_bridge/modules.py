@@ -30,7 +30,7 @@ unit in a 53-bit accumulator does not matter to training.
 import torch
 from torch import nn
 
-from amaranth_nn.fixedpoint import INT64_SAFE_BITS, QFormat
+from amaranth_nn.fixedpoint import INT64_SAFE_BITS, QFormat, rounding_constant
 
 from .fold import fold_linear_bn, linear_parameters
 from .infer import requantize_int
@@ -126,7 +126,7 @@ class _QDense(nn.Module):
         """``A + 2**(s-1)``: bound of the accumulator plus rounding constant (integer units)."""
         x_max = max(-self.input_format.min, self.input_format.max)
         return (int(w_grid.detach().abs().sum(dim=1).max()) * x_max
-                + int(b_grid.detach().abs().max()) + (1 << max(self.shift - 1, 0)))
+                + int(b_grid.detach().abs().max()) + rounding_constant(self.shift))
 
     def forward(self, x):
         if x.dim() != 2 or x.shape[1] != self.in_features:

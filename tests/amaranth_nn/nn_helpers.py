@@ -4,7 +4,8 @@ import numpy as np
 from hypothesis import strategies as st
 
 from amaranth_nn import Activation, Layer, NetworkSpec, QFormat, golden
-from amaranth_nn.simulate import pack_beats, run_streams, unpack_beats
+from amaranth_nn.lanes import pack_beats, unpack_beats
+from amaranth_nn.simulate import run_streams
 
 PRIMES = (2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 31, 37)
 
@@ -40,6 +41,13 @@ def random_layer(rng, name, n, m, in_format, *, w_width=None, out_width=None, sh
     return Layer(name, weights, bias, wf, bf, of, activation)
 
 
+def single_layer_spec(weights, bias, *, x_fmt, w_fmt, b_width, y_fmt, activation):
+    """A one-layer spec with the given integer weights and biases."""
+    layer = Layer("dense0", np.array(weights), np.array(bias), w_fmt,
+                  QFormat(b_width, x_fmt.frac + w_fmt.frac), y_fmt, activation)
+    return NetworkSpec(x_fmt, [layer])
+
+
 def random_spec(rng, sizes, *, in_width=None, **layer_kwargs):
     """A random spec with layer sizes ``sizes`` (``[N, M1, M2, ...]``)."""
     in_width = in_width or int(rng.integers(2, 17))
@@ -68,16 +76,13 @@ def sizes(draw, small=12):
                           st.integers(1, 40)))
 
 
-def run_layer(layer_component, spec, index, x, *, stalls=(0.0, 0.0), seed=0):
-    """Run vectors ``x`` (inputs of layer ``index``) through a DenseLayer; returns
+def run_layer(layer_component, x, *, stalls=(0.0, 0.0), seed=0):
+    """Run vectors ``x`` (the layer's inputs) through a DenseLayer; returns
     (outputs, padding lanes, StreamRun)."""
-    pe, simd = layer_component.pe, layer_component.simd
-    in_width = spec.input_format_of(index).width
-    out_width = spec.layers[index].output_format.width
-    words = pack_beats(x, simd, in_width)
-    run = run_streams(layer_component, words, len(x) * layer_component.out_beats,
-                      stalls=stalls, seed=seed)
-    out, pad = unpack_beats(run.outputs, pe, out_width, spec.layers[index].out_features)
+    plan = layer_component.plan
+    words = pack_beats(x, plan.simd, plan.in_width)
+    run = run_streams(layer_component, words, len(x) * plan.out_beats, stalls=stalls, seed=seed)
+    out, pad = unpack_beats(run.outputs, plan.pe, plan.out_width, plan.out_features)
     return out, pad, run
 
 

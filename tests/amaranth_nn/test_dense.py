@@ -1,28 +1,23 @@
-# amaranth: UnusedElaboratable=no
-"""DenseLayer and WidthConverter on the Amaranth simulator, bit-exact against the golden model.
-
-(The first line: components built only to check their properties or errors are never used.)
-"""
+"""DenseLayer on the Amaranth simulator, bit-exact against the golden model, with the timing of
+its plan."""
 
 import numpy as np
 import pytest
-from amaranth import Module, Mux, Signal, signed
 from amaranth.back import verilog
-from amaranth.sim import Simulator
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from nn_helpers import layer_inputs, random_inputs, random_layer, random_spec, run_layer, sizes
+from nn_helpers import layer_inputs, random_inputs, random_spec, run_layer, single_layer_spec, sizes
 
-from amaranth_nn import Activation, Layer, NetworkSpec, QFormat, golden
-from amaranth_nn.dense import DenseLayer, WidthConverter, _PingPong
-from amaranth_nn.simulate import pack_beats, run_streams, unpack_beats
+from amaranth_nn import Activation, QFormat, golden
+from amaranth_nn.dense import DenseLayer
+from amaranth_nn.plan import DensePlan
 
 
 def check_layer(spec, index, pe, simd, x, *, stalls=(0.0, 0.0), seed=0):
     """Run ``x`` (network inputs) through layer ``index`` alone; assert bit-exactness."""
-    dut = DenseLayer(spec, index, pe=pe, simd=simd)
+    dut = DenseLayer(DensePlan(spec, index, pe=pe, simd=simd))
     inputs = layer_inputs(spec, index, x)
-    out, pad, run = run_layer(dut, spec, index, inputs, stalls=stalls, seed=seed)
+    out, pad, run = run_layer(dut, inputs, stalls=stalls, seed=seed)
     expected = golden.run_layers(spec, x)[index]
     assert out.shape == expected.shape
     assert (out == expected).all(), (out, expected)
@@ -46,12 +41,6 @@ def test_random_layer_bit_exact(n, m, data):
                        label="stalls")
     x = random_inputs(rng, spec, data.draw(st.integers(1, 4), label="batch"))
     check_layer(spec, index, pe, simd, x, stalls=stalls, seed=seed)
-
-
-def single_layer_spec(weights, bias, *, x_fmt, w_fmt, b_width, y_fmt, activation):
-    layer = Layer("dense0", np.array(weights), np.array(bias), w_fmt,
-                  QFormat(b_width, x_fmt.frac + w_fmt.frac), y_fmt, activation)
-    return NetworkSpec(x_fmt, [layer])
 
 
 def test_one_by_one():
@@ -93,7 +82,7 @@ def test_sixteen_bit_wide_accumulator():
     rng = np.random.default_rng(16)
     spec = random_spec(rng, [40, 7], in_width=16, w_width=16, out_width=16)
     dut, _ = check_layer(spec, 0, 7, 40, random_inputs(rng, spec, 4))
-    assert dut.accumulator_width > 32
+    assert dut.plan.acc_width > 32
     # Extreme inputs and weights: the largest accumulators.
     fmt = spec.input_format
     x = np.array([[fmt.min] * 40, [fmt.max] * 40, [fmt.min, fmt.max] * 20])
@@ -103,9 +92,9 @@ def test_sixteen_bit_wide_accumulator():
 def test_relu_input_is_unsigned_operand():
     rng = np.random.default_rng(5)
     spec = random_spec(rng, [6, 8, 4], activation=Activation.relu())
-    dut = DenseLayer(spec, 1, pe=2, simd=3)
-    assert not dut._x_shape.signed
-    assert dut._x_shape.width == spec.layers[0].output_format.width - 1
+    plan = DensePlan(spec, 1, pe=2, simd=3)
+    assert not plan.x_shape.signed
+    assert plan.x_shape.width == spec.layers[0].output_format.width - 1
     check_layer(spec, 1, 2, 3, random_inputs(rng, spec, 5))
 
 
@@ -114,141 +103,37 @@ def test_steady_state_ii_and_latency(pe, simd):
     rng = np.random.default_rng(pe * 10 + simd)
     spec = random_spec(rng, [8, 5])
     dut, run = check_layer(spec, 0, pe, simd, random_inputs(rng, spec, 8))
-    starts = np.array(run.out_cycles[::dut.out_beats])
-    assert (np.diff(starts) == dut.ii).all()
-    assert dut.ii == -(-5 // pe) * -(-8 // simd)
+    plan = dut.plan
+    starts = np.array(run.out_cycles[::plan.out_beats])
+    assert (np.diff(starts) == plan.ii).all()
+    assert plan.ii == -(-5 // pe) * -(-8 // simd)
     # Latency of the first vector: II + pipeline depth when the source is always valid.
-    assert run.out_cycles[dut.out_beats - 1] - run.in_cycles[0] == dut.ii + dut.pipeline_depth
-    assert dut.output_times(range(dut.in_beats))[-1] == dut.ii + dut.pipeline_depth
+    assert run.out_cycles[plan.out_beats - 1] - run.in_cycles[0] == plan.ii + plan.pipeline_depth
+    assert plan.output_times(range(plan.in_beats))[-1] == plan.ii + plan.pipeline_depth
+    # The whole schedule of the first vector, every output beat.
+    first = [t - run.in_cycles[0] for t in run.out_cycles[:plan.out_beats]]
+    assert first == plan.output_times(range(plan.in_beats))
 
 
 def test_errors():
-    rng = np.random.default_rng(0)
-    spec = random_spec(rng, [5, 4])
-    with pytest.raises(TypeError, match=r"^Spec must be a NetworkSpec, not 'x'$"):
-        DenseLayer("x", 0, pe=1, simd=1)
-    with pytest.raises(TypeError, match=r"^Layer index must be a non-negative integer, not -1$"):
-        DenseLayer(spec, -1, pe=1, simd=1)
-    with pytest.raises(ValueError, match=r"^Layer index must be less than 1 \(the number of "
-                                         r"layers\), not 1$"):
-        DenseLayer(spec, 1, pe=1, simd=1)
-    with pytest.raises(TypeError, match=r"^Pe must be a positive integer, not 0$"):
-        DenseLayer(spec, 0, pe=0, simd=1)
-    with pytest.raises(TypeError, match=r"^Simd must be a positive integer, not 2.0$"):
-        DenseLayer(spec, 0, pe=1, simd=2.0)
-    with pytest.raises(ValueError, match=r"^Pe must be at most 4 \(the out_features of layer 0 "
-                                         r"\('dense0'\)\), not 5$"):
-        DenseLayer(spec, 0, pe=5, simd=1)
-    with pytest.raises(ValueError, match=r"^Simd must be at most 5 \(the in_features of layer 0 "
-                                         r"\('dense0'\)\), not 6$"):
-        DenseLayer(spec, 0, pe=1, simd=6)
+    plan = DensePlan(random_spec(np.random.default_rng(0), [5, 4]), 0, pe=1, simd=1)
+    with pytest.raises(TypeError, match=r"^Plan must be a DensePlan, not 'x'$"):
+        DenseLayer("x")
     with pytest.raises(ValueError, match=r"^Arch must be one of 'auto', 'generic', 'ecp5', "
                                          r"not 'xc7'$"):
-        DenseLayer(spec, 0, pe=1, simd=1, arch="xc7")
+        DenseLayer(plan, arch="xc7")
+    with pytest.raises(TypeError, match=r"^Arch must be one of 'auto', 'generic', 'ecp5' or a "
+                                        r"Target, not 3$"):
+        DenseLayer(plan, arch=3)
 
 
 def test_ecp5_arch_instantiates_registered_multipliers():
     rng = np.random.default_rng(1)
     spec = random_spec(rng, [6, 5], in_width=8, w_width=8)
-    text = verilog.convert(DenseLayer(spec, 0, pe=2, simd=3, arch="ecp5"), name="dense")
+    plan = DensePlan(spec, 0, pe=2, simd=3)
+    text = verilog.convert(DenseLayer(plan, arch="ecp5"), name="dense")
     assert text.count("MULT18X18D ") == 6
     assert text.count('.REG_INPUTA_CLK("CLK0")') == 6
     assert text.count('.REG_OUTPUT_CLK("CLK0")') == 6
-    generic = verilog.convert(DenseLayer(spec, 0, pe=2, simd=3), name="dense")
+    generic = verilog.convert(DenseLayer(plan), name="dense")
     assert "MULT18X18D" not in generic
-
-
-def test_weight_rom_layout():
-    spec = single_layer_spec([[1, 2, 3], [4, 5, 6], [7, -8, 9]], [0, 0, 0],
-                             x_fmt=QFormat(8, 0), w_fmt=QFormat(5, 0), b_width=16,
-                             y_fmt=QFormat(8, 0), activation=Activation.identity())
-    dut = DenseLayer(spec, 0, pe=2, simd=2)
-    width = dut._w_shape.width
-    assert width == 5
-    # PE 1, group 0 (row 1) beats 0 and 1, then group 1 (row 3: past the matrix) zeros.
-    assert dut.weight_words(1) == [4 | 5 << width, 6, 0, 0]
-    # PE 0: rows 0 and 2; -8 in two's complement.
-    assert dut.weight_words(0) == [1 | 2 << width, 3, 7 | (-8 & 31) << width, 9]
-
-
-@settings(max_examples=25, deadline=None)
-@given(length=sizes(), data=st.data())
-def test_width_converter(length, data):
-    a = data.draw(st.integers(1, length), label="in_lanes")
-    b = data.draw(st.integers(1, length), label="out_lanes")
-    width = data.draw(st.integers(2, 16), label="width")
-    stalls = data.draw(st.sampled_from([(0.0, 0.0), (0.5, 0.0), (0.0, 0.5), (0.3, 0.3)]),
-                       label="stalls")
-    seed = data.draw(st.integers(0, 2**32 - 1), label="seed")
-    rng = np.random.default_rng(seed)
-    x = rng.integers(-(1 << (width - 1)), 1 << (width - 1), size=(4, length))
-    dut = WidthConverter(signed(width), a, b, length)
-    run = run_streams(dut, pack_beats(x, a, width), 4 * dut.out_beats, stalls=stalls, seed=seed)
-    out, pad = unpack_beats(run.outputs, b, width, length)
-    assert (out == x).all()
-    assert (pad == 0).all()
-    if stalls == (0.0, 0.0):
-        arrivals = run.in_cycles[:dut.in_beats]
-        expected = dut.output_times(arrivals)
-        assert run.out_cycles[:dut.out_beats] == expected
-
-
-def test_width_converter_errors():
-    with pytest.raises(TypeError, match=r"^Length must be a positive integer, not 0$"):
-        WidthConverter(signed(8), 1, 1, 0)
-    with pytest.raises(ValueError, match=r"^In lanes must be at most 4 \(the vector length\), "
-                                         r"not 5$"):
-        WidthConverter(signed(8), 5, 1, 4)
-    with pytest.raises(TypeError, match=r"^Out lanes must be a positive integer, not None$"):
-        WidthConverter(signed(8), 1, None, 4)
-
-
-def test_random_layer_helper_formats():
-    # The generator really produces F > W formats and every activation kind.
-    rng = np.random.default_rng(0)
-    layers = [random_layer(rng, "l", 4, 3, QFormat(8, 4)) for _ in range(60)]
-    assert any(layer.weight_format.frac > layer.weight_format.width for layer in layers)
-    assert {layer.activation.kind for layer in layers} == {"identity", "relu", "hardtanh"}
-    assert any(layer.shift <= 0 for layer in layers)
-
-
-@pytest.mark.parametrize("beats,groups", [(1, 1), (1, 3), (3, 1), (4, 2), (8, 3)])
-def test_registered_arrival_flag_equals_written(beats, groups):
-    # The sequencer issues on _PingPong.ahead(), a register; it must equal written(beat) in
-    # every cycle, under random writer and reader stalls.
-    m = Module()
-    buf = _PingPong(beats)
-    buf.elaborate(m)
-    valid, allow = Signal(), Signal()
-    beat, group = Signal(range(beats)), Signal(range(groups))
-    last, done = Signal(init=beats == 1), Signal(init=groups == 1)
-    go = Signal()
-    arrived = buf.ahead(m, go, last, done)
-    m.d.comb += [
-        buf.w_en.eq(valid & buf.w_ready),
-        go.eq(arrived & allow),
-        buf.r_done.eq(go & last & done),
-    ]
-    beat_next = Mux(go, Mux(last, 0, beat + 1), beat)
-    group_next = Mux(go & last, Mux(done, 0, group + 1), group)
-    m.d.sync += [beat.eq(beat_next), group.eq(group_next),
-                 last.eq(beat_next == beats - 1), done.eq(group_next == groups - 1)]
-    written = buf.written(beat)
-    rng = np.random.default_rng(beats * 10 + groups)
-    counts = {"issued": 0, "mismatch": 0}
-
-    async def testbench(ctx):
-        for _ in range(400):
-            ctx.set(valid, int(rng.random() < 0.6))
-            ctx.set(allow, int(rng.random() < 0.7))
-            if ctx.get(arrived) != ctx.get(written):
-                counts["mismatch"] += 1
-            counts["issued"] += ctx.get(go)
-            await ctx.tick()
-
-    sim = Simulator(m)
-    sim.add_clock(1e-6)
-    sim.add_testbench(testbench)
-    sim.run()
-    assert counts["mismatch"] == 0
-    assert counts["issued"] > 400 // (3 * groups)  # the reader made progress

@@ -1,8 +1,4 @@
-# amaranth: UnusedElaboratable=no
-"""Network on the Amaranth simulator: bit-exact, II = largest layer II, latency = formula.
-
-(The first line: networks built only to check their properties or errors are never used.)
-"""
+"""Network on the Amaranth simulator: bit-exact, II = largest layer II, latency = formula."""
 
 import itertools
 import re
@@ -14,18 +10,20 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from nn_helpers import random_inputs, random_spec, sizes
 
-from amaranth_nn import dense, golden
-from amaranth_nn.dense import ceil_div
+from amaranth_nn import golden
 from amaranth_nn.folding import (
     DEFAULT_TARGET_II,
     check_folding,
     choose_folding,
     default_folding,
-    layer_ii,
+    plan_network,
 )
+from amaranth_nn.lanes import ceil_div, pack_beats, unpack_beats
 from amaranth_nn.models import default_spec, default_test_set
 from amaranth_nn.network import Network
-from amaranth_nn.simulate import pack_beats, run_streams, simulate, unpack_beats
+from amaranth_nn.plan import dense_ii
+from amaranth_nn.simulate import run_streams, simulate
+from amaranth_nn.targets import ECP5Target
 
 DOCS = Path(__file__).parents[2] / "README.md"
 
@@ -84,10 +82,10 @@ def test_latency_formula_single_layer():
     rng = np.random.default_rng(1)
     spec = random_spec(rng, [10, 7])
     for pe, simd in [(1, 1), (3, 4), (7, 10)]:
-        net = Network(spec, [(pe, simd)])
-        layer = net.layers[0]
+        plan = plan_network(spec, [(pe, simd)])
+        layer = plan.layers[0]
         assert layer.pipeline_depth == 9 + (simd - 1).bit_length()
-        assert net.latency == net.ii + layer.pipeline_depth
+        assert plan.latency == plan.ii + layer.pipeline_depth
 
 
 @pytest.mark.parametrize("shape, folding", [
@@ -98,32 +96,36 @@ def test_latency_formula_single_layer():
 def test_latency_closed_form_without_converters(shape, folding):
     rng = np.random.default_rng(len(shape))
     spec = random_spec(rng, shape)
-    net = Network(spec, folding)
-    assert net.converters == (None,) * (len(shape) - 2)
-    closed = net.layers[0].in_beats - 1 + sum(
-        layer.ii - layer.in_beats + layer.pipeline_depth + 1 for layer in net.layers)
-    assert net.latency == closed
+    plan = plan_network(spec, folding)
+    assert plan.converters == (None,) * (len(shape) - 2)
+    closed = plan.layers[0].in_beats - 1 + sum(
+        layer.ii - layer.in_beats + layer.pipeline_depth + 1 for layer in plan.layers)
+    assert plan.latency == closed
     assert check_network(spec, random_inputs(rng, spec, 3), folding).latency == closed
 
 
 def test_default_model_folding_and_figures():
     spec = default_spec()
-    net = Network(spec)
-    assert net.folding == default_folding(spec) == choose_folding(spec, DEFAULT_TARGET_II)
-    assert net.folding == ((4, 8), (2, 4), (2, 2))
-    assert net.ii == 64
-    assert net.multipliers == 44
-    assert net.converters == (None, None)
-    assert net.in_beats == 8 and net.out_beats == 5
-    assert net.latency == 187
+    plan = plan_network(spec)
+    assert plan.folding == default_folding(spec) == choose_folding(spec, DEFAULT_TARGET_II)
+    assert plan.folding == ((4, 8), (2, 4), (2, 2))
+    assert plan.ii == 64
+    assert plan.multipliers == 44
+    assert plan.converters == (None, None)
+    assert plan.in_beats == 8 and plan.out_beats == 5
+    assert plan.latency == 187
 
 
 def test_default_model_test_images():
     spec = default_spec()
     x, labels = default_test_set()
     result = check_network(spec, x[:300])
+    net = result.network
+    assert net.folding == ((4, 8), (2, 4), (2, 2))
+    assert (net.ii, net.latency, net.multipliers) == (64, 187, 44)
+    assert (net.in_beats, net.out_beats) == (8, 5)
     assert result.ii == 64
-    assert result.latency == result.network.latency
+    assert result.latency == 187
     accuracy = np.mean(np.argmax(result.outputs, axis=1) == labels[:300])
     assert accuracy > 0.9
 
@@ -133,20 +135,20 @@ def test_default_model_test_images():
     ([6, 5], [(1, 1)]),
     ([16, 16, 4], [(16, 16), (4, 16)]),
 ])
-def test_ecp5_architecture_with_modelled_multipliers(monkeypatch, shape, folding):
-    # Everything of arch="ecp5" but the MULT18X18D instance itself (LUT ROMs, address and data
-    # registers, operand sign extension, product slicing) runs in the simulator, with a
+def test_ecp5_architecture_with_modelled_multipliers(shape, folding):
+    # Everything of the ECP5 target but the MULT18X18D instance itself (LUT ROMs, address and
+    # data registers, operand sign extension, product slicing) runs in the simulator, with a
     # behavioural model of the registered multiplier in place of the instance.
-    monkeypatch.setattr(dense, "_MODEL_ECP5_PRIMITIVES", True)
+    arch = ECP5Target(model_multipliers=True)
     rng = np.random.default_rng(len(shape) + sum(shape))
     spec = random_spec(rng, shape)
-    net = Network(spec, folding, arch="ecp5")
+    net = Network(spec, folding, arch=arch)
     result = simulate(spec, random_inputs(rng, spec, 6), network=net, progress=False,
                       stalls=(0.2, 0.2))
     assert result.exact
     assert result.outputs.shape == (6, shape[-1])
     steady = simulate(spec, random_inputs(rng, spec, 4), network=Network(spec, folding,
-                                                                          arch="ecp5"),
+                                                                          arch=arch),
                       progress=False)
     assert steady.latency == net.latency  # the same pipeline as the generic architecture
 
@@ -157,7 +159,7 @@ def brute_force_cost(spec, target_ii):
     for layer in spec.layers:
         options.append([(pe, simd) for pe in range(1, layer.out_features + 1)
                         for simd in range(1, layer.in_features + 1)
-                        if layer_ii(layer.in_features, layer.out_features, pe, simd)
+                        if dense_ii(layer.in_features, layer.out_features, pe, simd)
                         <= target_ii])
     return options
 
@@ -171,7 +173,7 @@ def test_choose_folding_meets_target_with_fewest_multipliers(shape, target):
     for layer, (pe, simd), options in zip(spec.layers, folding,
                                           brute_force_cost(spec, target), strict=True):
         assert 1 <= pe <= layer.out_features and 1 <= simd <= layer.in_features
-        assert layer_ii(layer.in_features, layer.out_features, pe, simd) <= target
+        assert dense_ii(layer.in_features, layer.out_features, pe, simd) <= target
         # Cheapest for its layer, a width converter counting as one multiplier.
         cost = [p * s + (previous is not None and s != previous) for p, s in options]
         assert pe * simd + (previous is not None and simd != previous) == min(cost)
@@ -183,14 +185,16 @@ def test_choose_folding_meets_target_with_fewest_multipliers(shape, target):
 
 def test_target_ii_and_folding_arguments():
     spec = random_spec(np.random.default_rng(2), [12, 8, 3])
-    net = Network(spec, target_ii=16)
-    assert net.folding == choose_folding(spec, 16)
-    assert net.ii <= 16
-    assert Network(spec, [[2, 3], (1, 8)]).folding == ((2, 3), (1, 8))
+    plan = plan_network(spec, target_ii=16)
+    assert plan.folding == choose_folding(spec, 16)
+    assert plan.ii <= 16
+    assert plan_network(spec, [[2, 3], (1, 8)]).folding == ((2, 3), (1, 8))
     with pytest.raises(ValueError, match=r"^Pass either a folding or a target II, not both$"):
         Network(spec, [(1, 1), (1, 1)], target_ii=4)
-    with pytest.raises(TypeError, match=r"^Target II must be a positive integer, not 0$"):
+    with pytest.raises(ValueError, match=r"^Target II must be a positive integer, not 0$"):
         Network(spec, target_ii=0)
+    with pytest.raises(TypeError, match=r"^Target II must be an integer, not 2.5$"):
+        Network(spec, target_ii=2.5)
     with pytest.raises(ValueError, match=r"^Folding must have one \(pe, simd\) pair per layer "
                                          r"\(2\), not 1$"):
         Network(spec, [(1, 1)])
@@ -200,8 +204,8 @@ def test_target_ii_and_folding_arguments():
     with pytest.raises(TypeError, match=r"^Folding must be a sequence of \(pe, simd\) pairs, "
                                         r"not 3$"):
         check_folding(spec, 3)
-    with pytest.raises(ValueError, match=r"^Simd must be at most 8 \(the in_features of layer 1 "
-                                         r"\('dense1'\)\), not 9$"):
+    with pytest.raises(ValueError, match=r"^Simd must be from 1 to 8 \(the in_features of layer "
+                                         r"1 \('dense1'\)\), not 9$"):
         Network(spec, [(1, 1), (1, 9)])
     with pytest.raises(TypeError, match=r"^Spec must be a NetworkSpec, not None$"):
         Network(None)
@@ -238,10 +242,10 @@ def test_docs_embedding_example():
     x, _ = default_test_set()
     x = x[:6]
     net = design.net
-    words = pack_beats(x, net.folding[0][1], spec.input_format.width)
+    words = pack_beats(x, net.plan.in_lanes, spec.input_format.width)
     run = run_streams(design, words, len(x) * net.out_beats, source=design.pixels,
                       sink=design.scores, stalls=(0.2, 0.2))
-    out, _ = unpack_beats(run.outputs, net.folding[-1][0], spec.output_format.width,
+    out, _ = unpack_beats(run.outputs, net.plan.out_lanes, spec.output_format.width,
                           spec.output_size)
     assert (out == golden.run(spec, x)).all()
 

@@ -12,9 +12,10 @@ import pytest
 from nn_helpers import random_inputs, random_spec
 
 from amaranth_nn import golden
+from amaranth_nn.lanes import pack_beats, unpack_beats
 from amaranth_nn.models import default_spec
 from amaranth_nn.network import Network
-from amaranth_nn.simulate import main, pack_beats, simulate, unpack_beats
+from amaranth_nn.simulate import main, simulate
 
 
 def test_pack_unpack_round_trip():

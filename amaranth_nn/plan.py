@@ -1,0 +1,644 @@
+"""Layer plans: everything the hardware derives from a spec and a folding, in plain Python.
+
+A plan is the configuration of a block, separate from the gateware that implements it (as
+hls4ml keeps a layer's configuration apart from its kernel). :class:`DensePlan` holds, for one
+dense layer at one ``(pe, simd)``: the operand, product and accumulator shapes, the ROM words in
+the hardware's layout, the pipeline's register chain and every timing figure derived from it
+(``ii``, ``pipeline_depth``, :meth:`DensePlan.output_times`, the output FIFO depth), and the
+multiplier count. :class:`ConverterPlan` does the same for a width converter, and
+:class:`NetworkPlan` for a whole network.
+
+The engines (:class:`~amaranth_nn.dense.DenseLayer`,
+:class:`~amaranth_nn.converter.WidthConverter`, :class:`~amaranth_nn.network.Network`)
+elaborate plans; folding, export, the resource estimate and the tests read them. Nothing here
+builds hardware.
+"""
+
+from dataclasses import dataclass
+from functools import cached_property
+
+from amaranth.hdl import signed, unsigned
+
+from .fixedpoint import signed_width
+from .lanes import ceil_div, pack_lanes
+from .spec import check_spec
+
+__all__ = ["MEMORY_STAGES", "FIFO_LATENCY", "CONVERTER_STAGES", "BLOCK_ROM_BITS", "dense_ii",
+           "check_count", "check_folding", "Rom", "DensePlan", "ConverterPlan", "NetworkPlan"]
+
+#: Registers from a memory address to its data in a register: an address register or the
+#: synchronous read, the memory, and two data registers (block RAM can absorb one as its output
+#: register, and placement can put the other next to the DSP).
+MEMORY_STAGES = 3
+
+#: Read latency of :class:`~amaranth.lib.fifo.SyncFIFOBuffered`, the output FIFO of every
+#: block: an entry written at cycle ``t`` can be transferred at cycle ``t + 2``.
+FIFO_LATENCY = 2
+
+#: Pipeline registers of the width converter's read side: the (bank, beat) numbers, the beat's
+#: lanes of both banks, and the bank's lanes.
+CONVERTER_STAGES = 3
+
+#: ROMs of at least this many bits ask the synthesis tool for block RAM; smaller ones are left
+#: to it, and it puts them into LUTs.
+BLOCK_ROM_BITS = 2048
+
+
+def dense_ii(in_features, out_features, pe, simd):
+    """Cycles per vector of a dense layer at ``(pe, simd)``: ``ceil(M/pe) * ceil(N/simd)``."""
+    return ceil_div(out_features, pe) * ceil_div(in_features, simd)
+
+
+def check_count(name, value, limit, what):
+    """Check a ``pe``/``simd``-style argument: an integer from 1 to ``limit``; returns it.
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is not an integer.
+    ValueError
+        If it is less than 1 or more than ``limit`` (``what`` says what the limit is).
+    """
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an integer, not {value!r}")
+    if not 1 <= value <= limit:
+        raise ValueError(f"{name} must be from 1 to {limit} ({what}), not {value}")
+    return value
+
+
+def check_folding(spec, folding):
+    """Check the shape of a folding for ``spec``; returns it as a tuple of ``(pe, simd)`` pairs.
+
+    The ranges of ``pe`` and ``simd`` are checked by :class:`DensePlan`.
+
+    Raises
+    ------
+    TypeError
+        If ``folding`` is not a sequence of pairs.
+    ValueError
+        If it does not have one pair per layer.
+    """
+    check_spec(spec)
+    try:
+        pairs = list(folding)
+    except TypeError:
+        raise TypeError(f"Folding must be a sequence of (pe, simd) pairs, not {folding!r}") \
+            from None
+    if len(pairs) != len(spec.layers):
+        raise ValueError(f"Folding must have one (pe, simd) pair per layer ({len(spec.layers)}), "
+                         f"not {len(pairs)}")
+    result = []
+    for index, pair in enumerate(pairs):
+        try:
+            pe, simd = pair
+        except (TypeError, ValueError):
+            raise TypeError(f"Folding of layer {index} must be a (pe, simd) pair, not "
+                            f"{pair!r}") from None
+        result.append((pe, simd))
+    return tuple(result)
+
+
+def _operand_shape(lo, hi):
+    """Smallest shape holding every integer in ``[lo, hi]``: unsigned when ``lo >= 0``."""
+    if lo >= 0:
+        return unsigned(max(1, int(hi).bit_length()))
+    return signed(signed_width(lo, hi))
+
+
+@dataclass(frozen=True)
+class Rom:
+    """One read-only memory of a layer, with its words in the hardware's layout.
+
+    Members
+    -------
+    layer : int
+        Index of the layer.
+    kind : str
+        ``"weights"`` (one per PE) or ``"bias"``.
+    pe : int or None
+        The PE of a weight ROM.
+    lanes, lane_width : int
+        Each word packs ``lanes`` integers of ``lane_width`` bits (see :mod:`amaranth_nn.lanes`).
+    signed : bool
+        Whether the lanes are two's complement.
+    words : tuple of int
+        Every word as a non-negative integer, word 0 first.
+    layout : str
+        Which integer sits in lane ``k`` of word ``w``, for people.
+    """
+
+    layer: int
+    kind: str
+    pe: object
+    lanes: int
+    lane_width: int
+    signed: bool
+    words: tuple
+    layout: str
+
+    @property
+    def name(self):
+        """Name of the memory inside its layer: ``weights{P}`` or ``biases``."""
+        return f"weights{self.pe}" if self.kind == "weights" else "biases"
+
+    @property
+    def path(self):
+        """Hierarchy path in a :class:`~amaranth_nn.network.Network`: ``("layer0", "weights3")``."""
+        return (f"layer{self.layer}", self.name)
+
+    @property
+    def file_name(self):
+        """``layer{L}_weights_pe{P}.hex`` or ``layer{L}_bias.hex``."""
+        if self.kind == "weights":
+            return f"layer{self.layer}_weights_pe{self.pe}.hex"
+        return f"layer{self.layer}_bias.hex"
+
+    @property
+    def width(self):
+        return self.lanes * self.lane_width
+
+    @property
+    def depth(self):
+        return len(self.words)
+
+    @property
+    def bits(self):
+        return self.width * self.depth
+
+    @property
+    def block_ram(self):
+        """Whether the ROM asks for block RAM (at least :data:`BLOCK_ROM_BITS` bits)."""
+        return self.bits >= BLOCK_ROM_BITS
+
+
+class DensePlan:
+    """Everything the hardware of one dense layer at one folding is built from.
+
+    The layer computes ``y = act(requantize(W @ x + b))`` with ``pe`` output neurons in
+    parallel, each taking ``simd`` inputs per cycle: an input vector of ``N`` elements is
+    ``B = ceil(N/simd)`` beats, the ``M`` outputs are ``G = ceil(M/pe)`` groups (output beats),
+    and a vector takes ``ii = G * B`` cycles.
+
+    Parameters
+    ----------
+    spec : NetworkSpec
+        The network.
+    index : int
+        Which layer of ``spec``.
+    pe : int
+        Output neurons in parallel, 1 to ``out_features``.
+    simd : int
+        Inputs per neuron per cycle, 1 to ``in_features``.
+
+    Raises
+    ------
+    TypeError
+        If ``spec`` is not a NetworkSpec, or ``index``, ``pe`` or ``simd`` is not an integer.
+    ValueError
+        If ``index``, ``pe`` or ``simd`` is out of range (the message names the layer).
+    """
+
+    def __init__(self, spec, index, *, pe, simd):
+        check_spec(spec)
+        if not isinstance(index, int) or isinstance(index, bool):
+            raise TypeError(f"Layer index must be an integer, not {index!r}")
+        if not 0 <= index < len(spec.layers):
+            raise ValueError(f"Layer index must be from 0 to {len(spec.layers) - 1}, not {index}")
+        layer = spec.layers[index]
+        where = f"layer {index} ({layer.name!r})"
+        check_count("Pe", pe, layer.out_features, f"the out_features of {where}")
+        check_count("Simd", simd, layer.in_features, f"the in_features of {where}")
+        self._spec, self._index, self._layer = spec, index, layer
+        self._pe, self._simd = pe, simd
+
+    @property
+    def spec(self):
+        return self._spec
+
+    @property
+    def index(self):
+        return self._index
+
+    @property
+    def layer(self):
+        """The :class:`~amaranth_nn.spec.Layer` of the spec."""
+        return self._layer
+
+    @property
+    def pe(self):
+        return self._pe
+
+    @property
+    def simd(self):
+        return self._simd
+
+    @property
+    def in_features(self):
+        return self._layer.in_features
+
+    @property
+    def out_features(self):
+        return self._layer.out_features
+
+    @property
+    def in_beats(self):
+        """Input beats per vector, ``B = ceil(N/simd)``."""
+        return ceil_div(self.in_features, self._simd)
+
+    @property
+    def out_beats(self):
+        """Output beats (groups of ``pe`` neurons) per vector, ``G = ceil(M/pe)``."""
+        return ceil_div(self.out_features, self._pe)
+
+    @property
+    def ii(self):
+        """Cycles per vector in steady state, ``ceil(M/pe) * ceil(N/simd)``."""
+        return dense_ii(self.in_features, self.out_features, self._pe, self._simd)
+
+    @property
+    def multipliers(self):
+        """``pe * simd``."""
+        return self._pe * self._simd
+
+    @property
+    def in_width(self):
+        """Bits per element of the input stream (the previous format's width)."""
+        return self._spec.input_format_of(self._index).width
+
+    @property
+    def out_width(self):
+        """Bits per element of the output stream."""
+        return self._layer.output_format.width
+
+    # Numbers and their shapes, from the actual contents.
+
+    @property
+    def input_range(self):
+        """Inclusive ``(lo, hi)`` of the integers that can enter the layer."""
+        return self._spec.input_range_of(self._index)
+
+    @cached_property
+    def x_shape(self):
+        """Shape of the input operand: unsigned after a ReLU, as narrow as the range allows."""
+        return _operand_shape(*self.input_range)
+
+    @cached_property
+    def w_shape(self):
+        """Shape of the weight operand, from the actual weights (unsigned if none is negative)."""
+        w = self._layer.weights
+        return _operand_shape(min(int(w.min()), 0), max(int(w.max()), 0))
+
+    @property
+    def rounding(self):
+        """The rounding constant added to the stored bias, ``2**(s-1)`` (0 when ``s <= 0``)."""
+        return self._layer.rounding
+
+    @property
+    def shift(self):
+        """Requantization shift ``s = Fx + Fw - Fy``."""
+        return self._layer.shift
+
+    @cached_property
+    def accumulator_range(self):
+        """Exact bounds of the accumulator, rounding constant included."""
+        lo, hi = self._spec.accumulator_range_of(self._index)
+        return lo + self.rounding, hi + self.rounding
+
+    @cached_property
+    def acc_width(self):
+        """Accumulator width: it holds every value of :attr:`accumulator_range`."""
+        return signed_width(*self.accumulator_range)
+
+    @cached_property
+    def product_width(self):
+        """Width of one product ``x * w`` (at most the accumulator width)."""
+        w = self._layer.weights
+        lo, hi = self.input_range
+        products = [int(v) * int(x) for v in (int(w.min()), int(w.max()), 0) for x in (lo, hi)]
+        return min(signed_width(min(products), max(products)), self.acc_width)
+
+    @property
+    def scaled_range(self):
+        """Range of the accumulator after the requantization shift, before saturation."""
+        lo, hi = self.accumulator_range
+        if self.shift > 0:
+            return lo >> self.shift, hi >> self.shift
+        return lo << -self.shift, hi << -self.shift
+
+    @property
+    def output_range(self):
+        """Inclusive ``(lo, hi)`` of the outputs: the output format clamped by the activation."""
+        return self._layer.output_range
+
+    # The register chain and the timing derived from it.
+
+    @property
+    def tree_levels(self):
+        """Register levels of the ``simd``-input adder tree, ``ceil(log2(simd))``."""
+        return (self._simd - 1).bit_length()
+
+    @property
+    def stages(self):
+        """The register chain: for each stage, the cycle after issuing a weight word at which
+        that word's data is in the stage's register.
+
+        ``memory`` (weight and input words), ``operands`` (the DSP input registers),
+        ``products`` (the DSP output registers), ``tree`` (the adder tree's output; equal to
+        ``products`` when ``simd`` is 1), ``accumulator``, and ``clamp`` (requantized,
+        saturated and activated, on its way into the output FIFO).
+        """
+        chain = (("memory", MEMORY_STAGES), ("operands", 1), ("products", 1),
+                 ("tree", self.tree_levels), ("accumulator", 1), ("clamp", 1))
+        offsets, cycle = {}, 0
+        for name, registers in chain:
+            cycle += registers
+            offsets[name] = cycle
+        return offsets
+
+    @property
+    def pipeline_depth(self):
+        """Cycles from issuing a group's last weight word to its output beat's transfer:
+        the register chain of :attr:`stages` plus the output FIFO, ``9 + ceil(log2(simd))``."""
+        return self.stages["clamp"] + FIFO_LATENCY
+
+    @property
+    def fifo_depth(self):
+        """Output FIFO entries that let the sequencer issue without ever waiting.
+
+        A credit taken when a group starts returns ``B - 1 + stages["clamp"] + FIFO_LATENCY +
+        2`` cycles later (the pop and the credit register), and a group starts every ``B``
+        cycles.
+        """
+        beats = self.in_beats
+        return max(2, ceil_div(beats + self.stages["clamp"] + FIFO_LATENCY + 1, beats))
+
+    def output_times(self, arrivals):
+        """Transfer cycles of an isolated vector's output beats (sink always ready).
+
+        Parameters
+        ----------
+        arrivals : sequence of int
+            Transfer cycles of the vector's :attr:`in_beats` input beats.
+
+        Returns
+        -------
+        list of int
+            ``s + g*B + pipeline_depth`` for each output beat ``g``, where
+            ``s = max_j(arrivals[j] + B - j)`` is when the last input of group 0 issues.
+        """
+        beats = self.in_beats
+        last_issue = max(a + beats - j for j, a in enumerate(arrivals))
+        return [last_issue + g * beats + self.pipeline_depth for g in range(self.out_beats)]
+
+    # ROM contents.
+
+    @cached_property
+    def weight_roms(self):
+        """One :class:`Rom` per PE: word ``g*B + b`` of PE ``p`` holds
+        ``W[g*pe + p, b*simd + k]`` in lane ``k`` (zero where the indices pass the matrix), in
+        the weight operand's width."""
+        w, pe, simd, beats = self._layer.weights, self._pe, self._simd, self.in_beats
+        width = self.w_shape.width
+        roms = []
+        for p in range(pe):
+            words = []
+            for g in range(self.out_beats):
+                row = g * pe + p
+                for b in range(beats):
+                    lanes = w[row, b * simd:(b + 1) * simd] if row < w.shape[0] else ()
+                    words.append(pack_lanes(lanes, width))
+            signedness = "signed" if self.w_shape.signed else "unsigned"
+            roms.append(Rom(self._index, "weights", p, simd, width, self.w_shape.signed,
+                            tuple(words), f"word g*{beats} + b, lane k = W[g*{pe} + {p}, "
+                                          f"b*{simd} + k]; {signedness}; zero past the matrix"))
+        return tuple(roms)
+
+    @cached_property
+    def bias_rom(self):
+        """The bias :class:`Rom`: word ``g`` holds ``bias[g*pe + p] + rounding`` in lane ``p``,
+        in the accumulator width (zero past the last neuron)."""
+        bias, pe, rounding = self._layer.bias, self._pe, self.rounding
+        words = tuple(pack_lanes([int(v) + rounding for v in bias[g * pe:(g + 1) * pe]],
+                                 self.acc_width)
+                      for g in range(self.out_beats))
+        return Rom(self._index, "bias", None, pe, self.acc_width, True, words,
+                   f"word g, lane p = bias[g*{pe} + p] + {rounding}; signed; zero past the "
+                   f"last neuron")
+
+    @property
+    def roms(self):
+        """The weight ROMs, then the bias ROM."""
+        return self.weight_roms + (self.bias_rom,)
+
+    def __repr__(self):
+        return (f"DensePlan(layer {self._index} {self._layer.name!r}, {self.in_features} -> "
+                f"{self.out_features}, pe {self._pe}, simd {self._simd}, ii {self.ii})")
+
+
+class ConverterPlan:
+    """A width converter: vectors of ``length`` elements from ``in_lanes`` to ``out_lanes`` per
+    beat.
+
+    Lane ``k`` of beat ``b`` is element ``b*lanes + k``; input lanes past ``length`` are
+    ignored and output lanes past it are zero. Output beat ``k`` is issued as soon as the input
+    beat holding its last element has arrived, so for an isolated vector whose input beats are
+    transferred at cycles ``a_j`` (sink ready) it is transferred at
+    ``o_k = max(o_(k-1) + 1, a_(j(k)) + delay)``.
+
+    Parameters
+    ----------
+    width : int
+        Bits per element (signed).
+    in_lanes, out_lanes : int
+        Elements per input and output beat, 1 to ``length``.
+    length : int
+        Elements per vector.
+
+    Raises
+    ------
+    TypeError
+        If an argument is not an integer.
+    ValueError
+        If one is out of range.
+    """
+
+    def __init__(self, width, in_lanes, out_lanes, length):
+        for name, value in (("Width", width), ("Length", length)):
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise TypeError(f"{name} must be an integer, not {value!r}")
+            if value < 1:
+                raise ValueError(f"{name} must be a positive integer, not {value}")
+        check_count("In lanes", in_lanes, length, "the vector length")
+        check_count("Out lanes", out_lanes, length, "the vector length")
+        self.width, self.in_lanes, self.out_lanes, self.length = width, in_lanes, out_lanes, length
+
+    @property
+    def in_beats(self):
+        return ceil_div(self.length, self.in_lanes)
+
+    @property
+    def out_beats(self):
+        return ceil_div(self.length, self.out_lanes)
+
+    @property
+    def delay(self):
+        """Cycles from the transfer of the input beat that completes an output beat to the
+        transfer of that output beat (sink ready): one to see the write,
+        :data:`CONVERTER_STAGES`, and the output FIFO's latency (6)."""
+        return 1 + CONVERTER_STAGES + FIFO_LATENCY
+
+    @property
+    def fifo_depth(self):
+        """Output FIFO entries: the credit loop of the read side (see :attr:`delay`)."""
+        return CONVERTER_STAGES + FIFO_LATENCY + 2
+
+    @property
+    def register_bits(self):
+        """Flip-flops of the two banks that hold a vector each."""
+        return 2 * self.length * self.width
+
+    def needed_beat(self, k):
+        """Input beat holding the last element of output beat ``k``."""
+        return (min((k + 1) * self.out_lanes, self.length) - 1) // self.in_lanes
+
+    def output_times(self, arrivals):
+        """Transfer cycles of an isolated vector's output beats, given the input beats'."""
+        times = []
+        for k in range(self.out_beats):
+            t = arrivals[self.needed_beat(k)] + self.delay
+            times.append(t if not times else max(t, times[-1] + 1))
+        return times
+
+    def __repr__(self):
+        return (f"ConverterPlan({self.length} x {self.width} bits, {self.in_lanes} -> "
+                f"{self.out_lanes} lanes)")
+
+
+class NetworkPlan:
+    """The plans of a whole network: one :class:`DensePlan` per layer, and a
+    :class:`ConverterPlan` where a layer's ``pe`` differs from the next layer's ``simd``.
+
+    Parameters
+    ----------
+    spec : NetworkSpec
+    folding : sequence of (int, int)
+        ``(pe, simd)`` per layer; see :mod:`amaranth_nn.folding` to choose one.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a folding of the wrong shape, or a ``pe``/``simd`` out of its layer's range.
+    """
+
+    def __init__(self, spec, folding):
+        folding = check_folding(spec, folding)
+        self._spec = spec
+        self._layers = tuple(DensePlan(spec, index, pe=pe, simd=simd)
+                             for index, (pe, simd) in enumerate(folding))
+        converters = []
+        for before, after in zip(self._layers, self._layers[1:], strict=False):
+            converters.append(None if before.pe == after.simd else ConverterPlan(
+                before.out_width, before.pe, after.simd, before.out_features))
+        self._converters = tuple(converters)
+
+    @property
+    def spec(self):
+        return self._spec
+
+    @property
+    def layers(self):
+        """The :class:`DensePlan` of every layer."""
+        return self._layers
+
+    @property
+    def converters(self):
+        """The :class:`ConverterPlan` after each layer but the last, or ``None`` where the
+        layer's ``pe`` equals the next layer's ``simd``."""
+        return self._converters
+
+    @property
+    def folding(self):
+        """``(pe, simd)`` of every layer."""
+        return tuple((layer.pe, layer.simd) for layer in self._layers)
+
+    @property
+    def ii(self):
+        """Cycles per vector in steady state: the largest layer II (the layers overlap)."""
+        return max(layer.ii for layer in self._layers)
+
+    @property
+    def in_lanes(self):
+        """Elements per input beat (the first layer's ``simd``)."""
+        return self._layers[0].simd
+
+    @property
+    def out_lanes(self):
+        """Elements per output beat (the last layer's ``pe``)."""
+        return self._layers[-1].pe
+
+    @property
+    def in_beats(self):
+        return self._layers[0].in_beats
+
+    @property
+    def out_beats(self):
+        return self._layers[-1].out_beats
+
+    @property
+    def multipliers(self):
+        """Total multipliers, the sum of ``pe * simd``."""
+        return sum(layer.multipliers for layer in self._layers)
+
+    @property
+    def roms(self):
+        """Every ROM, layer by layer."""
+        return tuple(rom for layer in self._layers for rom in layer.roms)
+
+    def blocks(self):
+        """The layers and converters in stream order."""
+        for layer, converter in zip(self._layers, self._converters + (None,), strict=True):
+            yield layer
+            if converter is not None:
+                yield converter
+
+    def output_times(self, arrivals=None):
+        """Transfer cycles of an isolated vector's output beats, by the latency recurrence.
+
+        Parameters
+        ----------
+        arrivals : sequence of int, optional
+            Transfer cycles of the vector's input beats; by default ``0, 1, 2, ...`` (source
+            valid on every cycle).
+        """
+        times = list(range(self.in_beats)) if arrivals is None else list(arrivals)
+        for block in self.blocks():
+            times = block.output_times(times)
+        return times
+
+    @property
+    def latency(self):
+        """Cycles from the transfer of a vector's first input beat to that of its last output
+        beat, for a vector entering an idle network with the sink always ready and the source
+        valid on every cycle.
+
+        Exact, by this recurrence over the blocks (:meth:`output_times` evaluates it):
+
+        - input beat ``j`` is transferred at cycle ``a_j = j``;
+        - a dense layer with ``B = ceil(N/simd)`` input beats issues the last beat of its first
+          output group at ``s = max_j(a_j + B - j)`` and transfers output beat ``g`` at
+          ``e_g = s + g*B + D``, where ``D = 9 + ceil(log2(simd))`` is its
+          :attr:`~DensePlan.pipeline_depth`;
+        - a width converter transfers output beat ``k`` at
+          ``o_k = max(o_(k-1) + 1, a_(j(k)) + 6)``, where ``j(k)`` is the input beat holding
+          the beat's last element;
+        - the latency is the cycle of the last output beat.
+
+        Without width converters this is
+        ``latency = (B_0 - 1) + sum_l (II_l - B_l + D_l + 1)``; for a single layer,
+        ``II + D``.
+        """
+        return self.output_times()[-1]
+
+    def __repr__(self):
+        folding = ", ".join(f"{pe}x{simd}" for pe, simd in self.folding)
+        return f"NetworkPlan({self._spec!r}, folding {folding}, ii {self.ii})"

@@ -1,0 +1,246 @@
+"""Stream plumbing of the free-running engines: register chains, the double buffer's control,
+and the credit-counted output queue.
+
+Every engine of :mod:`amaranth_nn` has the same outline: upstream beats go into a two-bank
+buffer (:class:`PingPong`), a sequencer issues work when the data it needs has arrived and the
+output queue has a slot for the result (:class:`CreditQueue`), and the work travels through a
+pipeline that never stalls (:func:`delay` builds its register chains). Backpressure never
+reaches the datapath: only the queue sees the sink's ``ready``.
+"""
+
+from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal
+from amaranth.lib import stream, wiring
+from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.wiring import In, Out
+
+__all__ = ["delay", "PingPong", "CreditQueue"]
+
+
+def delay(m, value, cycles, name, init=0):
+    """``value`` through ``cycles`` registers of ``m`` (the first one with reset value
+    ``init``)."""
+    for n in range(cycles):
+        stage = Signal(len(value), name=f"{name}_{n}", init=init if n == 0 else 0)
+        m.d.sync += stage.eq(value)
+        value = stage
+    return value
+
+
+class PingPong(wiring.Component):
+    """Control of a two-bank vector buffer: a writer fills one bank while a reader uses the
+    other.
+
+    A vector is ``beats`` beats. The writer's stream :attr:`w` is ready while a bank is free;
+    each transfer (:attr:`w_en`) goes to beat :attr:`w_beat` of bank :attr:`w_bank` of the
+    owner's storage (:attr:`w_addr` for a memory of :attr:`depth` words). The reader works on
+    bank :attr:`r_bank`. The reader may start on a vector before all of it is in: beat ``b``
+    of its vector has arrived when :meth:`written` says so. Every flag is a register computed
+    from the next state, so that the logic between flip-flops stays shallow.
+
+    With ``in_order=True`` the reader issues its vector's beats in order, one per ``r_go``,
+    possibly in several passes over the vector: it tells where it is with ``r_last`` (it is at
+    beat ``beats - 1``) and ``r_final`` (this is its last pass), both registers of its own, and
+    reads :attr:`r_arrived`, a register equal to ``written(beat)`` at its current beat, so that
+    its issue condition is one LUT of flip-flops. The vector is done after the last beat of the
+    final pass. Otherwise the owner drives :attr:`r_done` itself.
+
+    Parameters
+    ----------
+    beats : int
+        Beats per vector.
+    shape : shape-like
+        Payload of the writer's stream.
+    in_order : bool
+        Track the arrival for an in-order reader (see above).
+
+    Members
+    -------
+    w : ``In(stream.Signature(shape))``
+        The writer's stream.
+    w_en, w_bank : ``Out(1)``
+    w_beat : ``Out(range(beats))``
+    r_bank : ``Out(1)``
+    used1, used2 : ``Out(1)``
+        One, or two, vectors started by the writer and not finished by the reader.
+    differ : ``Out(1)``
+        ``w_bank != r_bank``.
+    r_done : ``In(1)``
+        Without ``in_order``: the reader finishes its vector in this cycle.
+    r_go, r_last, r_final : ``In(1)``; r_arrived : ``Out(1)``
+        With ``in_order``, as described above.
+    """
+
+    def __init__(self, beats, shape, *, in_order=False):
+        self._beats = beats
+        self._in_order = in_order
+        members = {
+            "w": In(stream.Signature(shape)),
+            "w_en": Out(1),
+            "w_beat": Out(range(beats)),
+            "w_bank": Out(1),
+            "r_bank": Out(1),
+            "used1": Out(1),
+            "used2": Out(1),
+            "differ": Out(1),
+        }
+        if in_order:
+            members.update(r_go=In(1), r_last=In(1), r_final=In(1), r_arrived=Out(1))
+        else:
+            members["r_done"] = In(1)
+        super().__init__(members)
+
+    @property
+    def beats(self):
+        return self._beats
+
+    @property
+    def w_addr(self):
+        """Storage address of the beat being written: ``Cat(w_beat, w_bank)``."""
+        return Cat(self.w_beat, self.w_bank)
+
+    def r_addr(self, beat):
+        """Storage address of ``beat`` of the reader's vector."""
+        return Cat(beat, self.r_bank)
+
+    @property
+    def depth(self):
+        """Words of a memory addressed by :attr:`w_addr`."""
+        return 2 << len(self.w_beat)
+
+    def written(self, beat):
+        """Whether ``beat`` (a value, or an int) of the reader's vector has been written."""
+        if isinstance(beat, int) and beat == 0:
+            beat_in = self.w_beat != 0
+        else:
+            beat_in = self.w_beat > beat
+        return self.used2 | (self.used1 & (self.differ | beat_in))
+
+    def elaborate(self, platform):
+        m = Module()
+        done = Signal()
+        if self._in_order:
+            m.d.comb += done.eq(self.r_go & self.r_last & self.r_final)
+            m.d.comb += self.r_arrived.eq(self._arrival(m))
+        else:
+            m.d.comb += done.eq(self.r_done)
+        w_ready = Signal(init=1)
+        m.d.comb += [self.w.ready.eq(w_ready), self.w_en.eq(self.w.valid & w_ready)]
+        wrap = self.w_en & (self.w_beat == self._beats - 1)
+        start = self.w_en & (self.w_beat == 0)
+        more = start & ~done
+        fewer = ~start & done
+        used0 = ~self.used1 & ~self.used2
+        w_beat_next = Signal.like(self.w_beat)
+        used2_next = Signal()
+        m.d.comb += [
+            w_beat_next.eq(Mux(self.w_en, Mux(wrap, 0, self.w_beat + 1), self.w_beat)),
+            used2_next.eq(Mux(more, ~used0, Mux(fewer, 0, self.used2))),
+        ]
+        # The writer's ready is a register too, so that the upstream block sees a flip-flop.
+        m.d.sync += [
+            self.w_beat.eq(w_beat_next),
+            self.w_bank.eq(self.w_bank ^ wrap),
+            self.r_bank.eq(self.r_bank ^ done),
+            self.differ.eq(self.differ ^ wrap ^ done),
+            self.used1.eq(Mux(more, used0, Mux(fewer, self.used2, self.used1))),
+            self.used2.eq(used2_next),
+            w_ready.eq((w_beat_next != 0) | ~used2_next),
+        ]
+        return m
+
+    def _arrival(self, m):
+        """``written(beat)`` at the in-order reader's beat, as the OR of two flip-flops.
+
+        It is bit 0 of a thermometer ``t[k] | x[k] = written(beat + k)``: the beats of a vector
+        are written in order and the reader never passes the writer, so a write into the
+        reader's vector sets the first zero bit, a step shifts the bits down, a new pass over
+        the same vector sets every bit, and a new vector takes the count of its beats written so
+        far. ``x`` holds what the previous cycle's write set and ``t`` the rest, so that
+        ``w_en``, which comes from the upstream block, only feeds ``x``.
+        """
+        beats, go, last, final = self._beats, self.r_go, self.r_last, self.r_final
+        t = [Signal(name=f"ahead_{k}") for k in range(beats)]
+        x = [Signal(name=f"ahead_w{k}") for k in range(beats)]
+        have = [t[k] | x[k] for k in range(beats)]
+        # A write goes into the reader's vector when the writer is on the reader's bank (with
+        # two vectors buffered and the writer there, it is blocked).
+        same = ~self.differ
+        full = self.used2 & ~self.differ
+        for k in range(beats):
+            below = have[k - 1] if k else Const(1)
+            above = have[k + 1] if k + 1 < beats else Const(0)
+            # Without this cycle's write: stay, step down, new pass, or the next vector (when
+            # the reader finishes this one, the writer is on the next vector with w_beat beats
+            # written, or finished it, or has not started it and w_beat is 0).
+            m.d.sync += [
+                t[k].eq(Mux(go, Mux(last, Mux(final, full | (self.w_beat > k), 1), above),
+                            have[k])),
+                x[k].eq(self.w_en & Mux(go, Mux(last, final & (self.w_beat == k),
+                                                same & have[k]), same & below)),
+            ]
+        return have[0]
+
+
+class CreditQueue(wiring.Component):
+    """An output FIFO that a free-running pipeline writes into without ever overflowing.
+
+    The pipeline reserves a slot (``take``) when it starts the work for one output beat, and
+    only while ``ok`` says a slot is free; the result arrives some cycles later on :attr:`w`,
+    which is always ready. The sink's ``ready`` drives only the FIFO; the credit of a popped
+    beat returns a cycle later, from a register. For full throughput, ``depth`` must cover the
+    credit loop: from ``take`` to the write, plus the FIFO's latency
+    (:data:`~amaranth_nn.plan.FIFO_LATENCY`), plus 2 cycles (pop, credit).
+
+    Parameters
+    ----------
+    shape : shape-like
+        Payload of the streams.
+    depth : int
+        FIFO entries.
+
+    Members
+    -------
+    take : ``In(1)``
+        Reserve a slot in this cycle.
+    ok : ``Out(1)``
+        A slot is free (a register).
+    w : ``In(stream.Signature(shape, always_ready=True))``
+        The pipeline's results.
+    o : ``Out(stream.Signature(shape))``
+        To the sink.
+    """
+
+    def __init__(self, shape, depth):
+        self._shape, self._depth = shape, depth
+        super().__init__({
+            "take": In(1),
+            "ok": Out(1, init=1),
+            "w": In(stream.Signature(shape, always_ready=True)),
+            "o": Out(stream.Signature(shape)),
+        })
+
+    @property
+    def depth(self):
+        return self._depth
+
+    def elaborate(self, platform):
+        m = Module()
+        width = Shape.cast(self._shape).width
+        m.submodules.fifo = fifo = SyncFIFOBuffered(width=width, depth=self._depth)
+        credit = Signal(range(self._depth + 1), init=self._depth)
+        credit_next = Signal.like(credit)
+        pop = Signal()
+        m.d.comb += [
+            fifo.w_en.eq(self.w.valid),
+            fifo.w_data.eq(self.w.payload),
+            self.o.valid.eq(fifo.r_rdy),
+            self.o.payload.eq(fifo.r_data),
+            fifo.r_en.eq(self.o.ready),
+            credit_next.eq(credit - self.take + pop),
+        ]
+        m.d.sync += [
+            pop.eq(fifo.r_rdy & self.o.ready),
+            credit.eq(credit_next),
+            self.ok.eq(credit_next != 0),
+        ]
+        return m

@@ -1,0 +1,214 @@
+"""Target primitives: how multipliers and memories are built for each FPGA architecture.
+
+An engine asks its :class:`Target` for three things, and gets the same timing from every
+target: an array of registered multipliers (products two cycles after the operands), a ROM read
+and a RAM read (data in a register :data:`~amaranth_nn.plan.MEMORY_STAGES` cycles after the
+address). Adding an architecture means adding a :class:`Target` subclass here.
+
+- :class:`GenericTarget`: ``x * w`` between registers, which yosys maps to DSP48E1 (xc7),
+  SB_MAC16 (iCE40, ``synth_ice40 -dsp``) and MULT18X18D (ECP5); ROMs are
+  :class:`~amaranth.lib.memory.Memory` (block RAM from
+  :data:`~amaranth_nn.plan.BLOCK_ROM_BITS` up).
+- :class:`ECP5Target`: ``MULT18X18D`` instances with their input and output registers, and
+  ROMs as LUT logic between registers. nextpnr times yosys' inferred MULT18X18D as
+  combinational between fabric registers and DP16KD block RAM with a 5.8 ns clock-to-output,
+  which limits a design to about 110-150 MHz; this style reaches 200 MHz and more.
+
+:func:`resolve_target` turns an ``arch`` argument (one of :data:`ARCHES`, or a Target) into the
+target for a platform.
+"""
+
+from amaranth.hdl import ClockSignal, Const, Instance, Mux, Signal, signed, unsigned
+from amaranth.lib.memory import Memory
+
+from .plan import MEMORY_STAGES
+from .plumbing import delay
+
+__all__ = ["ARCHES", "Target", "GenericTarget", "ECP5Target", "check_arch", "resolve_target"]
+
+#: The ``arch`` names: ``"generic"`` and ``"ecp5"`` select a target, and ``"auto"`` picks
+#: :class:`ECP5Target` for a platform whose ``family`` is ``"ecp5"`` and
+#: :class:`GenericTarget` otherwise (including simulation).
+ARCHES = ("auto", "generic", "ecp5")
+
+#: Signed operand width of the ECP5 multiplier block.
+ECP5_OPERAND_BITS = 18
+
+
+class Target:
+    """How one architecture builds the primitives of an engine (see the module docs)."""
+
+    #: The ``arch`` name of the target.
+    name = None
+
+    def multiply(self, m, plan, xs, ws, name="mult"):
+        """``products[p][k] = xs[k] * ws[p][k]``, in registers two cycles later.
+
+        Parameters
+        ----------
+        m : Module
+        plan : DensePlan
+            Gives the operand shapes (``x_shape``, ``w_shape``) and the product width.
+        xs : list of Value
+            ``simd`` input operands, shared by every PE.
+        ws : list of list of Value
+            ``pe`` rows of ``simd`` weight operands.
+
+        Returns
+        -------
+        list of list of Signal
+            The products, ``signed(plan.product_width)``.
+        """
+        raise NotImplementedError
+
+    def read_rom(self, m, rom, addr, copy=0):
+        """Read ``rom`` (a :class:`~amaranth_nn.plan.Rom`) at ``addr``; returns the word, in a
+        register :data:`~amaranth_nn.plan.MEMORY_STAGES` cycles later. ``copy`` numbers ROMs
+        that share an address, so that a target may give each its own address register."""
+        raise NotImplementedError
+
+    def read_ram(self, m, memory, addr, name):
+        """Read ``memory`` (a :class:`~amaranth.lib.memory.Memory` of ``m``) at ``addr``; the
+        data is in a register :data:`~amaranth_nn.plan.MEMORY_STAGES` cycles later."""
+        raise NotImplementedError
+
+
+class GenericTarget(Target):
+    """Portable primitives for the synthesis tool to map (see the module docs)."""
+
+    name = "generic"
+
+    def multiply(self, m, plan, xs, ws, name="mult"):
+        x_ops = [Signal(plan.x_shape, name=f"x_{k}") for k in range(len(xs))]
+        w_ops = [[Signal(plan.w_shape, name=f"w_{p}_{k}") for k in range(len(row))]
+                 for p, row in enumerate(ws)]
+        products = []
+        for p, row in enumerate(ws):
+            products.append([])
+            for k in range(len(row)):
+                m.d.sync += w_ops[p][k].eq(row[k])
+                prod = Signal(signed(plan.product_width), name=f"prod_{p}_{k}")
+                m.d.sync += prod.eq(x_ops[k] * w_ops[p][k])
+                products[p].append(prod)
+        m.d.sync += [x_op.eq(x) for x_op, x in zip(x_ops, xs, strict=True)]
+        return products
+
+    def read_rom(self, m, rom, addr, copy=0):
+        attrs = {"rom_style": "block"} if rom.block_ram else None
+        memory = Memory(shape=unsigned(rom.width), depth=rom.depth, init=rom.words, attrs=attrs)
+        m.submodules[rom.name] = memory
+        return self.read_ram(m, memory, addr, f"{rom.name}_data")
+
+    def read_ram(self, m, memory, addr, name):
+        port = memory.read_port(domain="sync")
+        m.d.comb += port.addr.eq(addr)
+        return delay(m, port.data, MEMORY_STAGES - 1, name)
+
+
+class ECP5Target(GenericTarget):
+    """Lattice ECP5: registered ``MULT18X18D`` blocks and LUT ROMs (see the module docs).
+
+    Parameters
+    ----------
+    model_multipliers : bool
+        Build a behavioural model of the registered MULT18X18D (input registers, signed 18x18
+        product, output register) instead of the instance, which yosys cannot simulate; for
+        simulating everything else of this target.
+    """
+
+    name = "ecp5"
+
+    def __init__(self, *, model_multipliers=False):
+        self.model_multipliers = bool(model_multipliers)
+
+    def multiply(self, m, plan, xs, ws, name="mult"):
+        x_bits = plan.x_shape.width + (not plan.x_shape.signed)
+        w_bits = plan.w_shape.width + (not plan.w_shape.signed)
+        if max(x_bits, w_bits) > ECP5_OPERAND_BITS:
+            return super().multiply(m, plan, xs, ws, name)  # wider ones: the synthesis tool's
+        products = []
+        for p, row in enumerate(ws):
+            products.append([])
+            for k, w in enumerate(row):
+                prod = Signal(signed(plan.product_width), name=f"prod_{p}_{k}")
+                self._multiplier(m, xs[k], w, prod, f"{name}_{p}_{k}")
+                products[p].append(prod)
+        return products
+
+    def _multiplier(self, m, a, b, product, name):
+        """``product <= a * b`` two cycles later; ``a`` and ``b`` fit in 18 signed bits."""
+        a18, b18, p36 = Signal(signed(18)), Signal(signed(18)), Signal(signed(36))
+        m.d.comb += [a18.eq(a), b18.eq(b), product.eq(p36)]
+        if self.model_multipliers:
+            a_reg = Signal(signed(18), name=f"{name}_a")
+            b_reg = Signal(signed(18), name=f"{name}_b")
+            m.d.sync += [a_reg.eq(a18), b_reg.eq(b18), p36.eq(a_reg * b_reg)]
+            return
+        ports = {}
+        for n in range(18):
+            ports[f"i_A{n}"] = a18[n]
+            ports[f"i_B{n}"] = b18[n]
+            ports[f"i_C{n}"] = Const(0, 1)
+        for n in range(36):
+            ports[f"o_P{n}"] = p36[n]
+        m.submodules[name] = Instance(
+            "MULT18X18D",
+            p_REG_INPUTA_CLK="CLK0", p_REG_INPUTB_CLK="CLK0", p_REG_OUTPUT_CLK="CLK0",
+            p_REG_INPUTC_CLK="NONE", p_REG_PIPELINE_CLK="NONE", p_GSR="DISABLED",
+            p_RESETMODE="SYNC", p_CLK0_DIV="ENABLED", p_SOURCEB_MODE="B_SHIFT",
+            p_MULT_BYPASS="DISABLED", p_CAS_MATCH_REG="FALSE", p_HIGHSPEED_CLK="NONE",
+            i_SIGNEDA=Const(1, 1), i_SIGNEDB=Const(1, 1), i_SOURCEA=Const(0, 1),
+            i_SOURCEB=Const(0, 1), i_CLK0=ClockSignal(), i_CE0=Const(1, 1), i_RST0=Const(0, 1),
+            **ports)
+
+    def read_rom(self, m, rom, addr, copy=0):
+        """A tree of multiplexers between constants, which yosys reduces to LUT logic of the
+        address bits, behind its own address register: yosys has no distributed ROM mapping for
+        ECP5 (its inferred LUT ROMs go through a subtractor). The address register's reset
+        value is ``copy`` (modulo the depth), so that ROMs read at the same address get separate
+        registers (yosys merges identical flip-flops), which divides the address fanout; the
+        address during reset does not matter, as no valid token is in the pipeline then."""
+        addr = delay(m, addr, 1, f"{rom.name}_addr", init=copy % (1 << len(addr)))
+        level = [Const(word, rom.width) for word in rom.words]
+        bit = 0
+        while len(level) > 1:
+            level = [Mux(addr[bit], level[n + 1], level[n]) if n + 1 < len(level) else level[n]
+                     for n in range(0, len(level), 2)]
+            bit += 1
+        return delay(m, level[0], MEMORY_STAGES - 1, f"{rom.name}_data")
+
+    def read_ram(self, m, memory, addr, name):
+        """An asynchronous read port followed by registers, so that yosys keeps the register
+        on the data (LUT RAM between two flip-flops) instead of moving it to the address."""
+        port = memory.read_port(domain="comb")
+        m.d.comb += port.addr.eq(delay(m, addr, 1, f"{name}_addr"))
+        return delay(m, port.data, MEMORY_STAGES - 1, name)
+
+
+def check_arch(arch):
+    """``arch`` if it is one of :data:`ARCHES` or a :class:`Target`.
+
+    Raises
+    ------
+    ValueError
+        For an unknown name.
+    TypeError
+        For anything else.
+    """
+    if isinstance(arch, Target):
+        return arch
+    if isinstance(arch, str):
+        if arch not in ARCHES:
+            raise ValueError(f"Arch must be one of {', '.join(map(repr, ARCHES))}, not {arch!r}")
+        return arch
+    raise TypeError(f"Arch must be one of {', '.join(map(repr, ARCHES))} or a Target, not "
+                    f"{arch!r}")
+
+
+def resolve_target(arch, platform=None):
+    """The :class:`Target` that ``arch`` means when elaborating for ``platform``."""
+    if isinstance(arch, Target):
+        return arch
+    if arch == "auto":
+        arch = "ecp5" if getattr(platform, "family", None) == "ecp5" else "generic"
+    return ECP5Target() if arch == "ecp5" else GenericTarget()
