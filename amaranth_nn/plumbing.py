@@ -32,7 +32,8 @@ class PingPong(wiring.Component):
 
     A vector is ``beats`` beats. The writer's stream :attr:`w` is ready while a bank is free;
     each transfer (:attr:`w_en`) goes to beat :attr:`w_beat` of bank :attr:`w_bank` of the
-    owner's storage (:attr:`w_addr` for a memory of :attr:`depth` words). The reader works on
+    owner's storage (:attr:`w_addr`: ``Cat(w_beat, w_bank)``, for a memory of
+    ``2 << ceil(log2(beats))`` words). The reader works on
     bank :attr:`r_bank`. The reader may start on a vector before all of it is in: beat ``b``
     of its vector has arrived when :meth:`written` says so. Every flag is a register computed
     from the next state, so that the logic between flip-flops stays shallow.
@@ -101,11 +102,6 @@ class PingPong(wiring.Component):
     def r_addr(self, beat):
         """Storage address of ``beat`` of the reader's vector."""
         return Cat(beat, self.r_bank)
-
-    @property
-    def depth(self):
-        """Words of a memory addressed by :attr:`w_addr`."""
-        return 2 << len(self.w_beat)
 
     def written(self, beat):
         """Whether ``beat`` (a value, or an int) of the reader's vector has been written."""

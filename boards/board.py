@@ -2,6 +2,8 @@
 
 from dataclasses import dataclass, field
 
+from amaranth_nn.devices import Device
+
 __all__ = ["Board"]
 
 
@@ -17,12 +19,8 @@ class Board:
         The amaranth-boards platform class.
     description : str
         One line for ``--help`` and the report.
-    family : str
-        ``"xc7"``, ``"ecp5"`` or ``"ice40"``: selects the flow in :mod:`amaranth_nn.build`.
-    resources : dict
-        Device totals for the utilization percentages: ``LUT``, ``FF``, ``DSP``, ``BRAM``.
-    bram_unit : str
-        What one ``BRAM`` is on this device (for the report).
+    device : amaranth_nn.devices.Device
+        The FPGA: its resources, for the fit check and the utilization percentages.
     leds : tuple of (int, tuple of str)
         ``led`` resource number and the status signals shown on it (see
         :class:`boards.harness.BoardTop`).
@@ -41,14 +39,17 @@ class Board:
     name: str
     platform: type
     description: str
-    family: str
-    resources: dict
-    bram_unit: str
+    device: Device
     leds: tuple
     target_ii: int = None
     baud: int = 115200
     toolchain_options: dict = field(default_factory=dict)
     toolchains: tuple = ()
+
+    @property
+    def family(self):
+        """``"xc7"``, ``"ecp5"`` or ``"ice40"`` (the device's): selects the build flow."""
+        return self.device.family
 
     @property
     def clk_freq(self):

@@ -11,14 +11,14 @@ LEDs: the red LED shows errors, the green LED the heartbeat and activity.
 
 from amaranth_boards.icebreaker import ICEBreakerPlatform
 
+from amaranth_nn.devices import DEVICES
+
 from .board import Board
 
 __all__ = ["ICEBREAKER"]
 
-# iCE40UP5K: 5280 LC (LUT4 + FF), 8 SB_MAC16, 30 SB_RAM40_4K (and 4 SPRAM, unused).
 ICEBREAKER = Board(
     name="icebreaker", platform=ICEBreakerPlatform,
-    description="1BitSquared iCEBreaker (iCE40UP5K, 12 MHz)", family="ice40",
-    resources={"LUT": 5280, "FF": 5280, "DSP": 8, "BRAM": 30}, bram_unit="SB_RAM40_4K",
+    description="1BitSquared iCEBreaker (iCE40UP5K, 12 MHz)", device=DEVICES["ice40up5k"],
     leds=((0, ("error",)), (1, ("heartbeat", "activity"))),
     target_ii=512, toolchain_options={"synth_opts": "-dsp"}, toolchains=("IceStorm",))

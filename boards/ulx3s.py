@@ -6,15 +6,15 @@ last class.
 
 from amaranth_boards.ulx3s import ULX3S_85F_Platform
 
+from amaranth_nn.devices import DEVICES
+
 from .board import Board
 
 __all__ = ["ULX3S_85F"]
 
-# LFE5U-85F: 83640 LUT4, 83640 FF, 156 MULT18X18D, 208 DP16KD (18 kbit).
 ULX3S_85F = Board(
     name="ulx3s", platform=ULX3S_85F_Platform,
-    description="Radiona ULX3S (ECP5 LFE5U-85F, 25 MHz)", family="ecp5",
-    resources={"LUT": 83640, "FF": 83640, "DSP": 156, "BRAM": 208}, bram_unit="DP16KD",
+    description="Radiona ULX3S (ECP5 LFE5U-85F, 25 MHz)", device=DEVICES["lfe5u-85f"],
     leds=((0, ("heartbeat",)), (1, ("busy",)), (2, ("error",)), (3, ("activity",)),
           (4, ("class0",)), (5, ("class1",)), (6, ("class2",)), (7, ("class3",))),
     toolchains=("Trellis",))
