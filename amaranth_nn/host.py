@@ -5,10 +5,12 @@ Usage::
     python -m amaranth_nn.host --port /dev/ttyUSB1                 # a board, default model
     python -m amaranth_nn.host --port sim --count 5                # the full-system simulation
     python -m amaranth_nn.host --port /dev/ttyUSB1 --inputs x.npy --model my.json
+    python -m amaranth_nn.host --port sim --fault-rate 0.2 --fault-seed 1 --retries 8
 
 The client talks to a :class:`~amaranth_nn.link.ByteLink`: a :class:`~amaranth_nn.link.SerialLink`
 for a board, or a :class:`~amaranth_nn.link.SimulatedLink` (``--port sim``) that runs the board
-harness and the network in the Amaranth simulator, bit by bit on the UART pins.
+harness and the network in the Amaranth simulator, bit by bit on the UART pins;
+``--fault-rate`` wraps either in a :class:`~amaranth_nn.link.FaultyLink`.
 """
 
 import argparse
@@ -17,7 +19,10 @@ import time
 
 import numpy as np
 
+from boards import protocol as proto
+
 from . import golden
+from .link import FaultyLink, SerialLink, SimulatedLink
 from .spec import NetworkSpec, as_input_array
 
 __all__ = ["BoardClient", "BoardError", "check_samples", "main"]
@@ -28,11 +33,21 @@ class BoardError(RuntimeError):
 
 
 class BoardClient:
-    """Requests to a board over a byte link, with retries.
+    """Requests to a board over a byte link, with retries that recover from faults.
 
-    Every request carries a tag; a reply is accepted only with the request's tag and the
-    expected type, so stale replies after an error are skipped. A NAK or a timeout makes the
-    client send the request again, up to ``retries`` times.
+    Every attempt carries a new tag from :data:`boards.protocol.REQUEST_TAGS`. Replies are
+    decoded with this network's exact reply lengths (:meth:`Protocol.reply_decoder`), by a
+    decoder reset at every attempt, so a corrupted length costs nothing beyond the reply it
+    corrupted. An attempt fails on a NAK with its tag and a code the request can draw
+    (:meth:`Protocol.nak_codes`), on a frame start with its tag that arrived corrupted, or when
+    no answer came within the link's reply timeout. The client then sends
+    :attr:`Protocol.flush_size` flush bytes, which end any partial frame that a fault left in
+    the board's receiver, and the request again with a new tag, up to ``retries`` times.
+
+    A NAK carries whatever byte sat in its frame's tag position, so one that only happens to
+    carry the pending tag cannot be told from a real one. Every attempt of a request carries the
+    same request, so the client accepts an answer to any of them: such a NAK costs one resend,
+    never the answer, and it does not end the last attempt's wait either.
 
     Parameters
     ----------
@@ -40,18 +55,21 @@ class BoardClient:
     spec : NetworkSpec
         The model the board is expected to run.
     retries : int
-        Extra attempts per request after a NAK or a timeout.
+        Extra attempts per request after a failed one.
 
     Members
     -------
     naks : dict
-        NAKs received, by error name.
+        NAKs that failed an attempt, by error name.
     timeouts : int
-        Requests that got no reply in time.
+        Attempts that got no answer and no NAK in time.
+    corrupted : int
+        Attempts whose reply arrived corrupted (a rejected frame start with their tag).
     retried : int
         Requests sent again.
     stale : int
-        Replies skipped because their tag or type was not the awaited one.
+        Frames skipped: answers to earlier requests, NAKs for earlier attempts, and NAKs with a
+        code the request cannot draw.
 
     Raises
     ------
@@ -60,68 +78,73 @@ class BoardClient:
     """
 
     def __init__(self, link, spec, *, retries=3):
-        from boards import protocol
-
         if not isinstance(retries, int) or retries < 0:
             raise ValueError(f"Retries must be a non-negative integer, not {retries!r}")
-        self._p = protocol
         self.link = link
         self.spec = spec
-        self.protocol = protocol.Protocol(spec)
-        self.decoder = protocol.FrameDecoder()
+        self.protocol = proto.Protocol(spec)
+        self.decoder = self.protocol.reply_decoder()
         self.retries = retries
         self.naks = {}
         self.timeouts = 0
+        self.corrupted = 0
         self.retried = 0
         self.stale = 0
-        self._tag = 0
+        self._tag_index = -1
 
     def _next_tag(self):
-        self._tag = (self._tag + 1) & 0xFF
-        return self._tag
+        self._tag_index = (self._tag_index + 1) % len(proto.REQUEST_TAGS)
+        return proto.REQUEST_TAGS[self._tag_index]
 
-    def _receive(self, tag, reply_type, timeout):
-        """Wait for the reply with ``tag``; returns its Frame, or None on a NAK or a timeout."""
-        link = self.link
-        waited = 0.0
+    def _await(self, tags, reply_type, codes, deadline, last):
+        """Wait for the answer to any attempt in ``tags``; returns its Frame, or None when the
+        pending attempt (``tags[-1]``) failed (unless it is the ``last``) or time ran out."""
+        link, decoder, tag = self.link, self.decoder, tags[-1]
+        failed = False
         while True:
-            start = link.time
-            data = link.read(self.decoder.needed(), timeout - waited)
-            waited += link.time - start
-            if not data:  # an empty read waited for the whole remaining time
-                self.timeouts += 1
-                return None
-            for frame in self.decoder.feed(data):
-                if frame.tag != tag:
-                    self.stale += 1
-                elif frame.type == reply_type:
+            data = link.read(decoder.needed(), max(0.0, deadline - link.time))
+            for frame in decoder.feed(data):
+                if frame.tag in tags and frame.type == reply_type:
                     return frame
-                elif frame.type == self._p.NAK:
-                    name = self._p.ERROR_NAMES.get(frame.payload[0] if frame.payload else 0,
-                                                   "unknown")
+                if frame.tag == tag and frame.type == proto.NAK and frame.payload[0] in codes:
+                    name = proto.ERROR_NAMES[frame.payload[0]]
                     self.naks[name] = self.naks.get(name, 0) + 1
-                    return None
+                    failed = True
                 else:
                     self.stale += 1
-            if waited >= timeout:
-                self.timeouts += 1
+            if any(rejected_tag == tag for _, _, rejected_tag in decoder.rejected):
+                self.corrupted += 1
+                failed = True
+            decoder.rejected.clear()
+            if failed and not last:
+                return None
+            if not data or link.time >= deadline:
+                if not failed:
+                    self.timeouts += 1
                 return None
 
-    def request(self, frame_of_tag, reply_type, request_size, reply_size):
-        """Send a request (``frame_of_tag(tag)`` -> bytes) until its reply arrives.
+    def request(self, frame_of_tag, reply_type):
+        """Send a request (``frame_of_tag(tag)`` -> bytes) until an answer arrives.
 
         Raises
         ------
         BoardError
             After ``retries`` failed attempts.
         """
-        timeout = self.link.reply_timeout(request_size, reply_size)
+        p, link = self.protocol, self.link
+        tags = []
         for attempt in range(self.retries + 1):
+            tags.append(self._next_tag())
+            data = frame_of_tag(tags[-1])
+            codes = p.nak_codes(data[1])
             if attempt:
                 self.retried += 1
-            tag = self._next_tag()
-            self.link.write(frame_of_tag(tag))
-            frame = self._receive(tag, reply_type, timeout)
+                data = bytes([proto.FLUSH_BYTE]) * p.flush_size + data
+            self.decoder.reset()
+            link.write(data)
+            deadline = link.time + link.reply_timeout(
+                len(data), proto.OVERHEAD + p.reply_payload_length(reply_type))
+            frame = self._await(tags, reply_type, codes, deadline, attempt == self.retries)
             if frame is not None:
                 return frame
         raise BoardError(f"No reply from the board after {self.retries + 1} attempts "
@@ -131,23 +154,19 @@ class BoardClient:
     def infer(self, x):
         """Run one input vector (integers of the input format); returns ``(outputs, argmax)``."""
         p = self.protocol
-        frame = self.request(lambda tag: p.encode_infer(x, tag), self._p.RESULT,
-                             p.request_size, p.reply_size)
+        frame = self.request(lambda tag: p.encode_infer(x, tag), proto.RESULT)
         return p.decode_result(frame.payload)
 
     def _simple(self, request_type, reply_type):
-        p = self.protocol
-        size = p.reply_payload_length(reply_type) + self._p.OVERHEAD
-        return self.request(lambda tag: self._p.encode_frame(request_type, tag), reply_type,
-                            self._p.OVERHEAD, size).payload
+        return self.request(lambda tag: proto.encode_frame(request_type, tag), reply_type).payload
 
     def status(self):
         """The board's counters (:data:`boards.protocol.COUNTERS`) as a dict."""
-        return self.protocol.decode_status(self._simple(self._p.STATUS, self._p.STATUS_REPLY))
+        return self.protocol.decode_status(self._simple(proto.STATUS, proto.STATUS_REPLY))
 
     def info(self):
         """The board's INFO reply as a dict."""
-        return self.protocol.decode_info(self._simple(self._p.INFO, self._p.INFO_REPLY))
+        return self.protocol.decode_info(self._simple(proto.INFO, proto.INFO_REPLY))
 
     def check_model(self):
         """Compare the board's INFO with the spec; returns the info.
@@ -187,7 +206,7 @@ def check_samples(client, x, labels=None, *, progress=True):
     dict
         ``samples``, ``exact`` (output vectors equal to golden), ``argmax_ok`` (argmax equal to
         golden's), ``mismatches`` (indices), ``accuracy`` (if labels), ``seconds``,
-        ``retried``, ``timeouts``, ``naks``.
+        ``retried``, ``timeouts``, ``corrupted`` (replies that arrived corrupted), ``naks``.
 
     Raises
     ------
@@ -217,7 +236,8 @@ def check_samples(client, x, labels=None, *, progress=True):
             correct += cls == int(labels[index])
     summary = {"samples": len(x), "exact": exact, "argmax_ok": argmax_ok,
                "mismatches": mismatches, "seconds": time.monotonic() - start,
-               "retried": client.retried, "timeouts": client.timeouts, "naks": dict(client.naks)}
+               "retried": client.retried, "timeouts": client.timeouts,
+               "corrupted": client.corrupted, "naks": dict(client.naks)}
     if labels is not None:
         summary["accuracy"] = correct / max(1, len(x))
     return summary
@@ -270,6 +290,14 @@ def main(argv=None):
     add_folding_arguments(sim)
     sim.add_argument("--divisor", type=int, default=8,
                      help="simulated UART clocks per bit (default 8)")
+    faults = parser.add_argument_group("fault injection (any port)")
+    faults.add_argument("--fault-rate", type=float, metavar="P",
+                        help="hit each request and each reply with one random fault (a flipped "
+                             "bit, inserted, dropped or frame-start-like bytes, a truncation) "
+                             "with probability P, 0 to 1; every answer is still checked "
+                             "against the golden model (raise --retries for large P)")
+    faults.add_argument("--fault-seed", type=int, metavar="N",
+                        help="seed of the fault mix (default 0; needs --fault-rate)")
     args = parser.parse_args(argv)
 
     from .models import default_spec, default_test_set
@@ -296,16 +324,17 @@ def main(argv=None):
                 raise ValueError(f"--count must be a positive integer, not {count}")
             x = x[:count]
             labels = None if labels is None else labels[:count]
+        fault_seed = _check_fault_options(args.fault_rate, args.fault_seed)
         folding, target_ii = folding_from_args(args, spec)
         if args.port == "sim":
-            from .link import SimulatedLink
             print(f"Building the full-system simulation ({spec!r}, {args.divisor} clocks per "
                   f"bit)")
             link = SimulatedLink(spec, folding=folding, target_ii=target_ii,
                                  divisor=args.divisor)
         else:
-            from .link import SerialLink
             link = SerialLink(args.port, args.baud)
+        if args.fault_rate is not None:
+            link = FaultyLink.random(link, args.fault_rate, fault_seed)
     except (ValueError, TypeError, OSError) as error:
         parser.exit(2, f"error: {error}\n")
 
@@ -322,7 +351,20 @@ def main(argv=None):
         except (BoardError, OSError) as error:
             parser.exit(1, f"error: {error}\n")
     print(format_summary(summary, counters))
+    if isinstance(link, FaultyLink):
+        print(link.describe())
     return 0 if summary["exact"] == summary["samples"] else 1
+
+
+def _check_fault_options(rate, seed):
+    """Check ``--fault-rate`` and ``--fault-seed``; returns the seed to use."""
+    if rate is not None and not 0 <= rate <= 1:
+        raise ValueError(f"--fault-rate must be a probability from 0 to 1, not {rate}")
+    if seed is not None and rate is None:
+        raise ValueError("--fault-seed needs --fault-rate")
+    if seed is not None and seed < 0:
+        raise ValueError(f"--fault-seed must be a non-negative integer, not {seed}")
+    return seed or 0
 
 
 def format_summary(summary, counters=None):
@@ -335,6 +377,7 @@ def format_summary(summary, counters=None):
     lines.append(f"time               {summary['seconds']:.2f} s "
                  f"({summary['samples'] / max(summary['seconds'], 1e-9):.1f} samples/s)")
     lines.append(f"retries            {summary['retried']} (timeouts {summary['timeouts']}, "
+                 f"corrupted replies {summary.get('corrupted', 0)}, "
                  f"NAKs {summary['naks'] or 'none'})")
     if summary["mismatches"]:
         lines.append(f"MISMATCHES at      {summary['mismatches'][:20]}")

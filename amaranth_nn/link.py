@@ -3,13 +3,23 @@
 The host client (:mod:`amaranth_nn.host`) talks to a :class:`ByteLink`; :class:`SerialLink`
 is a real UART through pyserial, and :class:`SimulatedLink` is the full-system Amaranth
 simulation of the board harness (:class:`boards.harness.Harness` around the network): its bytes
-go into the simulated UART RX pin bit by bit and come back from the TX pin.
+go into the simulated UART RX pin bit by bit and come back from the TX pin. :class:`FaultyLink`
+wraps either and injects faults into both directions (:class:`RandomFaults` for a seeded mix).
 """
 
+import random
 import time
 from collections import deque
+from dataclasses import dataclass
 
-__all__ = ["ByteLink", "SerialLink", "SimulatedLink", "uart_send_bits", "uart_receive_byte"]
+from amaranth.sim import Simulator
+
+from boards import protocol as proto
+from boards.harness import STATUS_SIGNALS, Harness, check_harness_arguments
+
+__all__ = ["ByteLink", "SerialLink", "SimulatedLink", "FaultyLink", "RandomFaults", "Fault",
+           "FAULT_KINDS", "FRAME_START_NOISE", "single_faults", "uart_send_bits",
+           "uart_receive_byte"]
 
 
 class ByteLink:
@@ -164,12 +174,8 @@ class SimulatedLink(ByteLink):
 
     def __init__(self, spec, *, folding=None, target_ii=None, divisor=8, clk_freq=1e6,
                  timeout=None, heartbeat=None, stretch=None, vcd=None):
-        from amaranth.sim import Simulator
-
-        from boards.harness import STATUS_SIGNALS, Harness
-        from boards.uart import check_divisor
-
-        check_divisor(divisor)  # before the Harness exists, so that none is left unused
+        # Before the Harness exists, so that none is left unused.
+        check_harness_arguments(divisor, timeout, heartbeat, stretch)
         self.harness = Harness(spec, folding=folding, target_ii=target_ii, divisor=divisor,
                                timeout=timeout, heartbeat=heartbeat, stretch=stretch)
         self.period = 1 / clk_freq
@@ -179,6 +185,7 @@ class SimulatedLink(ByteLink):
         self._to_board = deque()
         self._from_board = deque()
         self._now = 0.0
+        self._ran = 0.0
         self._sim = Simulator(self.harness)
         self._sim.add_clock(self.period)
         self._sim.add_testbench(self._drive_rx, background=True)
@@ -214,8 +221,6 @@ class SimulatedLink(ByteLink):
                 self.framing_errors += 1
 
     async def _watch_leds(self, ctx):
-        from boards.harness import STATUS_SIGNALS
-
         signals = [getattr(self.harness, name) for name in STATUS_SIGNALS]
         previous = [0] * len(signals)
         async for values in ctx.changed(*signals):
@@ -237,8 +242,13 @@ class SimulatedLink(ByteLink):
         self._to_board.append((byte, 0))
 
     def _advance(self, duration):
+        # run_until() stops at the first event at or after its deadline, up to half a clock
+        # period late, and must not be given an earlier deadline next: so it only runs once a
+        # whole period has accumulated (the board lags the link's clock by less than that).
         self._now += duration
-        self._sim.run_until(self._now)
+        if self._now >= self._ran + self.period:
+            self._sim.run_until(self._now)
+            self._ran = self._now
 
     def idle(self, duration):
         """Run the simulation for ``duration`` seconds of simulated time."""
@@ -262,3 +272,234 @@ class SimulatedLink(ByteLink):
         if self._vcd is not None:
             self._vcd.__exit__(None, None, None)
             self._vcd = None
+
+
+#: The kinds of fault that :class:`RandomFaults` injects.
+FAULT_KINDS = ("flip", "insert", "noise", "drop", "truncate")
+
+#: Noise that looks like a frame start: the ``00 A5 81`` of issue 13, a lone SYNC, and a SYNC
+#: followed by each request and reply type.
+FRAME_START_NOISE = (b"\x00\xa5\x81", bytes([proto.SYNC])) + tuple(
+    bytes([proto.SYNC, type_]) for type_ in proto.REQUEST_TYPES + proto.REPLY_TYPES)
+
+
+@dataclass(frozen=True)
+class Fault:
+    """One fault in a unit of bytes (a write, or a reply frame).
+
+    Members
+    -------
+    index : int
+        Which unit of its direction is hit, counted from 0.
+    kind : str
+        One of :data:`FAULT_KINDS`: ``flip`` (one bit), ``insert`` (random bytes), ``noise``
+        (bytes that look like a frame start), ``drop`` (one byte), ``truncate`` (the rest of
+        the unit).
+    position : int
+        The byte offset in the unit.
+    detail : int or bytes
+        The bit flipped, the bytes inserted, or the bytes lost.
+    """
+
+    index: int
+    kind: str
+    position: int
+    detail: object
+
+    def apply(self, data):
+        """The unit ``data`` with this fault; returns bytes."""
+        data = bytes(data)
+        position = self.position
+        if self.kind == "flip":
+            return data[:position] + bytes([data[position] ^ 1 << self.detail]) \
+                + data[position + 1:]
+        if self.kind in ("insert", "noise"):
+            return data[:position] + self.detail + data[position:]
+        return data[:position] + data[position + len(self.detail):]
+
+
+def single_faults(data, index=0):
+    """Every single fault of one unit ``data``, as a list of :class:`Fault`.
+
+    Each bit flipped, each byte dropped, each truncation that keeps at least one byte, and
+    each :data:`FRAME_START_NOISE` inserted at each position (in front and behind included).
+    """
+    data = bytes(data)
+    faults = []
+    for position in range(len(data)):
+        faults += [Fault(index, "flip", position, bit) for bit in range(8)]
+        faults.append(Fault(index, "drop", position, data[position:position + 1]))
+        if position:
+            faults.append(Fault(index, "truncate", position, data[position:]))
+    faults += [Fault(index, "noise", position, noise) for position in range(len(data) + 1)
+               for noise in FRAME_START_NOISE]
+    return faults
+
+
+class RandomFaults:
+    """A seeded random fault mix for one direction of a :class:`FaultyLink`.
+
+    Called with ``(index, data)`` for each unit of bytes, it returns the unit with one random
+    fault (of a kind drawn evenly from ``kinds``) with probability ``rate``, else unchanged.
+    Noise is a :data:`FRAME_START_NOISE` pattern followed by up to 3 random bytes.
+
+    Parameters
+    ----------
+    rate : float
+        Probability that a unit is hit, 0 to 1.
+    seed : int or str
+        Seed of the mix (the same seed gives the same faults for the same traffic).
+    kinds : sequence of str
+        A non-empty subset of :data:`FAULT_KINDS`.
+
+    Members
+    -------
+    log : list of Fault
+        The faults injected so far.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a rate that is not a number from 0 to 1, or an unknown kind.
+    """
+
+    def __init__(self, rate, seed=0, kinds=FAULT_KINDS):
+        if not isinstance(rate, (int, float)) or isinstance(rate, bool):
+            raise TypeError(f"Fault rate must be a number, not {rate!r}")
+        if not 0 <= rate <= 1:
+            raise ValueError(f"Fault rate must be a probability from 0 to 1, not {rate}")
+        kinds = tuple(kinds)
+        unknown = [kind for kind in kinds if kind not in FAULT_KINDS]
+        if unknown or not kinds:
+            raise ValueError(f"Fault kinds must be some of {', '.join(FAULT_KINDS)}, not "
+                             f"{kinds!r}")
+        self._rate = rate
+        self._kinds = kinds
+        self._rng = random.Random(seed)
+        self.log = []
+
+    def _fault(self, index, data):
+        rng = self._rng
+        kind = rng.choice(self._kinds)
+        if kind == "flip":
+            return Fault(index, kind, rng.randrange(len(data)), rng.randrange(8))
+        if kind in ("insert", "noise"):
+            extra = bytes(rng.randrange(256) for _ in range(rng.randint(kind == "insert", 3)))
+            return Fault(index, kind, rng.randrange(len(data) + 1),
+                         rng.choice(FRAME_START_NOISE) + extra if kind == "noise" else extra)
+        if kind == "drop" or len(data) == 1:
+            position = rng.randrange(len(data))
+            return Fault(index, "drop", position, data[position:position + 1])
+        position = rng.randrange(1, len(data))
+        return Fault(index, kind, position, data[position:])
+
+    def __call__(self, index, data):
+        if not data or self._rng.random() >= self._rate:
+            return data
+        fault = self._fault(index, bytes(data))
+        self.log.append(fault)
+        return fault.apply(data)
+
+
+class FaultyLink(ByteLink):
+    """Another :class:`ByteLink` with faults injected into both directions.
+
+    For tests and demonstrations of the link's recovery. Each ``write`` is one unit of the
+    request direction. The reply direction is cut into frames as they arrive (bytes between
+    frames pass unchanged, and each frame reaches :meth:`read` once it is complete), and each
+    frame is one unit.
+
+    Parameters
+    ----------
+    link : ByteLink
+        The link to wrap (its clock, byte time and reply timeout are this link's).
+    request, reply : callable, optional
+        ``f(index, data) -> bytes``: what becomes of the ``index``-th unit of that direction,
+        such as a :class:`RandomFaults`. None leaves the direction alone.
+
+    Members
+    -------
+    link : ByteLink
+    request, reply : callable or None
+    writes, replies : int
+        Units seen so far in each direction.
+    """
+
+    def __init__(self, link, *, request=None, reply=None):
+        self.link = link
+        self.request = request
+        self.reply = reply
+        self.writes = 0
+        self.replies = 0
+        self._frames = proto.FrameDecoder()  # cuts the reply direction into frames
+        self._pending = bytearray()          # bytes of a frame that has not completed yet
+        self._out = bytearray()              # bytes ready for read()
+
+    @classmethod
+    def random(cls, link, rate, seed=0):
+        """Both directions hit by :class:`RandomFaults` of ``rate``, seeded from ``seed``."""
+        return cls(link, request=RandomFaults(rate, f"{seed}:request"),
+                   reply=RandomFaults(rate, f"{seed}:reply"))
+
+    @property
+    def byte_time(self):
+        return self.link.byte_time
+
+    @property
+    def time(self):
+        return self.link.time
+
+    def write(self, data):
+        data = bytes(data)
+        if self.request is not None:
+            data = self.request(self.writes, data)
+        self.writes += 1
+        self.link.write(data)
+
+    def _take(self, data):
+        pending = self._pending
+        for byte in data:
+            pending.append(byte)
+            frames = self._frames.feed(bytes([byte]))
+            # The decoder's buffer is the end of what it was fed: the rest is between frames.
+            junk = len(pending) - (proto.OVERHEAD + len(frames[0].payload) if len(frames) == 1
+                                   else self._frames.buffered)
+            self._out += pending[:junk]
+            del pending[:junk]
+            if frames and pending:
+                self._out += (bytes(pending) if self.reply is None
+                              else self.reply(self.replies, bytes(pending)))
+                self.replies += 1
+                pending.clear()
+
+    def read(self, size, timeout):
+        deadline = self.link.time + timeout
+        while len(self._out) < size:
+            wanted = self._frames.needed()
+            data = self.link.read(wanted, max(0.0, deadline - self.link.time))
+            self._take(data)
+            if len(data) < wanted or self.link.time >= deadline:
+                break
+        data = bytes(self._out[:size])
+        del self._out[:size]
+        return data
+
+    def reply_timeout(self, request_size, reply_size):
+        return self.link.reply_timeout(request_size, reply_size)
+
+    def close(self):
+        self.link.close()
+
+    def describe(self):
+        """One line on the faults injected, where the directions are :class:`RandomFaults`."""
+        parts = []
+        for name, faults, units in (("requests", self.request, self.writes),
+                                    ("replies", self.reply, self.replies)):
+            if isinstance(faults, RandomFaults):
+                kinds = {}
+                for fault in faults.log:
+                    kinds[fault.kind] = kinds.get(fault.kind, 0) + 1
+                parts.append(f"{len(faults.log)} of {units} {name} ("
+                             + (", ".join(f"{k} {v}" for k, v in sorted(kinds.items()))
+                                or "none") + ")")
+        return "faults injected    " + "; ".join(parts)

@@ -17,11 +17,12 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from amaranth_nn.network import Network
+from amaranth_nn.unused import rejecting
 
 from . import protocol as proto
 from .uart import UARTReceiver, UARTTransmitter, check_divisor
 
-__all__ = ["Harness", "BoardTop", "crc16_next", "STATUS_SIGNALS"]
+__all__ = ["Harness", "BoardTop", "crc16_next", "check_harness_arguments", "STATUS_SIGNALS"]
 
 #: Status outputs of :class:`Harness` that a board can show on its LEDs.
 STATUS_SIGNALS = ("heartbeat", "busy", "error", "activity")
@@ -63,6 +64,35 @@ def _check_positive(name, value):
     return value
 
 
+def check_harness_arguments(divisor, timeout=None, heartbeat=None, stretch=None):
+    """Check the cycle counts of a :class:`Harness` and fill in the defaults.
+
+    A separate function, so that a caller can check them before it creates a harness (an
+    Elaboratable whose constructor raised would be reported as unused).
+
+    Returns
+    -------
+    tuple of int
+        ``(divisor, timeout, heartbeat, stretch)``.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a bad divisor, timeout (not an integer, or shorter than one character), heartbeat
+        or stretch.
+    """
+    divisor = check_divisor(divisor)
+    byte_time = proto.BITS_PER_BYTE * divisor
+    timeout = _check_positive("Timeout", 30 * byte_time if timeout is None else timeout)
+    if timeout < byte_time:
+        # Shorter than the gap between two back-to-back characters: every frame times out.
+        raise ValueError(f"Timeout must be at least one character, {byte_time} cycles "
+                         f"(10 bit times at divisor {divisor}), not {timeout}")
+    heartbeat = _check_positive("Heartbeat", 1 << 22 if heartbeat is None else heartbeat)
+    stretch = _check_positive("Stretch", 40 * byte_time if stretch is None else stretch)
+    return divisor, timeout, heartbeat, stretch
+
+
 class Harness(wiring.Component):
     """The network behind a UART with the framed protocol of :mod:`boards.protocol`.
 
@@ -88,7 +118,9 @@ class Harness(wiring.Component):
     divisor : int
         UART clock cycles per bit (at least 4).
     timeout : int, optional
-        Cycles without a byte after which a partial frame is abandoned. Default: 30 byte times.
+        Cycles without a byte after which a partial frame is abandoned: at least one character
+        (``10 * divisor``), since that is the gap between two back-to-back bytes of a frame.
+        Default: 30 byte times.
     heartbeat : int, optional
         Cycles per half period of the heartbeat output. Default: ``2**22``.
     stretch : int, optional
@@ -115,22 +147,18 @@ class Harness(wiring.Component):
     Raises
     ------
     TypeError, ValueError
-        For a bad divisor, timeout, heartbeat or stretch, and from the network for a bad folding.
+        For a bad divisor, timeout (not an integer, or shorter than one character), heartbeat
+        or stretch, and from the network for a bad folding.
     """
 
     def __init__(self, spec, *, folding=None, target_ii=None, divisor, timeout=None,
                  heartbeat=None, stretch=None):
-        self._divisor = check_divisor(divisor)
-        byte_time = proto.BITS_PER_BYTE * divisor
-        self._timeout = _check_positive("Timeout", 30 * byte_time if timeout is None
-                                        else timeout)
-        self._heartbeat = _check_positive("Heartbeat", 1 << 22 if heartbeat is None
-                                          else heartbeat)
-        self._stretch = _check_positive("Stretch", 40 * byte_time if stretch is None
-                                        else stretch)
+        with rejecting(self):
+            self._divisor, self._timeout, self._heartbeat, self._stretch = \
+                check_harness_arguments(divisor, timeout, heartbeat, stretch)
+            self._protocol = proto.Protocol(spec)
+            self._network = Network(spec, folding, target_ii=target_ii)  # last: it can't be unused
         self._spec = spec
-        self._protocol = proto.Protocol(spec)
-        self._network = Network(spec, folding, target_ii=target_ii)
         super().__init__({
             "rx": In(1, init=1),
             "tx": Out(1, init=1),
@@ -501,13 +529,14 @@ class BoardTop(Elaboratable):
     """
 
     def __init__(self, harness, leds=()):
-        leds = tuple((int(index), tuple(names)) for index, names in leds)
-        for index, names in leds:
-            for name in names:
-                if name not in STATUS_SIGNALS and not (
-                        name.startswith("class") and name[5:].isdigit()):
-                    raise ValueError(f"LED {index}: unknown status signal {name!r}; expected "
-                                     f"one of {', '.join(STATUS_SIGNALS)} or classN")
+        with rejecting(self):
+            leds = tuple((int(index), tuple(names)) for index, names in leds)
+            for index, names in leds:
+                for name in names:
+                    if name not in STATUS_SIGNALS and not (
+                            name.startswith("class") and name[5:].isdigit()):
+                        raise ValueError(f"LED {index}: unknown status signal {name!r}; "
+                                         f"expected one of {', '.join(STATUS_SIGNALS)} or classN")
         self._harness = harness
         self._leds = leds
 

@@ -1,5 +1,7 @@
 """The host client CLI over the simulated board, and its error handling."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -50,6 +52,11 @@ def test_cli_sim_model_and_inputs(tmp_path, capsys):
     (["--model", "MODEL"],
      "--inputs is required with --model (the test set belongs to the default model)"),
     (["--pe", "1"], "--pe and --simd go together: give one value per layer for each"),
+    (["--fault-rate", "1.5"], "--fault-rate must be a probability from 0 to 1, not 1.5"),
+    (["--fault-rate", "nan"], "--fault-rate must be a probability from 0 to 1, not nan"),
+    (["--fault-seed", "3"], "--fault-seed needs --fault-rate"),
+    (["--fault-rate", "0.1", "--fault-seed", "-1"],
+     "--fault-seed must be a non-negative integer, not -1"),
 ])
 def test_cli_errors(argv, message, tmp_path, capsys):
     _spec().save(tmp_path / "m.json")
@@ -64,6 +71,24 @@ def test_cli_errors(argv, message, tmp_path, capsys):
         main(["--port", "sim"] + argv)
     assert exit_info.value.code == 2
     assert capsys.readouterr().err.splitlines()[-1] == f"error: {message}"
+
+
+def test_cli_sim_through_a_fault_mix(tmp_path, capsys):
+    """``--fault-rate`` and ``--fault-seed``: faults on both directions, every answer exact."""
+    spec = _spec()
+    spec.save(tmp_path / "small.json")
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).integers(-128, 128, (8, 5)))
+    argv = ["--port", "sim", "--model", str(tmp_path / "small.json"), "--inputs",
+            str(tmp_path / "x.npy"), "--divisor", "4", "--fault-rate", "0.3", "--fault-seed",
+            "3", "--retries", "6"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "exact vs golden    8/8" in out and "argmax vs golden   8/8" in out
+    faults = re.search(r"^faults injected    (\d+) of \d+ requests \(.*\); (\d+) of \d+ "
+                       r"replies \(.*\)$", out, re.M)
+    assert faults and int(faults[1]) >= 1 and int(faults[2]) >= 1, out
+    retried = int(re.search(r"^retries            (\d+) ", out, re.M)[1])
+    assert 1 <= retried <= int(faults[1]) + int(faults[2])
 
 
 def test_serial_port_that_does_not_exist(tmp_path, capsys):
