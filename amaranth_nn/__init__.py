@@ -6,6 +6,7 @@ package imports torch.
 """
 
 from . import golden
+from ._version import __version__
 from .dense import DenseLayer, WidthConverter
 from .fixedpoint import Activation, QFormat, quantize, requantize, signed_width
 from .folding import DEFAULT_TARGET_II, choose_folding, default_folding
@@ -13,6 +14,7 @@ from .network import Network
 from .spec import Layer, NetworkSpec, SpecError
 
 __all__ = [
+    "__version__",
     "Activation", "QFormat", "quantize", "requantize", "signed_width",
     "Layer", "NetworkSpec", "SpecError", "golden",
     "DenseLayer", "WidthConverter", "Network", "choose_folding", "default_folding",

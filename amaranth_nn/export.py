@@ -8,9 +8,11 @@ Python::
 
 Command line::
 
-    python -m amaranth_nn.export --model SPEC --out DIR [--pe 4,2,2 --simd 8,4,2 | --target-ii N]
+    python -m amaranth_nn.export [--model NAME|SPEC] --out DIR [--pe 4,2,2 --simd 8,4,2 |
+                                 --target-ii N] [--name TOP]
 
-Without ``--model`` it exports the embedded default digits model.
+Without ``--model`` it exports the embedded default digits model. ``DIR`` is created if needed;
+files of the names below that are already in it are replaced, and other files are left alone.
 
 ``DIR`` receives:
 
@@ -36,7 +38,6 @@ The hex files are read back from the elaborated design's ``Memory`` initial valu
 exactly what the hardware holds.
 """
 
-import argparse
 import json
 import sys
 from dataclasses import dataclass
@@ -47,11 +48,13 @@ from amaranth.hdl import Fragment
 from amaranth.hdl._mem import MemoryInstance
 from amaranth.lib import wiring
 
+from . import cli
+from .folding import add_folding_arguments, folding_from_args, resolve_folding
 from .network import Network
-from .spec import NetworkSpec, SpecError
+from .spec import NetworkSpec
 
 __all__ = ["RomImage", "EXPORT_FORMAT", "EXPORT_VERSION", "rom_images", "format_hex",
-           "parse_hex", "unpack_lanes", "port_list", "export", "main"]
+           "parse_hex", "unpack_lanes", "port_list", "check_top_name", "export", "main"]
 
 EXPORT_FORMAT = "amaranth-nn-export"
 EXPORT_VERSION = 1
@@ -235,6 +238,21 @@ def _rom_entry(network, image):
     return entry
 
 
+def check_top_name(name):
+    """Return ``name`` if it can name the Verilog top module.
+
+    Raises
+    ------
+    TypeError, ValueError
+        If ``name`` is not a string, or not an identifier.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"Top module name must be a string, not {name!r}")
+    if not name.isidentifier():
+        raise ValueError(f"Top module name must be a Verilog identifier, not {name!r}")
+    return name
+
+
 def export(spec, out_dir, folding=None, *, target_ii=None, name="top", progress=True):
     """Write Verilog, ``$readmemh`` ROM images, ``manifest.json`` and ``README.md``.
 
@@ -259,18 +277,21 @@ def export(spec, out_dir, folding=None, *, target_ii=None, name="top", progress=
     Raises
     ------
     TypeError, ValueError
-        For a bad spec, folding or target II (raised before anything is written), or a name
-        that is not a Verilog identifier.
+        For a bad spec, folding or target II, or a name that is not a Verilog identifier.
+    OSError
+        If ``out_dir`` cannot be created (it is a file, for example).
+
+    All of these are raised before the network is built or anything is written.
     """
     if not isinstance(spec, NetworkSpec):
         raise TypeError(f"Spec must be a NetworkSpec, not {spec!r}")
-    if not isinstance(name, str) or not name.isidentifier():
-        raise ValueError(f"Top module name must be a Verilog identifier, not {name!r}")
-    network = Network(spec, folding, target_ii=target_ii)
-    images = rom_images(network)
-    text = verilog.convert(network, name=name)
+    check_top_name(name)
+    folding = resolve_folding(spec, folding, target_ii)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    network = Network(spec, folding)
+    images = rom_images(network)
+    text = verilog.convert(network, name=name)
 
     def write(file_name, content):
         (out_dir / file_name).write_text(content)
@@ -351,38 +372,34 @@ Clock `clk` (rising edge), reset `rst` (synchronous, active high).
 """
 
 
-def main(argv=None):
-    """The ``python -m amaranth_nn.export`` command line."""
-    from .folding import add_folding_arguments, folding_from_args
-
-    parser = argparse.ArgumentParser(
-        prog="python -m amaranth_nn.export",
-        description="Write a network as Verilog plus $readmemh ROM images, a manifest and a "
-                    "README, for users of other flows.")
-    parser.add_argument("--model", metavar="SPEC",
-                        help="network spec JSON (default: the embedded digits model)")
-    parser.add_argument("--out", metavar="DIR", required=True, help="output directory")
+def _main(argv):
+    parser = cli.make_parser("amaranth_nn.export")
+    cli.add_model_argument(parser)
+    parser.add_argument("--out", metavar="DIR", required=True,
+                        help="output directory, created if needed (files of the same names in "
+                             "it are replaced)")
     add_folding_arguments(parser)
-    parser.add_argument("--name", default="top", help="top module name (default: top)")
+    parser.add_argument("--name", default="top",
+                        action=cli.option_check(lambda name, option: check_top_name(name)),
+                        help="top module name (default: top)")
     args = parser.parse_args(argv)
-    try:
-        if args.model is None:
-            from .models import default_spec
-            spec = default_spec()
-        else:
-            spec = NetworkSpec.load(args.model)
-        folding, target_ii = folding_from_args(args, spec)
-        manifest = export(spec, args.out, folding, target_ii=target_ii, name=args.name)
-    except (SpecError, FileNotFoundError, TypeError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    spec, _ = cli.load_model(args.model)
+    folding, target_ii = folding_from_args(args, spec)
+    out = cli.output_dir(args.out, "--out")
+    with cli.writing(out, "--out"):
+        manifest = export(spec, out, folding, target_ii=target_ii, name=args.name)
     folding = ", ".join(f"{pe}x{simd}" for pe, simd in manifest["folding"])
     print(f"model    {spec!r}")
     print(f"folding  {folding} (pe x simd per layer)")
     print(f"II       {manifest['ii']} cycles per vector, latency {manifest['latency']} cycles")
     print(f"wrote    {manifest['verilog']}, {len(manifest['roms'])} ROM images, manifest.json "
-          f"and README.md to {args.out}")
+          f"and README.md to {out}")
     return 0
+
+
+def main(argv=None):
+    """The ``python -m amaranth_nn.export`` command line; returns the exit status."""
+    return cli.run(_main, argv)
 
 
 if __name__ == "__main__":

@@ -18,11 +18,12 @@ DSP48E1 of an Arty A7-35T with room to spare, and the 156 multipliers of an ECP5
 FPGA such as the iCE40UP5K (8 DSPs) needs a larger target II.
 """
 
+from .cli import CommandError, check_int, parse_int_list
 from .dense import ceil_div
 from .spec import NetworkSpec
 
 __all__ = ["DEFAULT_TARGET_II", "choose_folding", "default_folding", "layer_ii",
-           "check_folding", "add_folding_arguments", "folding_from_args", "parse_int_list"]
+           "check_folding", "resolve_folding", "add_folding_arguments", "folding_from_args"]
 
 #: Target II (cycles per vector) of the default folding.
 DEFAULT_TARGET_II = 64
@@ -57,11 +58,15 @@ def choose_folding(spec, target_ii):
     Raises
     ------
     TypeError
-        If ``spec`` is not a NetworkSpec or ``target_ii`` is not a positive integer.
+        If ``spec`` is not a NetworkSpec or ``target_ii`` is not an integer.
+    ValueError
+        If ``target_ii`` is less than 1.
     """
     _check_spec(spec)
-    if not isinstance(target_ii, int) or isinstance(target_ii, bool) or target_ii < 1:
+    if not isinstance(target_ii, int) or isinstance(target_ii, bool):
         raise TypeError(f"Target II must be a positive integer, not {target_ii!r}")
+    if target_ii < 1:
+        raise ValueError(f"Target II must be a positive integer, not {target_ii}")
     folding, previous_pe = [], None
     for layer in spec.layers:
         n, m = layer.in_features, layer.out_features
@@ -87,16 +92,25 @@ def default_folding(spec):
     return choose_folding(spec, DEFAULT_TARGET_II)
 
 
+def _check_count(name, value, limit, what):
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an integer, not {value!r}")
+    if not 1 <= value <= limit:
+        raise ValueError(f"{name} must be from 1 to {limit} ({what}), not {value}")
+
+
 def check_folding(spec, folding):
     """Validate a user's folding; returns it as a tuple of ``(pe, simd)`` int pairs.
+
+    Every ``pe`` is checked against its layer's ``out_features`` and every ``simd`` against its
+    ``in_features`` here, so that a network is never left half-built by a bad folding.
 
     Raises
     ------
     TypeError
-        If ``folding`` is not a sequence of pairs.
+        If ``folding`` is not a sequence of pairs, or a ``pe`` or ``simd`` is not an integer.
     ValueError
-        If it has the wrong number of layers. The ranges of ``pe`` and ``simd`` are checked by
-        :class:`~amaranth_nn.dense.DenseLayer`.
+        If it has the wrong number of layers, or a ``pe`` or ``simd`` is out of range.
     """
     _check_spec(spec)
     try:
@@ -108,39 +122,38 @@ def check_folding(spec, folding):
         raise ValueError(f"Folding must have one (pe, simd) pair per layer ({len(spec.layers)}), "
                          f"not {len(pairs)}")
     result = []
-    for index, pair in enumerate(pairs):
+    for index, (pair, layer) in enumerate(zip(pairs, spec.layers, strict=True)):
         try:
             pe, simd = pair
         except (TypeError, ValueError):
             raise TypeError(f"Folding of layer {index} must be a (pe, simd) pair, not "
                             f"{pair!r}") from None
+        where = f"layer {index} ({layer.name!r})"
+        _check_count("Pe", pe, layer.out_features, f"the out_features of {where}")
+        _check_count("Simd", simd, layer.in_features, f"the in_features of {where}")
         result.append((pe, simd))
     return tuple(result)
 
 
-# Command-line options shared by build, simulate, export and host.
-
-def parse_int_list(text, option):
-    """Parse a comma list of positive integers (``"4,2,1"``) given to ``option``.
+def resolve_folding(spec, folding=None, target_ii=None):
+    """The folding a network of ``spec`` gets: ``folding`` checked, or chosen for ``target_ii``,
+    or the default; raises what :func:`check_folding` and :func:`choose_folding` raise.
 
     Raises
     ------
     ValueError
-        Naming the option and the bad item.
+        If both ``folding`` and ``target_ii`` are given.
     """
-    values = []
-    for item in text.split(","):
-        item = item.strip()
-        try:
-            value = int(item)
-        except ValueError:
-            raise ValueError(f"{option} expects a comma-separated list of positive integers, "
-                             f"got {item!r} in {text!r}") from None
-        if value < 1:
-            raise ValueError(f"{option} values must be positive integers, not {value}")
-        values.append(value)
-    return values
+    if folding is not None and target_ii is not None:
+        raise ValueError("Pass either a folding or a target II, not both")
+    if folding is not None:
+        return check_folding(spec, folding)
+    if target_ii is not None:
+        return choose_folding(spec, target_ii)
+    return default_folding(spec)
 
+
+# Command-line options shared by build, simulate, export and host.
 
 def add_folding_arguments(parser):
     """Add ``--pe``, ``--simd`` and ``--target-ii`` to an argparse parser or group."""
@@ -154,22 +167,22 @@ def add_folding_arguments(parser):
 
 
 def folding_from_args(args, spec):
-    """``(folding, target_ii)`` from parsed ``--pe/--simd/--target-ii`` arguments.
+    """``(folding, target_ii)`` from parsed ``--pe/--simd/--target-ii`` arguments, checked.
+
+    A network built from the result cannot fail on its folding.
 
     Raises
     ------
-    ValueError
-        If only one of ``--pe``/``--simd`` is given, either is combined with ``--target-ii``,
-        or a list does not have one value per layer.
+    CommandError
+        If only one of ``--pe``/``--simd`` is given, either is combined with ``--target-ii``, a
+        list does not have one value per layer, or a value is out of range for its layer.
     """
     if args.target_ii is not None and (args.pe is not None or args.simd is not None):
-        raise ValueError("Give either --pe/--simd or --target-ii, not both")
+        raise CommandError("Give either --pe/--simd or --target-ii, not both")
     if args.target_ii is not None:
-        if args.target_ii < 1:
-            raise ValueError(f"--target-ii must be a positive integer, not {args.target_ii}")
-        return None, args.target_ii
+        return None, check_int(args.target_ii, "--target-ii")
     if (args.pe is None) != (args.simd is None):
-        raise ValueError("--pe and --simd go together: give one value per layer for each")
+        raise CommandError("--pe and --simd go together: give one value per layer for each")
     if args.pe is None:
         return None, None
     pe = parse_int_list(args.pe, "--pe")
@@ -177,6 +190,9 @@ def folding_from_args(args, spec):
     layers = len(spec.layers)
     for option, values in (("--pe", pe), ("--simd", simd)):
         if len(values) != layers:
-            raise ValueError(f"{option} has {len(values)} values, but the model has {layers} "
-                             f"layers")
-    return tuple(zip(pe, simd, strict=True)), None
+            raise CommandError(f"{option} has {len(values)} values, but the model has {layers} "
+                               f"layers")
+    try:
+        return check_folding(spec, zip(pe, simd, strict=True)), None
+    except ValueError as error:
+        raise CommandError(f"--pe {args.pe} --simd {args.simd}: {error}") from None

@@ -4,21 +4,29 @@ Usage::
 
     python -m amaranth_nn.host --port /dev/ttyUSB1                 # a board, default model
     python -m amaranth_nn.host --port sim --count 5                # the full-system simulation
-    python -m amaranth_nn.host --port /dev/ttyUSB1 --inputs x.npy --model my.json
+    python -m amaranth_nn.host --port /dev/ttyUSB1 --inputs x.npz --model my.json
+
+The exit status is 0 when every answer equals the golden model, 1 when one does not or the
+board stops answering, and 2 for bad input (see :mod:`amaranth_nn.cli`).
 
 The client talks to a :class:`~amaranth_nn.link.ByteLink`: a :class:`~amaranth_nn.link.SerialLink`
 for a board, or a :class:`~amaranth_nn.link.SimulatedLink` (``--port sim``) that runs the board
 harness and the network in the Amaranth simulator, bit by bit on the UART pins.
 """
 
-import argparse
 import sys
 import time
 
 import numpy as np
+from tqdm import tqdm
 
-from . import golden
-from .spec import NetworkSpec, as_input_array
+from boards import protocol
+from boards.uart import MIN_DIVISOR
+
+from . import cli, golden
+from .folding import add_folding_arguments, folding_from_args
+from .link import SerialLink, SimulatedLink
+from .spec import as_input_array
 
 __all__ = ["BoardClient", "BoardError", "check_samples", "main"]
 
@@ -55,16 +63,17 @@ class BoardClient:
 
     Raises
     ------
+    TypeError
+        If ``retries`` is not an integer.
     ValueError
         If ``retries`` is negative.
     """
 
     def __init__(self, link, spec, *, retries=3):
-        from boards import protocol
-
-        if not isinstance(retries, int) or retries < 0:
-            raise ValueError(f"Retries must be a non-negative integer, not {retries!r}")
-        self._p = protocol
+        if not isinstance(retries, int) or isinstance(retries, bool):
+            raise TypeError(f"Retries must be a non-negative integer, not {retries!r}")
+        if retries < 0:
+            raise ValueError(f"Retries must be a non-negative integer, not {retries}")
         self.link = link
         self.spec = spec
         self.protocol = protocol.Protocol(spec)
@@ -96,8 +105,8 @@ class BoardClient:
                     self.stale += 1
                 elif frame.type == reply_type:
                     return frame
-                elif frame.type == self._p.NAK:
-                    name = self._p.ERROR_NAMES.get(frame.payload[0] if frame.payload else 0,
+                elif frame.type == protocol.NAK:
+                    name = protocol.ERROR_NAMES.get(frame.payload[0] if frame.payload else 0,
                                                    "unknown")
                     self.naks[name] = self.naks.get(name, 0) + 1
                     return None
@@ -131,23 +140,23 @@ class BoardClient:
     def infer(self, x):
         """Run one input vector (integers of the input format); returns ``(outputs, argmax)``."""
         p = self.protocol
-        frame = self.request(lambda tag: p.encode_infer(x, tag), self._p.RESULT,
+        frame = self.request(lambda tag: p.encode_infer(x, tag), protocol.RESULT,
                              p.request_size, p.reply_size)
         return p.decode_result(frame.payload)
 
     def _simple(self, request_type, reply_type):
         p = self.protocol
-        size = p.reply_payload_length(reply_type) + self._p.OVERHEAD
-        return self.request(lambda tag: self._p.encode_frame(request_type, tag), reply_type,
-                            self._p.OVERHEAD, size).payload
+        size = p.reply_payload_length(reply_type) + protocol.OVERHEAD
+        return self.request(lambda tag: protocol.encode_frame(request_type, tag), reply_type,
+                            protocol.OVERHEAD, size).payload
 
     def status(self):
         """The board's counters (:data:`boards.protocol.COUNTERS`) as a dict."""
-        return self.protocol.decode_status(self._simple(self._p.STATUS, self._p.STATUS_REPLY))
+        return self.protocol.decode_status(self._simple(protocol.STATUS, protocol.STATUS_REPLY))
 
     def info(self):
         """The board's INFO reply as a dict."""
-        return self.protocol.decode_info(self._simple(self._p.INFO, self._p.INFO_REPLY))
+        return self.protocol.decode_info(self._simple(protocol.INFO, protocol.INFO_REPLY))
 
     def check_model(self):
         """Compare the board's INFO with the spec; returns the info.
@@ -192,16 +201,16 @@ def check_samples(client, x, labels=None, *, progress=True):
     Raises
     ------
     ValueError
-        If ``x`` does not hold integer input vectors of the spec, or ``labels`` is not one
-        integer per sample.
+        If ``x`` does not hold integer input vectors of the spec (at least one), or ``labels``
+        is not one integer per sample.
     BoardError
         If the board stops answering.
     """
-    from tqdm import tqdm
-
     x, _ = as_input_array(client.spec, x)
+    if not len(x):
+        raise ValueError("Inputs must hold at least one sample, not 0")
     if labels is not None:
-        labels = _check_labels(labels, len(x))
+        labels = cli.check_labels(labels, len(x))
     expected = golden.run(client.spec, x)
     exact = argmax_ok = correct = 0
     mismatches = []
@@ -223,91 +232,52 @@ def check_samples(client, x, labels=None, *, progress=True):
     return summary
 
 
-def _check_labels(labels, samples, where="Labels"):
-    labels = np.asarray(labels)
-    if labels.shape != (samples,) or not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"{where} must be {samples} integers, one per sample, not an array of "
-                         f"shape {labels.shape} and type {labels.dtype}")
-    return labels
-
-
-def _load_inputs(path):
-    """Inputs (and labels if the file has them) from .npy (x) or .npz (x, optional y)."""
+def _open_serial(port, baud):
     try:
-        loaded = np.load(path)
-    except (OSError, ValueError) as error:
-        raise ValueError(f"Cannot read inputs from '{path}': {error}") from None
-    if isinstance(loaded, np.ndarray):
-        return loaded, None
-    with loaded:
-        if "x" not in loaded:
-            raise ValueError(f"Input file '{path}' has no array 'x' (it has "
-                             f"{', '.join(loaded.files) or 'nothing'})")
-        return loaded["x"], (loaded["y"] if "y" in loaded else None)
+        return SerialLink(port, baud)
+    except ImportError as error:
+        raise cli.CommandError(f"--port '{port}': {error}", status=cli.FAILED) from None
+    except OSError as error:
+        # pyserial wraps the operating system's error in its own, with the port in the text.
+        cause = error.__context__ if isinstance(error.__context__, OSError) else error
+        raise cli.CommandError(f"--port '{port}' cannot be opened: "
+                               f"{cause.strerror or cause}") from None
 
 
-def main(argv=None):
-    from .folding import add_folding_arguments, folding_from_args
-
-    parser = argparse.ArgumentParser(
-        prog="python -m amaranth_nn.host",
-        description="Send input vectors to a board (or to the full-system simulation) and "
-                    "check every answer against the golden model.")
+def _main(argv):
+    parser = cli.make_parser("amaranth_nn.host")
     parser.add_argument("--port", required=True,
                         help="serial port of the board, or 'sim' for the simulated board")
-    parser.add_argument("--baud", type=int, default=115200, help="baud rate (default 115200)")
-    parser.add_argument("--model", metavar="SPEC",
-                        help="network spec JSON (default: the embedded digits model)")
-    parser.add_argument("--inputs", metavar="X.npy",
-                        help="integer inputs, .npy (x) or .npz (x, optional labels y); default: "
-                             "the default model's test set")
-    parser.add_argument("--count", type=int, help="send only the first COUNT samples "
-                        "(default: all; 10 with --port sim)")
-    parser.add_argument("--retries", type=int, default=3,
+    parser.add_argument("--baud", type=int, default=115200, action=cli.int_range(1),
+                        help="baud rate (default 115200)")
+    cli.add_model_argument(parser)
+    parser.add_argument("--inputs", metavar="X.npy|X.npz",
+                        help="integer inputs, .npy (x) or .npz (x, optional labels y); default "
+                             "with an embedded model: its test set")
+    parser.add_argument("--count", type=int, action=cli.int_range(1),
+                        help="send only the first COUNT samples (default: all; 10 with "
+                             "--port sim)")
+    parser.add_argument("--retries", type=int, default=3, action=cli.int_range(0),
                         help="resend a request this many times after a NAK or a timeout "
                              "(default 3)")
     sim = parser.add_argument_group("simulation (--port sim)")
     add_folding_arguments(sim)
-    sim.add_argument("--divisor", type=int, default=8,
-                     help="simulated UART clocks per bit (default 8)")
+    sim.add_argument("--divisor", type=int, default=8, action=cli.int_range(MIN_DIVISOR),
+                     help=f"simulated UART clocks per bit (default 8, at least {MIN_DIVISOR})")
     args = parser.parse_args(argv)
 
-    from .models import default_spec, default_test_set
-    try:
-        for option, value, least in (("--baud", args.baud, 1), ("--retries", args.retries, 0)):
-            if value < least:
-                raise ValueError(f"{option} must be {'a positive' if least else 'a non-negative'}"
-                                 f" integer, not {value}")
-        spec = default_spec() if args.model is None else NetworkSpec.load(args.model)
-        if args.inputs is not None:
-            x, labels = _load_inputs(args.inputs)
-        elif args.model is None:
-            x, labels = default_test_set()
-        else:
-            raise ValueError("--inputs is required with --model (the test set belongs to the "
-                             "default model)")
-        x, _ = as_input_array(spec, x)
-        if labels is not None:
-            labels = _check_labels(labels, len(x), f"Labels 'y' in '{args.inputs}'"
-                                   if args.inputs else "Labels of the default test set")
-        count = args.count if args.count is not None else (10 if args.port == "sim" else None)
-        if count is not None:
-            if count < 1:
-                raise ValueError(f"--count must be a positive integer, not {count}")
-            x = x[:count]
-            labels = None if labels is None else labels[:count]
-        folding, target_ii = folding_from_args(args, spec)
-        if args.port == "sim":
-            from .link import SimulatedLink
-            print(f"Building the full-system simulation ({spec!r}, {args.divisor} clocks per "
-                  f"bit)")
-            link = SimulatedLink(spec, folding=folding, target_ii=target_ii,
-                                 divisor=args.divisor)
-        else:
-            from .link import SerialLink
-            link = SerialLink(args.port, args.baud)
-    except (ValueError, TypeError, OSError) as error:
-        parser.exit(2, f"error: {error}\n")
+    spec, model = cli.load_model(args.model)
+    x, labels = cli.load_inputs(args.inputs, spec, model=model)
+    count = args.count if args.count is not None else (10 if args.port == "sim" else None)
+    if count is not None:
+        x = x[:count]
+        labels = None if labels is None else labels[:count]
+    folding, target_ii = folding_from_args(args, spec)
+    if args.port == "sim":
+        print(f"Building the full-system simulation ({spec!r}, {args.divisor} clocks per bit)")
+        link = SimulatedLink(spec, folding=folding, target_ii=target_ii, divisor=args.divisor)
+    else:
+        link = _open_serial(args.port, args.baud)
 
     with link:
         client = BoardClient(link, spec, retries=args.retries)
@@ -320,9 +290,15 @@ def main(argv=None):
             summary = check_samples(client, x, labels)
             counters = client.status()
         except (BoardError, OSError) as error:
-            parser.exit(1, f"error: {error}\n")
+            raise cli.CommandError(f"--port '{args.port}': {error}", status=cli.FAILED) \
+                from None
     print(format_summary(summary, counters))
-    return 0 if summary["exact"] == summary["samples"] else 1
+    return 0 if summary["exact"] == summary["samples"] else cli.FAILED
+
+
+def main(argv=None):
+    """The ``python -m amaranth_nn.host`` command line; returns the exit status."""
+    return cli.run(_main, argv)
 
 
 def format_summary(summary, counters=None):

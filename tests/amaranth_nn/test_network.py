@@ -189,7 +189,7 @@ def test_target_ii_and_folding_arguments():
     assert Network(spec, [[2, 3], (1, 8)]).folding == ((2, 3), (1, 8))
     with pytest.raises(ValueError, match=r"^Pass either a folding or a target II, not both$"):
         Network(spec, [(1, 1), (1, 1)], target_ii=4)
-    with pytest.raises(TypeError, match=r"^Target II must be a positive integer, not 0$"):
+    with pytest.raises(ValueError, match=r"^Target II must be a positive integer, not 0$"):
         Network(spec, target_ii=0)
     with pytest.raises(ValueError, match=r"^Folding must have one \(pe, simd\) pair per layer "
                                          r"\(2\), not 1$"):
@@ -200,7 +200,7 @@ def test_target_ii_and_folding_arguments():
     with pytest.raises(TypeError, match=r"^Folding must be a sequence of \(pe, simd\) pairs, "
                                         r"not 3$"):
         check_folding(spec, 3)
-    with pytest.raises(ValueError, match=r"^Simd must be at most 8 \(the in_features of layer 1 "
+    with pytest.raises(ValueError, match=r"^Simd must be from 1 to 8 \(the in_features of layer 1 "
                                          r"\('dense1'\)\), not 9$"):
         Network(spec, [(1, 1), (1, 9)])
     with pytest.raises(TypeError, match=r"^Spec must be a NetworkSpec, not None$"):
