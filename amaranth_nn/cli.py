@@ -63,6 +63,8 @@ COMMANDS = {
 class CommandError(ValueError):
     """What a command line cannot go on with; :func:`run` prints it as one ``error:`` line.
 
+    It is a ValueError, so that callers that catch those (for a bad option value) catch it too.
+
     Parameters
     ----------
     message : str
@@ -108,7 +110,8 @@ def run(command, argv=None, *, bad_input=(), failures=()):
     :class:`CommandError` and :class:`~amaranth_nn.spec.SpecError` (and the exception classes
     in ``bad_input`` and ``failures``) become one line on stderr, ``error: MESSAGE``, and the
     status :data:`BAD_INPUT`, or :data:`FAILED` for ``failures`` and a CommandError that says
-    so. Any other exception is a bug and keeps its traceback.
+    so; Ctrl-C is ``error: interrupted`` and status 130. Any other exception is a bug and keeps
+    its traceback.
 
     Parameters
     ----------
