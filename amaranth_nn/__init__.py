@@ -8,6 +8,7 @@ torch.
 """
 
 from . import golden
+from ._version import __version__
 from .converter import WidthConverter
 from .dense import DenseLayer
 from .fixedpoint import Activation, QFormat, quantize, requantize, signed_width
@@ -17,6 +18,7 @@ from .plan import ConverterPlan, DensePlan, NetworkPlan
 from .spec import Layer, NetworkSpec, SpecError
 
 __all__ = [
+    "__version__",
     "Activation", "QFormat", "quantize", "requantize", "signed_width",
     "Layer", "NetworkSpec", "SpecError", "golden",
     "DensePlan", "ConverterPlan", "NetworkPlan", "plan_network",

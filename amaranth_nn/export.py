@@ -8,9 +8,11 @@ Python::
 
 Command line::
 
-    python -m amaranth_nn.export --model SPEC --out DIR [--pe 4,2,2 --simd 8,4,2 | --target-ii N]
+    python -m amaranth_nn.export [--model NAME|SPEC] --out DIR [--pe 4,2,2 --simd 8,4,2 |
+                                 --target-ii N] [--name TOP]
 
-Without ``--model`` it exports the embedded default digits model.
+Without ``--model`` it exports the embedded default digits model. ``DIR`` is created if needed;
+files of the names below that are already in it are replaced, and other files are left alone.
 
 ``DIR`` receives:
 
@@ -36,7 +38,6 @@ The hex files hold the ROM words of the network's plan (:class:`amaranth_nn.plan
 words the engines put into their ROMs, so they are exactly what the hardware holds.
 """
 
-import argparse
 import json
 import sys
 from pathlib import Path
@@ -44,13 +45,13 @@ from pathlib import Path
 from amaranth.back import verilog
 from amaranth.lib import wiring
 
-from .folding import add_folding_arguments, folding_from_args
+from . import cli
+from .folding import add_folding_arguments, folding_from_args, plan_network
 from .hexfile import format_hex
-from .models import default_spec
 from .network import Network
-from .spec import NetworkSpec, SpecError, check_spec
+from .spec import check_spec
 
-__all__ = ["EXPORT_FORMAT", "EXPORT_VERSION", "port_list", "export", "main"]
+__all__ = ["EXPORT_FORMAT", "EXPORT_VERSION", "port_list", "check_top_name", "export", "main"]
 
 EXPORT_FORMAT = "amaranth-nn-export"
 EXPORT_VERSION = 1
@@ -80,6 +81,21 @@ def _rom_entry(spec, rom):
     return entry
 
 
+def check_top_name(name):
+    """Return ``name`` if it can name the Verilog top module.
+
+    Raises
+    ------
+    TypeError, ValueError
+        If ``name`` is not a string, or not an identifier.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"Top module name must be a string, not {name!r}")
+    if not name.isidentifier():
+        raise ValueError(f"Top module name must be a Verilog identifier, not {name!r}")
+    return name
+
+
 def export(spec, out_dir, folding=None, *, target_ii=None, name="top", progress=True):
     """Write Verilog, ``$readmemh`` ROM images, ``manifest.json`` and ``README.md``.
 
@@ -104,17 +120,19 @@ def export(spec, out_dir, folding=None, *, target_ii=None, name="top", progress=
     Raises
     ------
     TypeError, ValueError
-        For a bad spec, folding or target II (raised before anything is written), or a name
-        that is not a Verilog identifier.
+        For a bad spec, folding or target II, or a name that is not a Verilog identifier.
+    OSError
+        If ``out_dir`` cannot be created (it is a file, for example).
+
+    All of these are raised before the network is built or anything is written.
     """
     check_spec(spec)
-    if not isinstance(name, str) or not name.isidentifier():
-        raise ValueError(f"Top module name must be a Verilog identifier, not {name!r}")
-    network = Network(spec, folding, target_ii=target_ii)
-    roms = network.plan.roms
-    text = verilog.convert(network, name=name)
+    check_top_name(name)
+    plan = plan_network(spec, folding, target_ii=target_ii)  # every check before any work
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
+    network = Network(spec, plan.folding)
+    text = verilog.convert(network, name=name)
 
     def write(file_name, content):
         (out_dir / file_name).write_text(content)
@@ -122,7 +140,7 @@ def export(spec, out_dir, folding=None, *, target_ii=None, name="top", progress=
             print(f"wrote {out_dir / file_name}")
 
     write(f"{name}.v", text)
-    for rom in roms:
+    for rom in plan.roms:
         write(rom.file_name, format_hex(rom.words, rom.width))
     manifest = {
         "format": EXPORT_FORMAT,
@@ -155,7 +173,7 @@ def export(spec, out_dir, folding=None, *, target_ii=None, name="top", progress=
         "hex_format": "$readmemh: one word per line, ceil(width/4) hex digits, word 0 first; "
                       "lane 0 in the low bits; lanes are two's complement unless the ROM's "
                       "'signed' is false",
-        "roms": [_rom_entry(spec, rom) for rom in roms],
+        "roms": [_rom_entry(spec, rom) for rom in plan.roms],
     }
     write("manifest.json", json.dumps(manifest, indent=2) + "\n")
     write("README.md", _readme(manifest))
@@ -195,35 +213,34 @@ Clock `clk` (rising edge), reset `rst` (synchronous, active high).
 """
 
 
-def main(argv=None):
-    """The ``python -m amaranth_nn.export`` command line."""
-    parser = argparse.ArgumentParser(
-        prog="python -m amaranth_nn.export",
-        description="Write a network as Verilog plus $readmemh ROM images, a manifest and a "
-                    "README, for users of other flows.")
-    parser.add_argument("--model", metavar="SPEC",
-                        help="network spec JSON (default: the embedded digits model)")
-    parser.add_argument("--out", metavar="DIR", required=True, help="output directory")
+def _main(argv):
+    parser = cli.make_parser("amaranth_nn.export")
+    cli.add_model_argument(parser)
+    parser.add_argument("--out", metavar="DIR", required=True,
+                        help="output directory, created if needed (files of the same names in "
+                             "it are replaced)")
     add_folding_arguments(parser)
-    parser.add_argument("--name", default="top", help="top module name (default: top)")
+    parser.add_argument("--name", default="top",
+                        action=cli.option_check(lambda name, option: check_top_name(name)),
+                        help="top module name (default: top)")
     args = parser.parse_args(argv)
-    try:
-        if args.model is None:
-            spec = default_spec()
-        else:
-            spec = NetworkSpec.load(args.model)
-        folding, target_ii = folding_from_args(args, spec)
-        manifest = export(spec, args.out, folding, target_ii=target_ii, name=args.name)
-    except (SpecError, FileNotFoundError, TypeError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    spec, _ = cli.load_model(args.model)
+    folding, target_ii = folding_from_args(args, spec)
+    out = cli.output_dir(args.out, "--out")
+    with cli.writing(out, "--out"):
+        manifest = export(spec, out, folding, target_ii=target_ii, name=args.name)
     folding = ", ".join(f"{pe}x{simd}" for pe, simd in manifest["folding"])
     print(f"model    {spec!r}")
     print(f"folding  {folding} (pe x simd per layer)")
     print(f"II       {manifest['ii']} cycles per vector, latency {manifest['latency']} cycles")
     print(f"wrote    {manifest['verilog']}, {len(manifest['roms'])} ROM images, manifest.json "
-          f"and README.md to {args.out}")
+          f"and README.md to {out}")
     return 0
+
+
+def main(argv=None):
+    """The ``python -m amaranth_nn.export`` command line; returns the exit status."""
+    return cli.run(_main, argv)
 
 
 if __name__ == "__main__":

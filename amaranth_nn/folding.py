@@ -18,12 +18,13 @@ DSP48E1 of an Arty A7-35T with room to spare, and the 156 multipliers of an ECP5
 FPGA such as the iCE40UP5K (8 DSPs) needs a larger target II.
 """
 
+from .cli import CommandError, check_int, parse_int_list
 from .lanes import ceil_div
 from .plan import NetworkPlan, check_folding, dense_ii
 from .spec import check_spec
 
 __all__ = ["DEFAULT_TARGET_II", "choose_folding", "default_folding", "plan_network",
-           "check_folding", "add_folding_arguments", "folding_from_args", "parse_int_list"]
+           "check_folding", "add_folding_arguments", "folding_from_args"]
 
 #: Target II (cycles per vector) of the default folding.
 DEFAULT_TARGET_II = 64
@@ -94,6 +95,9 @@ def plan_network(spec, folding=None, *, target_ii=None):
         Instead of ``folding``: :func:`choose_folding` for this target. With neither, the
         :func:`default_folding`.
 
+    Every ``pe`` is checked against its layer's ``out_features`` and every ``simd`` against its
+    ``in_features`` here, so that a network is never left half-built by a bad folding.
+
     Raises
     ------
     TypeError, ValueError
@@ -109,28 +113,6 @@ def plan_network(spec, folding=None, *, target_ii=None):
 
 # Command-line options shared by build, simulate, export and host.
 
-def parse_int_list(text, option):
-    """Parse a comma list of positive integers (``"4,2,1"``) given to ``option``.
-
-    Raises
-    ------
-    ValueError
-        Naming the option and the bad item.
-    """
-    values = []
-    for item in text.split(","):
-        item = item.strip()
-        try:
-            value = int(item)
-        except ValueError:
-            raise ValueError(f"{option} expects a comma-separated list of positive integers, "
-                             f"got {item!r} in {text!r}") from None
-        if value < 1:
-            raise ValueError(f"{option} values must be positive integers, not {value}")
-        values.append(value)
-    return values
-
-
 def add_folding_arguments(parser):
     """Add ``--pe``, ``--simd`` and ``--target-ii`` to an argparse parser or group."""
     parser.add_argument("--pe", metavar="P1,P2,...",
@@ -143,22 +125,22 @@ def add_folding_arguments(parser):
 
 
 def folding_from_args(args, spec):
-    """``(folding, target_ii)`` from parsed ``--pe/--simd/--target-ii`` arguments.
+    """``(folding, target_ii)`` from parsed ``--pe/--simd/--target-ii`` arguments, checked.
+
+    A network built from the result cannot fail on its folding.
 
     Raises
     ------
-    ValueError
-        If only one of ``--pe``/``--simd`` is given, either is combined with ``--target-ii``,
-        or a list does not have one value per layer.
+    CommandError
+        If only one of ``--pe``/``--simd`` is given, either is combined with ``--target-ii``, a
+        list does not have one value per layer, or a value is out of range for its layer.
     """
     if args.target_ii is not None and (args.pe is not None or args.simd is not None):
-        raise ValueError("Give either --pe/--simd or --target-ii, not both")
+        raise CommandError("Give either --pe/--simd or --target-ii, not both")
     if args.target_ii is not None:
-        if args.target_ii < 1:
-            raise ValueError(f"--target-ii must be a positive integer, not {args.target_ii}")
-        return None, args.target_ii
+        return None, check_int(args.target_ii, "--target-ii")
     if (args.pe is None) != (args.simd is None):
-        raise ValueError("--pe and --simd go together: give one value per layer for each")
+        raise CommandError("--pe and --simd go together: give one value per layer for each")
     if args.pe is None:
         return None, None
     pe = parse_int_list(args.pe, "--pe")
@@ -166,6 +148,11 @@ def folding_from_args(args, spec):
     layers = len(spec.layers)
     for option, values in (("--pe", pe), ("--simd", simd)):
         if len(values) != layers:
-            raise ValueError(f"{option} has {len(values)} values, but the model has {layers} "
-                             f"layers")
-    return tuple(zip(pe, simd, strict=True)), None
+            raise CommandError(f"{option} has {len(values)} values, but the model has {layers} "
+                               f"layers")
+    folding = tuple(zip(pe, simd, strict=True))
+    try:
+        plan_network(spec, folding)
+    except ValueError as error:
+        raise CommandError(f"--pe {args.pe} --simd {args.simd}: {error}") from None
+    return folding, None

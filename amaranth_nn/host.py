@@ -4,8 +4,11 @@ Usage::
 
     python -m amaranth_nn.host --port /dev/ttyUSB1                 # a board, default model
     python -m amaranth_nn.host --port sim --count 5                # the full-system simulation
-    python -m amaranth_nn.host --port /dev/ttyUSB1 --inputs x.npy --model my.json
+    python -m amaranth_nn.host --port /dev/ttyUSB1 --inputs x.npz --model my.json
     python -m amaranth_nn.host --port sim --fault-rate 0.2 --fault-seed 1 --retries 8
+
+The exit status is 0 when every answer equals the golden model, 1 when one does not or the
+board stops answering, and 2 for bad input (see :mod:`amaranth_nn.cli`).
 
 The client talks to a :class:`~amaranth_nn.link.ByteLink`: a :class:`~amaranth_nn.link.SerialLink`
 for a board, or a :class:`~amaranth_nn.link.SimulatedLink` (``--port sim``) that runs the board
@@ -13,17 +16,19 @@ harness and the network in the Amaranth simulator, bit by bit on the UART pins;
 ``--fault-rate`` wraps either in a :class:`~amaranth_nn.link.FaultyLink`.
 """
 
-import argparse
 import sys
 import time
 
 import numpy as np
+from tqdm import tqdm
 
 from boards import protocol as proto
+from boards.uart import MIN_DIVISOR
 
-from . import golden
+from . import cli, golden
+from .folding import add_folding_arguments, folding_from_args
 from .link import FaultyLink, SerialLink, SimulatedLink
-from .spec import NetworkSpec, as_input_array
+from .spec import as_input_array
 
 __all__ = ["BoardClient", "BoardError", "check_samples", "main"]
 
@@ -73,13 +78,17 @@ class BoardClient:
 
     Raises
     ------
+    TypeError
+        If ``retries`` is not an integer.
     ValueError
         If ``retries`` is negative.
     """
 
     def __init__(self, link, spec, *, retries=3):
-        if not isinstance(retries, int) or retries < 0:
-            raise ValueError(f"Retries must be a non-negative integer, not {retries!r}")
+        if not isinstance(retries, int) or isinstance(retries, bool):
+            raise TypeError(f"Retries must be a non-negative integer, not {retries!r}")
+        if retries < 0:
+            raise ValueError(f"Retries must be a non-negative integer, not {retries}")
         self.link = link
         self.spec = spec
         self.protocol = proto.Protocol(spec)
@@ -211,16 +220,16 @@ def check_samples(client, x, labels=None, *, progress=True):
     Raises
     ------
     ValueError
-        If ``x`` does not hold integer input vectors of the spec, or ``labels`` is not one
-        integer per sample.
+        If ``x`` does not hold integer input vectors of the spec (at least one), or ``labels``
+        is not one integer per sample.
     BoardError
         If the board stops answering.
     """
-    from tqdm import tqdm
-
     x, _ = as_input_array(client.spec, x)
+    if not len(x):
+        raise ValueError("Inputs must hold at least one sample, not 0")
     if labels is not None:
-        labels = _check_labels(labels, len(x))
+        labels = cli.check_labels(labels, len(x))
     expected = golden.run(client.spec, x)
     exact = argmax_ok = correct = 0
     mismatches = []
@@ -243,100 +252,64 @@ def check_samples(client, x, labels=None, *, progress=True):
     return summary
 
 
-def _check_labels(labels, samples, where="Labels"):
-    labels = np.asarray(labels)
-    if labels.shape != (samples,) or not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"{where} must be {samples} integers, one per sample, not an array of "
-                         f"shape {labels.shape} and type {labels.dtype}")
-    return labels
-
-
-def _load_inputs(path):
-    """Inputs (and labels if the file has them) from .npy (x) or .npz (x, optional y)."""
+def _open_serial(port, baud):
     try:
-        loaded = np.load(path)
-    except (OSError, ValueError) as error:
-        raise ValueError(f"Cannot read inputs from '{path}': {error}") from None
-    if isinstance(loaded, np.ndarray):
-        return loaded, None
-    with loaded:
-        if "x" not in loaded:
-            raise ValueError(f"Input file '{path}' has no array 'x' (it has "
-                             f"{', '.join(loaded.files) or 'nothing'})")
-        return loaded["x"], (loaded["y"] if "y" in loaded else None)
+        return SerialLink(port, baud)
+    except ImportError as error:
+        raise cli.CommandError(f"--port '{port}': {error}", status=cli.FAILED) from None
+    except OSError as error:
+        # pyserial wraps the operating system's error in its own, with the port in the text.
+        cause = error.__context__ if isinstance(error.__context__, OSError) else error
+        raise cli.CommandError(f"--port '{port}' cannot be opened: "
+                               f"{cause.strerror or cause}") from None
 
 
-def main(argv=None):
-    from .folding import add_folding_arguments, folding_from_args
-
-    parser = argparse.ArgumentParser(
-        prog="python -m amaranth_nn.host",
-        description="Send input vectors to a board (or to the full-system simulation) and "
-                    "check every answer against the golden model.")
+def _main(argv):
+    parser = cli.make_parser("amaranth_nn.host")
     parser.add_argument("--port", required=True,
                         help="serial port of the board, or 'sim' for the simulated board")
-    parser.add_argument("--baud", type=int, default=115200, help="baud rate (default 115200)")
-    parser.add_argument("--model", metavar="SPEC",
-                        help="network spec JSON (default: the embedded digits model)")
-    parser.add_argument("--inputs", metavar="X.npy",
-                        help="integer inputs, .npy (x) or .npz (x, optional labels y); default: "
-                             "the default model's test set")
-    parser.add_argument("--count", type=int, help="send only the first COUNT samples "
-                        "(default: all; 10 with --port sim)")
-    parser.add_argument("--retries", type=int, default=3,
+    parser.add_argument("--baud", type=int, default=115200, action=cli.int_range(1),
+                        help="baud rate (default 115200)")
+    cli.add_model_argument(parser)
+    parser.add_argument("--inputs", metavar="X.npy|X.npz",
+                        help="integer inputs, .npy (x) or .npz (x, optional labels y); default "
+                             "with an embedded model: its test set")
+    parser.add_argument("--count", type=int, action=cli.int_range(1),
+                        help="send only the first COUNT samples (default: all; 10 with "
+                             "--port sim)")
+    parser.add_argument("--retries", type=int, default=3, action=cli.int_range(0),
                         help="resend a request this many times after a NAK or a timeout "
                              "(default 3)")
     sim = parser.add_argument_group("simulation (--port sim)")
     add_folding_arguments(sim)
-    sim.add_argument("--divisor", type=int, default=8,
-                     help="simulated UART clocks per bit (default 8)")
+    sim.add_argument("--divisor", type=int, default=8, action=cli.int_range(MIN_DIVISOR),
+                     help=f"simulated UART clocks per bit (default 8, at least {MIN_DIVISOR})")
     faults = parser.add_argument_group("fault injection (any port)")
-    faults.add_argument("--fault-rate", type=float, metavar="P",
+    faults.add_argument("--fault-rate", type=float, metavar="P", action=cli.real_range(0, 1),
                         help="hit each request and each reply with one random fault (a flipped "
                              "bit, inserted, dropped or frame-start-like bytes, a truncation) "
                              "with probability P, 0 to 1; every answer is still checked "
                              "against the golden model (raise --retries for large P)")
-    faults.add_argument("--fault-seed", type=int, metavar="N",
+    faults.add_argument("--fault-seed", type=int, metavar="N", action=cli.int_range(0),
                         help="seed of the fault mix (default 0; needs --fault-rate)")
     args = parser.parse_args(argv)
 
-    from .models import default_spec, default_test_set
-    try:
-        for option, value, least in (("--baud", args.baud, 1), ("--retries", args.retries, 0)):
-            if value < least:
-                raise ValueError(f"{option} must be {'a positive' if least else 'a non-negative'}"
-                                 f" integer, not {value}")
-        spec = default_spec() if args.model is None else NetworkSpec.load(args.model)
-        if args.inputs is not None:
-            x, labels = _load_inputs(args.inputs)
-        elif args.model is None:
-            x, labels = default_test_set()
-        else:
-            raise ValueError("--inputs is required with --model (the test set belongs to the "
-                             "default model)")
-        x, _ = as_input_array(spec, x)
-        if labels is not None:
-            labels = _check_labels(labels, len(x), f"Labels 'y' in '{args.inputs}'"
-                                   if args.inputs else "Labels of the default test set")
-        count = args.count if args.count is not None else (10 if args.port == "sim" else None)
-        if count is not None:
-            if count < 1:
-                raise ValueError(f"--count must be a positive integer, not {count}")
-            x = x[:count]
-            labels = None if labels is None else labels[:count]
-        fault_seed = _check_fault_options(args.fault_rate, args.fault_seed)
-        folding, target_ii = folding_from_args(args, spec)
-        if args.port == "sim":
-            print(f"Building the full-system simulation ({spec!r}, {args.divisor} clocks per "
-                  f"bit)")
-            link = SimulatedLink(spec, folding=folding, target_ii=target_ii,
-                                 divisor=args.divisor)
-        else:
-            link = SerialLink(args.port, args.baud)
-        if args.fault_rate is not None:
-            link = FaultyLink.random(link, args.fault_rate, fault_seed)
-    except (ValueError, TypeError, OSError) as error:
-        parser.exit(2, f"error: {error}\n")
+    if args.fault_seed is not None and args.fault_rate is None:
+        raise cli.CommandError("--fault-seed needs --fault-rate")
+    spec, model = cli.load_model(args.model)
+    x, labels = cli.load_inputs(args.inputs, spec, model=model)
+    count = args.count if args.count is not None else (10 if args.port == "sim" else None)
+    if count is not None:
+        x = x[:count]
+        labels = None if labels is None else labels[:count]
+    folding, target_ii = folding_from_args(args, spec)
+    if args.port == "sim":
+        print(f"Building the full-system simulation ({spec!r}, {args.divisor} clocks per bit)")
+        link = SimulatedLink(spec, folding=folding, target_ii=target_ii, divisor=args.divisor)
+    else:
+        link = _open_serial(args.port, args.baud)
+    if args.fault_rate is not None:
+        link = FaultyLink.random(link, args.fault_rate, args.fault_seed or 0)
 
     with link:
         client = BoardClient(link, spec, retries=args.retries)
@@ -349,22 +322,17 @@ def main(argv=None):
             summary = check_samples(client, x, labels)
             counters = client.status()
         except (BoardError, OSError) as error:
-            parser.exit(1, f"error: {error}\n")
+            raise cli.CommandError(f"--port '{args.port}': {error}", status=cli.FAILED) \
+                from None
     print(format_summary(summary, counters))
     if isinstance(link, FaultyLink):
         print(link.describe())
-    return 0 if summary["exact"] == summary["samples"] else 1
+    return 0 if summary["exact"] == summary["samples"] else cli.FAILED
 
 
-def _check_fault_options(rate, seed):
-    """Check ``--fault-rate`` and ``--fault-seed``; returns the seed to use."""
-    if rate is not None and not 0 <= rate <= 1:
-        raise ValueError(f"--fault-rate must be a probability from 0 to 1, not {rate}")
-    if seed is not None and rate is None:
-        raise ValueError("--fault-seed needs --fault-rate")
-    if seed is not None and seed < 0:
-        raise ValueError(f"--fault-seed must be a non-negative integer, not {seed}")
-    return seed or 0
+def main(argv=None):
+    """The ``python -m amaranth_nn.host`` command line; returns the exit status."""
+    return cli.run(_main, argv)
 
 
 def format_summary(summary, counters=None):

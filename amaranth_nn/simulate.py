@@ -9,9 +9,11 @@ Python::
 
 Command line::
 
-    python -m amaranth_nn.simulate --model SPEC --inputs X.npy [--out Y.npy] [--vcd F]
+    python -m amaranth_nn.simulate [--model NAME|SPEC] [--inputs X.npy|X.npz] [--out Y.npy]
+                                   [--vcd F] [--limit N] [--stalls P_VALID P_READY]
 
-Without ``--model`` it runs the embedded default model on its test images.
+Without ``--inputs`` it runs an embedded model (by default ``digits``) on its test images, and
+prints the accuracy where the inputs come with labels.
 
 :func:`run_streams` is the one stream driver: it feeds packed input beats to any component with
 ``i``/``o`` streams, optionally with random (seeded) valid and ready stalls, and collects the
@@ -19,7 +21,6 @@ output beats with the cycle of every transfer. The tests drive the dense layers,
 converters and the networks through it.
 """
 
-import argparse
 import random
 import sys
 import time
@@ -28,12 +29,13 @@ from dataclasses import dataclass, field
 import numpy as np
 from amaranth import Elaboratable, Module, Signal
 from amaranth.sim import Simulator
+from tqdm import tqdm
 
-from . import golden
+from . import cli, golden
 from .folding import add_folding_arguments, folding_from_args
 from .lanes import pack_beats, unpack_beats
 from .network import Network
-from .spec import NetworkSpec, SpecError, as_input_array
+from .spec import NetworkSpec, as_input_array
 
 __all__ = ["StreamRun", "SimulationResult", "run_streams", "simulate", "main"]
 
@@ -78,6 +80,24 @@ class _Bench(Elaboratable):
         return m
 
 
+def _check_stalls(stalls, longest_stall=1):
+    """``stalls`` as two floats in [0, 1); ``longest_stall`` a positive integer."""
+    try:
+        pair = tuple(float(p) for p in stalls)
+    except (TypeError, ValueError):
+        raise TypeError(f"Stalls must be a pair of probabilities, not {stalls!r}") from None
+    if len(pair) != 2:
+        raise TypeError(f"Stalls must be a pair of probabilities, not {stalls!r}")
+    for p in pair:
+        if not 0 <= p < 1:
+            raise ValueError(f"Stall probabilities must be in [0, 1), not {p}")
+    if not isinstance(longest_stall, int) or isinstance(longest_stall, bool):
+        raise TypeError(f"Longest stall must be a positive integer, not {longest_stall!r}")
+    if longest_stall < 1:
+        raise ValueError(f"Longest stall must be a positive integer, not {longest_stall}")
+    return pair
+
+
 def _stall_lengths(rng, count, probability, longest):
     """For each of ``count`` beats, the idle cycles before it (0 unless a stall is drawn)."""
     if not probability:
@@ -117,7 +137,14 @@ def run_streams(dut, in_words, out_count, *, stalls=(0.0, 0.0), longest_stall=4,
     Returns
     -------
     StreamRun
+
+    Raises
+    ------
+    TypeError, ValueError
+        If ``stalls`` is not two probabilities in [0, 1), or ``longest_stall`` is not a
+        positive integer.
     """
+    stalls = _check_stalls(stalls, longest_stall)
     bench = _Bench(dut)
     sim = Simulator(bench)
     sim.add_clock(CLOCK_PERIOD)
@@ -250,14 +277,24 @@ def simulate(spec, inputs, folding=None, *, target_ii=None, network=None, vcd=No
 
     Raises
     ------
+    TypeError
+        If ``spec`` is not a NetworkSpec, ``network`` is not a Network, or ``stalls`` is not a
+        pair of numbers.
     ValueError
-        If the inputs are not integers of the input format or have the wrong size.
+        If the inputs are not integers of the input format, have the wrong size or no vector;
+        a stall probability is outside [0, 1); and for a bad folding or target II. Everything
+        is checked before any hardware is built.
     """
     if not isinstance(spec, NetworkSpec):
         raise TypeError(f"Spec must be a NetworkSpec, not {spec!r}")
     x, _ = as_input_array(spec, inputs)
+    if not len(x):
+        raise ValueError("Inputs must hold at least one vector, not 0")
+    stalls = _check_stalls(stalls)
     if network is None:
         network = Network(spec, folding, target_ii=target_ii)
+    elif not isinstance(network, Network):
+        raise TypeError(f"Network must be a Network, not {network!r}")
     elif folding is not None or target_ii is not None:
         raise ValueError("Pass either a network or a folding/target II, not both")
     elif network.spec is not spec:
@@ -269,7 +306,6 @@ def simulate(spec, inputs, folding=None, *, target_ii=None, network=None, vcd=No
     out_width = spec.output_format.width
     bar = None
     if progress and batch > 20:
-        from tqdm import tqdm
         bar = tqdm(total=batch, unit="vector", desc="simulating", leave=False)
     try:
         run = run_streams(network, in_words, batch * network.out_beats, stalls=stalls,
@@ -291,58 +327,37 @@ def simulate(spec, inputs, folding=None, *, target_ii=None, network=None, vcd=No
                             run.seconds, network, out_cycles, in_cycles)
 
 
-def main(argv=None):
-    """The ``python -m amaranth_nn.simulate`` command line."""
-    parser = argparse.ArgumentParser(
-        prog="python -m amaranth_nn.simulate",
-        description="Run integer inputs through the Amaranth simulation of a network, compare "
-                    "every output with the golden model, and report latency and II.")
-    parser.add_argument("--model", metavar="SPEC",
-                        help="network spec JSON (default: the embedded digits model)")
-    parser.add_argument("--inputs", metavar="X.npy",
-                        help="integer inputs, shape (batch, input_size) (default with the "
+def _main(argv):
+    parser = cli.make_parser("amaranth_nn.simulate")
+    cli.add_model_argument(parser)
+    parser.add_argument("--inputs", metavar="X.npy|X.npz",
+                        help="integer inputs of the input format, shape (batch, input_size): "
+                             ".npy, or .npz with x and optional labels y (default with an "
                              "embedded model: its test images)")
-    parser.add_argument("--out", metavar="Y.npy", help="write the hardware outputs here")
+    parser.add_argument("--out", metavar="Y.npy",
+                        help="write the hardware outputs to this file (in .npy format)")
     parser.add_argument("--vcd", metavar="F", help="write a waveform file")
     add_folding_arguments(parser)
-    parser.add_argument("--limit", type=int, metavar="N", help="simulate the first N inputs only")
+    parser.add_argument("--limit", type=int, action=cli.int_range(1), metavar="N",
+                        help="simulate the first N inputs only")
     parser.add_argument("--stalls", type=float, nargs=2, default=(0.0, 0.0),
+                        action=cli.real_range(0, 1, hi_open=True),
                         metavar=("P_VALID", "P_READY"),
-                        help="probability of random source and sink stalls (default 0 0)")
+                        help="probability in [0, 1) of random source and sink stalls "
+                             "(default 0 0)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
 
-    labels = None
-    try:
-        if args.model is None:
-            from .models import default_spec, default_test_set
-            spec = default_spec()
-            if args.inputs is None:
-                x, labels = default_test_set()
-        else:
-            spec = NetworkSpec.load(args.model)
-            if args.inputs is None:
-                parser.error("--inputs is required with --model")
-        if args.inputs is not None:
-            try:
-                x = np.load(args.inputs, allow_pickle=False)
-            except (OSError, ValueError) as error:
-                parser.error(f"cannot read --inputs {args.inputs!r}: {error}")
-    except (SpecError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    spec, model = cli.load_model(args.model)
+    x, labels = cli.load_inputs(args.inputs, spec, model=model)
     if args.limit is not None:
-        if args.limit < 1:
-            parser.error(f"--limit must be a positive integer, not {args.limit}")
         x = x[:args.limit]
         labels = None if labels is None else labels[:args.limit]
-    try:
-        folding, target_ii = folding_from_args(args, spec)
-        result = simulate(spec, x, folding, target_ii=target_ii, vcd=args.vcd,
-                          progress=not args.no_progress, stalls=tuple(args.stalls))
-    except (TypeError, ValueError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    folding, target_ii = folding_from_args(args, spec)
+    out = None if args.out is None else cli.output_file(args.out, "--out")
+    vcd = None if args.vcd is None else cli.output_file(args.vcd, "--vcd")
+    result = simulate(spec, x, folding, target_ii=target_ii, vcd=vcd,
+                      progress=not args.no_progress, stalls=args.stalls)
 
     net = result.network
     batch = len(result.outputs)
@@ -358,9 +373,12 @@ def main(argv=None):
     if labels is not None:
         accuracy = float(np.mean(np.argmax(result.outputs, axis=1) == labels))
         print(f"accuracy  {accuracy:.4f} (argmax of the hardware outputs vs labels)")
-    if args.out:
-        np.save(args.out, result.outputs)
-        print(f"outputs   written to {args.out}")
+    if vcd is not None:
+        print(f"waveform  written to {vcd}")
+    if out is not None:
+        with cli.writing(out, "--out"), open(out, "wb") as file:
+            np.save(file, result.outputs)
+        print(f"outputs   written to {out}")
     if result.mismatches:
         print(f"MISMATCHES {len(result.mismatches)} (vector, element, hardware, golden):")
         for item in result.mismatches[:20]:
@@ -368,6 +386,11 @@ def main(argv=None):
         return 1
     print("mismatches 0: every output equals the golden model")
     return 0
+
+
+def main(argv=None):
+    """The ``python -m amaranth_nn.simulate`` command line; returns the exit status."""
+    return cli.run(_main, argv)
 
 
 if __name__ == "__main__":

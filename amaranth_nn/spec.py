@@ -439,15 +439,21 @@ class NetworkSpec:
         Raises
         ------
         SpecError
-            If the file is missing, not JSON, of another format or version, corrupted, or
-            invalid in any layer or field.
+            If the file is missing, a directory, not UTF-8 text, not JSON, of another format or
+            version, corrupted, or invalid in any layer or field.
         """
         path = Path(path)
         where = f"spec file '{path}'"
+        if path.is_dir():
+            raise SpecError(where, None, "is a directory, not a JSON file")
         try:
-            text = path.read_text()
+            text = path.read_bytes().decode("utf-8")
         except OSError as error:
             raise SpecError(where, None, f"cannot be read: {error.strerror}") from None
+        except UnicodeDecodeError as error:
+            raise SpecError(where, None, f"is not a JSON text file (byte "
+                                         f"{error.object[error.start]:#04x} at offset "
+                                         f"{error.start} is not UTF-8)") from None
         try:
             data = json.loads(text)
         except json.JSONDecodeError as error:

@@ -6,7 +6,8 @@
   ``QHardtanh``, ``QIdentity``) whose eval forward is the integer model exactly;
 - :mod:`.fold`: Linear+BatchNorm1d folding in float64;
 - :mod:`.convert`: post-training quantization of float ``nn.Sequential`` models;
-- :mod:`.export`: export to a :class:`~amaranth_nn.spec.NetworkSpec` and ``$readmemh`` files
+- :mod:`.qat_spec`: a QAT model to a :class:`~amaranth_nn.spec.NetworkSpec`;
+- :mod:`.export`: export of QAT and float models to a spec and ``$readmemh`` files
   (``python -m torch_bridge.export``);
 - :mod:`.infer`: integer inference in torch (int64), equal to the golden model;
 - :mod:`.train_digits`: the digits example that produces the default model
@@ -25,8 +26,8 @@ _HOMES = {
     "QuantInput": "modules", "QLinear": "modules", "QLinearBn1d": "modules",
     "QReLU": "modules", "QHardtanh": "modules", "QIdentity": "modules",
     "fold_linear_bn": "fold", "calibrate": "convert", "ptq": "convert",
-    "qat_from_float": "convert", "to_spec": "export", "write_rom": "export",
-    "SaturationWarning": "export",
+    "qat_from_float": "convert", "to_spec": "qat_spec", "write_rom": "export",
+    "SaturationWarning": "qat_spec",
 }
 
 

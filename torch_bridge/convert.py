@@ -35,27 +35,15 @@ from torch import nn
 
 from amaranth_nn.fixedpoint import MAX_WIDTH, QFormat, signed_width
 
-from .fold import check_bn_statistics, fold_modules, linear_parameters
+from .fold import check_bn_statistics, check_parameters, fold_modules, linear_parameters
 from .modules import QHardtanh, QIdentity, QLinear, QLinearBn1d, QReLU, QuantInput, _QDense
+from .qat_spec import flatten, module_names, to_spec
 from .quant import check_finite, check_format
 
-__all__ = ["FloatLayer", "parse_float", "frac_for_range", "calibrate", "qat_from_float",
-           "ptq", "flatten", "is_qat_model"]
+__all__ = ["FloatLayer", "parse_float", "frac_for_range", "calibration_tensor", "calibrate",
+           "qat_from_float", "ptq", "flatten", "is_qat_model"]
 
 SUPPORTED_FLOAT = "Linear, BatchNorm1d, ReLU, Hardtanh, Identity, Dropout"
-
-
-def flatten(model):
-    """The leaf modules of a (nested) ``nn.Sequential``, in order."""
-    if not isinstance(model, nn.Sequential):
-        raise TypeError(f"Model must be an nn.Sequential, not {type(model).__name__}")
-    modules = []
-    for module in model:
-        if isinstance(module, nn.Sequential):
-            modules.extend(flatten(module))
-        else:
-            modules.append(module)
-    return modules
 
 
 def is_qat_model(model):
@@ -99,9 +87,10 @@ def parse_float(model):
     ValueError
         For an unsupported module, a BatchNorm1d that does not directly follow a Linear, an
         activation that follows no Linear or another activation, mismatched sizes, a model
-        without Linear layers, or BatchNorm statistics that are not finite.
+        without Linear layers, or parameters or BatchNorm statistics that are not finite.
     """
     layers, size = [], None
+    names = module_names(model)
     for index, module in enumerate(flatten(model)):
         name = f"module {index} ({type(module).__name__})"
         if isinstance(module, nn.Dropout):
@@ -110,6 +99,7 @@ def parse_float(model):
             if size is not None and module.in_features != size:
                 raise ValueError(f"{name}: in_features is {module.in_features}, but the "
                                  f"previous layer has {size} outputs")
+            check_parameters(module, name, names[module])
             layers.append(FloatLayer(module, index))
             size = module.out_features
         elif isinstance(module, nn.BatchNorm1d):
@@ -156,12 +146,21 @@ def frac_for_range(lo, hi, width):
 
 
 def _check_width_argument(value, what):
-    if not isinstance(value, int) or isinstance(value, bool) or not 2 <= value <= MAX_WIDTH:
-        raise ValueError(f"{what} must be an integer from 2 to {MAX_WIDTH}, not {value!r}")
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{what} must be an integer from 2 to {MAX_WIDTH}, not {value!r}")
+    if not 2 <= value <= MAX_WIDTH:
+        raise ValueError(f"{what} must be an integer from 2 to {MAX_WIDTH}, not {value}")
     return value
 
 
-def _as_float_tensor(calibration, size):
+def calibration_tensor(calibration, size):
+    """Calibration inputs as a float64 tensor of shape (batch, size).
+
+    Raises
+    ------
+    ValueError
+        If they are not real numbers, have another shape or no row, or are not finite.
+    """
     if isinstance(calibration, torch.Tensor):
         calibration = calibration.detach().cpu().numpy()
     try:
@@ -223,12 +222,17 @@ def calibrate(model, calibration=None, *, bits=8, input_bits=None, input_format=
 
     Raises
     ------
+    TypeError
+        If a width is not an integer or ``percentile`` is not a number.
     ValueError
-        If a width is not an integer from 2 to 62, a format must be calibrated and no
-        calibration data was given, or the calibration data is not numeric, has the wrong
-        shape or is not finite; and everything :func:`parse_float` raises.
+        If a width is not from 2 to 62, ``percentile`` is not in (50, 100], a format must be
+        calibrated and no calibration data was given, the calibration data is not numeric,
+        has the wrong shape or is not finite, or a chosen bias needs more than 62 bits; and
+        everything :func:`parse_float` raises.
     """
     layers = parse_float(model)
+    if not isinstance(percentile, (int, float)) or isinstance(percentile, bool):
+        raise TypeError(f"Percentile must be a number in (50, 100], not {percentile!r}")
     if not 50 < percentile <= 100:
         raise ValueError(f"Percentile must be in (50, 100], not {percentile}")
     _check_width_argument(bits, "Bits")
@@ -254,7 +258,7 @@ def calibrate(model, calibration=None, *, bits=8, input_bits=None, input_format=
         raise ValueError("Input and output formats need calibration data: pass calibration "
                          "inputs (--calibration X.npy) or give every format")
     if calibration is not None:
-        x = _as_float_tensor(calibration, layers[0].linear.in_features)
+        x = calibration_tensor(calibration, layers[0].linear.in_features)
         if input_format is None:
             input_format = QFormat(input_bits or bits, frac_for_range(
                 float(x.min()), float(x.max()), input_bits or bits))
@@ -276,7 +280,13 @@ def calibrate(model, calibration=None, *, bits=8, input_bits=None, input_format=
         if bias_widths[index] is None:
             frac = fx.frac + weight_formats[index].frac
             q = torch.round(bias * 2.0 ** frac)
-            bias_widths[index] = max(2, _signed_width(int(q.min()), int(q.max())))
+            width = max(2, _signed_width(int(q.min()), int(q.max())))
+            if width > MAX_WIDTH:
+                raise ValueError(f"module {layers[index].index} (Linear): its bias needs {width} "
+                                 f"bits at the accumulator scale 2**-{frac} (input frac "
+                                 f"{fx.frac} + weight frac {weight_formats[index].frac}), more "
+                                 f"than {MAX_WIDTH}; choose fewer bits or narrower formats")
+            bias_widths[index] = width
         fx = output_formats[index]
     return {"input_format": input_format, "weight_formats": weight_formats,
             "output_formats": output_formats, "bias_widths": bias_widths}
@@ -370,6 +380,5 @@ def ptq(model, calibration=None, *, name="network", metadata=None, **format_opti
     SaturationWarning
         Per layer, if folded weights or biases saturate in the given formats.
     """
-    from .export import to_spec
     formats = calibrate(model, calibration, **format_options)
     return to_spec(qat_from_float(model, formats), name=name, metadata=metadata)

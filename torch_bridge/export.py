@@ -1,14 +1,7 @@
 """Export of a QAT or float model to a :class:`~amaranth_nn.spec.NetworkSpec`, and ROM files.
 
-A QAT model is an ``nn.Sequential`` (nested ones are flattened) that starts with
-:class:`~torch_bridge.modules.QuantInput`, followed by dense layers (``QLinear`` or
-``QLinearBn1d``), each optionally followed by one activation (``QReLU`` or ``nn.ReLU``,
-``QHardtanh``, ``QIdentity`` or ``nn.Identity``). ``nn.Dropout`` is ignored. Every dense
-layer's ``input_format`` must be the format of what enters it. The exported integers are
-computed by the modules' own code (:meth:`~torch_bridge.modules.QLinear.integer_parameters`),
-so the spec holds exactly what the eval forward computes with.
-
-A float model is converted first (:func:`torch_bridge.convert.ptq`).
+A QAT model goes through :func:`torch_bridge.qat_spec.to_spec` (see there for what it may
+hold); a float model is converted first (:func:`torch_bridge.convert.ptq`).
 
 Command line::
 
@@ -29,135 +22,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from amaranth_nn.fixedpoint import Activation, QFormat, signed_width
+from amaranth_nn import cli
+from amaranth_nn.fixedpoint import MAX_WIDTH, QFormat, signed_width
 from amaranth_nn.hexfile import format_hex
-from amaranth_nn.spec import Layer, NetworkSpec
 
-from .convert import flatten, is_qat_model, ptq
-from .fold import check_bn_statistics
-from .modules import QHardtanh, QIdentity, QLinearBn1d, QReLU, QuantInput, _QDense
-from .quant import count_saturated
+from .convert import calibration_tensor, is_qat_model, parse_float, ptq
+from .qat_spec import SaturationWarning, to_spec
 
 __all__ = ["SaturationWarning", "to_spec", "export", "write_rom", "main"]
-
-
-class SaturationWarning(UserWarning):
-    """Folded weights or biases do not fit their format and were saturated."""
-
-
-def _parse_qat(model):
-    """``(input_format, [(dense, activation, index)])`` of a QAT model, validated."""
-    modules = [(i, m) for i, m in enumerate(flatten(model)) if not isinstance(m, nn.Dropout)]
-    if not modules or not isinstance(modules[0][1], QuantInput):
-        first = f"module {modules[0][0]} ({type(modules[0][1]).__name__})" if modules else \
-            "the model"
-        raise ValueError(f"{first}: a QAT model must start with QuantInput (the input "
-                         f"format)")
-    fmt = modules[0][1].fmt
-    layers, size = [], None
-    for index, module in modules[1:]:
-        name = f"module {index} ({type(module).__name__})"
-        if isinstance(module, _QDense):
-            if size is not None and module.in_features != size:
-                raise ValueError(f"{name}: in_features is {module.in_features}, but the "
-                                 f"previous layer has {size} outputs")
-            if module.input_format != fmt:
-                raise ValueError(f"{name}: input_format is {module.input_format}, but its "
-                                 f"input is in {fmt}")
-            layers.append([module, None, index])
-            fmt, size = module.output_format, module.out_features
-        elif isinstance(module, (QReLU, nn.ReLU, QHardtanh, QIdentity, nn.Identity)):
-            if not layers or layers[-1][1] is not None:
-                raise ValueError(f"{name}: an activation must follow a dense layer, and only "
-                                 f"one per layer")
-            if isinstance(module, QHardtanh) and module.fmt != fmt:
-                raise ValueError(f"{name}: format is {module.fmt}, but the layer before it "
-                                 f"outputs {fmt}")
-            layers[-1][1] = _activation(module)
-        elif isinstance(module, nn.BatchNorm1d):
-            raise ValueError(f"{name}: BatchNorm1d must directly follow a Linear; in a QAT "
-                             f"model use QLinearBn1d, which folds it while training")
-        elif isinstance(module, (nn.Linear, nn.Hardtanh)):
-            raise ValueError(f"{name} is a float module; a QAT model needs QLinear, "
-                             f"QLinearBn1d or QHardtanh (or convert a float model with "
-                             f"torch_bridge.convert.ptq)")
-        else:
-            raise ValueError(f"{name} is not supported; a QAT model may hold only QuantInput, "
-                             f"QLinear, QLinearBn1d, QReLU, QHardtanh, QIdentity, ReLU, "
-                             f"Identity and Dropout")
-    if not layers:
-        raise ValueError("Model has no dense layer")
-    return modules[0][1].fmt, [tuple(layer) for layer in layers]
-
-
-def _activation(module):
-    if isinstance(module, (QReLU, nn.ReLU)):
-        return Activation.relu()
-    if isinstance(module, QHardtanh):
-        return Activation.hardtanh(module.lo, module.hi)
-    return Activation.identity()
-
-
-def to_spec(model, *, name="network", metadata=None):
-    """Export a QAT model (see the module docstring) to a :class:`NetworkSpec`.
-
-    Layers are named ``dense0``, ``dense1``, ... in order.
-
-    Parameters
-    ----------
-    model : nn.Sequential
-    name : str
-    metadata : dict, optional
-        Stored in the spec, with ``"producer": "torch_bridge"`` added.
-
-    Returns
-    -------
-    NetworkSpec
-
-    Raises
-    ------
-    ValueError
-        For an unsupported module, a misplaced BatchNorm1d or activation, mismatched sizes or
-        formats, BatchNorm statistics that are not finite, or parameters that are not finite.
-
-    Warns
-    -----
-    SaturationWarning
-        One per layer whose folded weights or biases saturate, with the counts.
-    """
-    input_format, parsed = _parse_qat(model)
-    layers = []
-    for number, (dense, activation, index) in enumerate(parsed):
-        where = f"module {index} ({type(dense).__name__})"
-        if isinstance(dense, QLinearBn1d):
-            check_bn_statistics(dense.bn, where)
-        with torch.no_grad():
-            weight, bias = dense.folded()
-            _warn_saturation(f"layer {number} ('dense{number}')", weight, bias, dense)
-            try:
-                w_int, b_int = (t.numpy() for t in dense.integer_parameters())
-            except ValueError as error:
-                raise ValueError(f"{where}: {error}") from None
-        layers.append(Layer(f"dense{number}", w_int, b_int, dense.weight_format,
-                            dense.bias_format, dense.output_format,
-                            activation or Activation.identity()))
-    metadata = {"producer": "torch_bridge", **(metadata or {})}
-    return NetworkSpec(input_format, layers, name=name, metadata=metadata)
-
-
-def _warn_saturation(where, weight, bias, dense):
-    parts = []
-    for what, values, fmt in (("weights", weight, dense.weight_format),
-                              ("biases", bias, dense.bias_format)):
-        if not bool(torch.isfinite(values).all()):
-            continue  # reported as an error by the quantizer
-        count = count_saturated(values, fmt)
-        if count:
-            parts.append(f"{count} of {values.numel()} {what} saturated in {fmt} (range "
-                         f"[{fmt.min * fmt.lsb:g}, {fmt.max * fmt.lsb:g}], folded values in "
-                         f"[{float(values.min()):.6g}, {float(values.max()):.6g}])")
-    if parts:
-        warnings.warn(f"{where}: " + "; ".join(parts), SaturationWarning, stacklevel=4)
 
 
 def export(model, calibration=None, *, name="network", metadata=None, **format_options):
@@ -221,33 +93,37 @@ def describe(spec):
 
 
 def parse_format(text):
-    """``"W,F"`` to a QFormat (argparse type)."""
+    """``"W,F"`` to a ``(width, frac)`` pair of ints (an argparse ``type``: the syntax only).
+    """
     try:
         width, frac = (int(part) for part in text.split(","))
-        return QFormat(width, frac)
-    except ValueError as error:
-        detail = str(error) if "must" in str(error) else "expected WIDTH,FRAC like 8,6"
-        raise argparse.ArgumentTypeError(f"invalid format {text!r}: {detail}") from None
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid format {text!r}: expected WIDTH,FRAC like "
+                                         f"8,6") from None
+    return width, frac
 
 
 def add_format_options(parser):
     """Add the format options of :func:`~torch_bridge.convert.calibrate` to ``parser``."""
     group = parser.add_argument_group("format options (float models; default: calibrated)")
-    group.add_argument("--bits", type=int, default=None,
+    width = cli.int_range(2, MAX_WIDTH)
+    fmt = cli.option_check(lambda pair, option: QFormat(*pair))
+    group.add_argument("--bits", type=int, action=width,
                        help="width of the chosen weight and output formats (default 8)")
-    group.add_argument("--input-bits", type=int, default=None,
+    group.add_argument("--input-bits", type=int, action=width,
                        help="width of a chosen input format (default --bits)")
-    group.add_argument("--input-format", type=parse_format, metavar="W,F",
+    group.add_argument("--input-format", type=parse_format, action=fmt, metavar="W,F",
                        help="input format (default: from the calibration inputs)")
-    group.add_argument("--weight-format", type=parse_format, metavar="W,F",
+    group.add_argument("--weight-format", type=parse_format, action=fmt, metavar="W,F",
                        help="weight format of every layer")
-    group.add_argument("--output-format", type=parse_format, metavar="W,F",
+    group.add_argument("--output-format", type=parse_format, action=fmt, metavar="W,F",
                        help="output format of every layer")
-    group.add_argument("--bias-width", type=int, metavar="N",
+    group.add_argument("--bias-width", type=int, action=width, metavar="N",
                        help="bias width of every layer (default: what the biases need)")
-    group.add_argument("--percentile", type=float, default=None, metavar="P",
-                       help="output formats hold the calibration outputs up to the P-th "
-                            "percentile (default 100: the maximum)")
+    group.add_argument("--percentile", type=float, action=cli.real_range(50, 100, lo_open=True),
+                       metavar="P", help="output formats hold the calibration outputs up to the "
+                                         "P-th percentile, in (50, 100] (default 100: the "
+                                         "maximum)")
 
 
 def load_model(path):
@@ -256,98 +132,93 @@ def load_model(path):
     Raises
     ------
     ValueError
-        If the file does not exist, cannot be unpickled, or holds something other than an
-        ``nn.Sequential`` (a state_dict, another module).
+        Naming the file: if it does not exist, is a directory, cannot be read or unpickled, or
+        holds something other than an ``nn.Sequential`` (a state_dict, another module).
     """
     path = Path(path)
+    where = f"Model file '{path}'"
     if not path.exists():
-        raise ValueError(f"Model file '{path}' does not exist")
+        raise ValueError(f"{where} does not exist")
+    if path.is_dir():
+        raise ValueError(f"{where} is a directory")
     try:
         model = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:  # noqa: BLE001 - any unpickling failure is the user's file
-        raise ValueError(f"Model file '{path}' cannot be loaded: {error}") from None
+    except OSError as error:
+        raise ValueError(f"{where} cannot be read: {error.strerror or error}") from None
+    except (AttributeError, ImportError) as error:
+        raise ValueError(f"{where} needs code that cannot be imported here ({error}); save an "
+                         f"nn.Sequential of modules that live in importable packages") from None
+    except Exception:  # noqa: BLE001 - anything else torch.load cannot read is the wrong file
+        raise ValueError(f"{where} is not a file written by torch.save") from None
     if isinstance(model, dict):
-        raise ValueError(f"Model file '{path}' holds a state_dict, not a model; save the "
-                         f"module itself with torch.save(model, path)")
+        raise ValueError(f"{where} holds a state_dict, not a model; save the module itself with "
+                         f"torch.save(model, path)")
     if not isinstance(model, nn.Sequential):
-        raise ValueError(f"Model file '{path}' holds a {type(model).__name__}, not an "
-                         f"nn.Sequential")
+        raise ValueError(f"{where} holds a {type(model).__name__}, not an nn.Sequential")
     return model.eval()
 
 
-def check_output_file(path, what="Output file"):
-    """Create the parent directory of ``path``; raise before any work if it cannot be written.
-
-    Raises
-    ------
-    ValueError
-        If ``path`` is a directory or its directory cannot be created.
-    """
-    path = Path(path)
-    if path.is_dir():
-        raise ValueError(f"{what} '{path}' is a directory")
+def _calibration(path, model):
+    """The ``--calibration`` inputs, checked against a float model's input size."""
+    x, _ = cli.read_arrays(path, "--calibration")
+    if is_qat_model(model):
+        return x  # export() says that a QAT model takes no calibration
+    size = parse_float(model)[0].linear.in_features
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise ValueError(f"{what} '{path}': cannot create its directory: "
-                         f"{error.strerror or error}") from None
-    return path
+        return calibration_tensor(x, size)
+    except ValueError as error:
+        raise cli.CommandError(f"--calibration '{path}': {error}") from None
+
+
+def _main(argv):
+    parser = cli.make_parser("torch_bridge.export")
+    parser.add_argument("model", metavar="MODEL.pt",
+                        help="module saved with torch.save(model, path) (trusted file)")
+    parser.add_argument("--out", required=True, metavar="SPEC",
+                        help="spec file to write (its directory must exist)")
+    parser.add_argument("--calibration", metavar="X.npy|X.npz",
+                        help="real inputs, shape (batch, in_features), to choose formats from: "
+                             ".npy, or x in an .npz")
+    parser.add_argument("--name", default=None, help="network name (default: SPEC stem)")
+    parser.add_argument("--rom-dir", metavar="DIR",
+                        help="directory of the hex files, created if needed (default: "
+                             "SPEC_STEM_rom next to SPEC)")
+    parser.add_argument("--no-rom", action="store_true", help="write no hex files")
+    add_format_options(parser)
+    args = parser.parse_args(argv)
+    out = cli.output_file(args.out, "--out")
+    rom_dir = None
+    if not args.no_rom:
+        rom_dir = cli.output_dir(args.rom_dir or out.with_name(out.stem + "_rom"), "--rom-dir")
+    try:
+        model = load_model(args.model)
+        calibration = None if args.calibration is None else _calibration(args.calibration, model)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", SaturationWarning)
+            spec = export(model, calibration, name=args.name or out.stem,
+                          metadata={"source": Path(args.model).name},
+                          bits=args.bits, input_bits=args.input_bits,
+                          input_format=args.input_format, weight_format=args.weight_format,
+                          output_format=args.output_format, bias_width=args.bias_width,
+                          percentile=args.percentile)
+    except (TypeError, ValueError) as error:  # the model or its formats do not validate
+        raise cli.CommandError(str(error)) from None
+    for warning in caught:
+        print(f"warning: {warning.message}", file=sys.stderr)
+    with cli.writing(out, "--out"):
+        spec.save(out)
+    print(describe(spec))
+    print(f"wrote {out}")
+    if rom_dir is not None:
+        with cli.writing(rom_dir, "--rom-dir"):
+            paths = write_rom(spec, rom_dir)
+        print(f"wrote {len(paths)} ROM files to {rom_dir}/")
+    return 0
 
 
 def main(argv=None):
     """The ``python -m torch_bridge.export`` command line; returns the exit status."""
-    parser = argparse.ArgumentParser(
-        prog="python -m torch_bridge.export",
-        description="Export a saved float or QAT nn.Sequential to an amaranth-nn network "
-                    "spec and $readmemh ROM files.")
-    parser.add_argument("model", metavar="MODEL.pt",
-                        help="module saved with torch.save(model, path) (trusted file)")
-    parser.add_argument("--out", required=True, metavar="SPEC", help="spec file to write")
-    parser.add_argument("--calibration", metavar="X.npy",
-                        help="float inputs (batch, in_features) to choose formats from")
-    parser.add_argument("--name", default=None, help="network name (default: SPEC stem)")
-    parser.add_argument("--rom-dir", metavar="DIR",
-                        help="directory of the hex files (default: SPEC_STEM_rom next to SPEC)")
-    parser.add_argument("--no-rom", action="store_true", help="write no hex files")
-    add_format_options(parser)
-    args = parser.parse_args(argv)
-    out = Path(args.out)
-    rom_dir = None
-    if not args.no_rom:
-        rom_dir = Path(args.rom_dir) if args.rom_dir else out.with_name(out.stem + "_rom")
-    try:
-        check_output_file(out, "Spec file")
-        if rom_dir is not None and rom_dir.exists() and not rom_dir.is_dir():
-            raise ValueError(f"ROM directory '{rom_dir}' is a file")
-        model = load_model(args.model)
-        calibration = None
-        if args.calibration is not None:
-            try:
-                calibration = np.load(args.calibration)
-            except (OSError, ValueError) as error:
-                raise ValueError(f"Calibration file '{args.calibration}' cannot be read: "
-                                 f"{error}") from None
-        spec = export(model, calibration, name=args.name or out.stem,
-                      metadata={"source": Path(args.model).name},
-                      bits=args.bits, input_bits=args.input_bits,
-                      input_format=args.input_format, weight_format=args.weight_format,
-                      output_format=args.output_format, bias_width=args.bias_width,
-                      percentile=args.percentile)
-    except (ValueError, TypeError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 1
-    try:
-        spec.save(out)
-        print(describe(spec))
-        print(f"wrote {out}")
-        if rom_dir is not None:
-            paths = write_rom(spec, rom_dir)
-            print(f"wrote {len(paths)} ROM files to {rom_dir}/")
-    except OSError as error:
-        print(f"error: cannot write '{error.filename}': {error.strerror or error}",
-              file=sys.stderr)
-        return 1
-    return 0
+    return cli.run(_main, argv)
 
 
 if __name__ == "__main__":

@@ -11,7 +11,10 @@ trained and the exported folded parameters come from one formula.
 
 import torch
 
-__all__ = ["fold_linear_bn", "fold_modules", "check_bn_statistics", "linear_parameters"]
+from .quant import non_finite
+
+__all__ = ["fold_linear_bn", "fold_modules", "check_bn_statistics", "check_parameters",
+           "linear_parameters"]
 
 
 def fold_linear_bn(weight, bias, mean, var, gamma, beta, eps):
@@ -88,6 +91,31 @@ def check_bn_statistics(bn, where):
         index = int(torch.nonzero(negative)[0, 0])
         raise ValueError(f"{where}: BatchNorm1d running_var is negative "
                          f"({float(bn.running_var[index])} at feature {index})")
+
+
+def check_parameters(module, where, key):
+    """Raise a ValueError if a parameter of ``module`` is NaN or infinite.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+    where : str
+        Names the layer, e.g. ``"module 3 (Linear)"``.
+    key : str
+        The module's name in the model (``"3"``, ``"1.linear"``): the message gives the
+        parameter's ``state_dict`` key.
+
+    Raises
+    ------
+    ValueError
+        ``"module 3 (Linear): parameter '3.weight' is not finite (nan at index (1, 2))"``.
+    """
+    for name, tensor in module.named_parameters():
+        found = non_finite(tensor)
+        if found is not None:
+            value, at = found
+            raise ValueError(f"{where}: parameter '{key}.{name}' is not finite ({value}{at}); "
+                             f"retrain or repair the model")
 
 
 def fold_modules(linear, bn, where="layer"):

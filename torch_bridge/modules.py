@@ -77,8 +77,10 @@ class _QDense(nn.Module):
                  output_format, bias_width):
         super().__init__()
         for name, value in (("In features", in_features), ("Out features", out_features)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, not {value!r}")
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise TypeError(f"{name} must be a positive integer, not {value!r}")
+            if value < 1:
+                raise ValueError(f"{name} must be a positive integer, not {value}")
         self.input_format = check_format(input_format, "Input format")
         self.weight_format = check_format(weight_format, "Weight format")
         self.output_format = check_format(output_format, "Output format")

@@ -33,8 +33,8 @@ import torch
 
 from amaranth_nn.fixedpoint import QFormat
 
-__all__ = ["check_format", "check_finite", "round_ste", "floor_half_up_ste", "to_grid",
-           "fake_quantize", "requantize_grid", "quantize_int", "count_saturated",
+__all__ = ["check_format", "non_finite", "check_finite", "round_ste", "floor_half_up_ste",
+           "to_grid", "fake_quantize", "requantize_grid", "quantize_int", "count_saturated",
            "FLOAT64_EXACT_BITS"]
 
 #: Integers of magnitude below ``2**FLOAT64_EXACT_BITS`` are exact in float64.
@@ -56,13 +56,25 @@ def check_format(fmt, what):
     raise TypeError(f"{what} must be a QFormat or a (width, frac) pair, not {fmt!r}")
 
 
+def non_finite(values):
+    """The first NaN or infinite entry of a tensor, as ``(value, where)``, or None.
+
+    ``where`` is ``" at index 3"`` or ``" at index (1, 0)"`` (empty for a scalar).
+    """
+    values = values.detach()
+    bad = ~torch.isfinite(values)
+    if not bool(bad.any()):
+        return None
+    index = tuple(int(i) for i in torch.nonzero(bad)[0])
+    where = f" at index {index[0] if len(index) == 1 else index}" if index else ""
+    return float(values[index]), where
+
+
 def check_finite(values, what):
     """Raise a ValueError naming ``what`` and the first index if ``values`` is not finite."""
-    bad = ~torch.isfinite(values)
-    if bool(bad.any()):
-        index = tuple(int(i) for i in torch.nonzero(bad)[0])
-        value = float(values[index])
-        where = f" at index {index[0] if len(index) == 1 else index}" if index else ""
+    found = non_finite(values)
+    if found is not None:
+        value, where = found
         raise ValueError(f"Cannot quantize {what}: value {value}{where} is not finite")
 
 

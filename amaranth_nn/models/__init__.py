@@ -1,40 +1,98 @@
-"""The embedded default model: an MLP trained on scikit-learn's 8x8 digits.
+"""The embedded models, by name: each a network spec and its held-out test set.
 
-The files are produced by ``python -m torch_bridge.train_digits --bits 8 --out
-amaranth_nn/models/digits.json``, which also writes ``digits_test.npz`` (held-out inputs as
-integers of the spec's input format, ``x``, and their labels, ``y``) and the training report
-``digits.report.json``.
+:data:`MODELS` maps the names that ``--model`` accepts to :class:`EmbeddedModel` entries;
+:data:`DEFAULT_MODEL` (``"digits"``) is the one the command lines use without ``--model``.
+A test set is an ``.npz`` file with ``x`` (inputs as integers of the spec's input format) and
+``y`` (their labels), as ``python -m torch_bridge.train_digits`` writes it next to the spec.
+
+``digits`` is an MLP trained on scikit-learn's 8x8 digits: ``digits.json``, ``digits_test.npz``
+and the training report ``digits.report.json``, all written by its ``command``.
 """
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from ..spec import NetworkSpec
 
-__all__ = ["MODEL_DIR", "DEFAULT_SPEC_PATH", "DEFAULT_TEST_SET_PATH", "default_spec",
+__all__ = ["MODEL_DIR", "EmbeddedModel", "MODELS", "DEFAULT_MODEL", "default_spec",
            "default_test_set"]
 
 MODEL_DIR = Path(__file__).parent
-DEFAULT_SPEC_PATH = MODEL_DIR / "digits.json"
-DEFAULT_TEST_SET_PATH = MODEL_DIR / "digits_test.npz"
 
-_REGENERATE = ("regenerate it with 'python -m torch_bridge.train_digits --bits 8 "
-               "--out amaranth_nn/models/digits.json'")
+
+@dataclass(frozen=True)
+class EmbeddedModel:
+    """A model shipped in :data:`MODEL_DIR`.
+
+    Members
+    -------
+    name : str
+        What ``--model`` accepts.
+    spec_file, test_file : str
+        The spec JSON and the test set ``.npz``, in :data:`MODEL_DIR`.
+    command : str
+        The command that writes both files.
+    """
+
+    name: str
+    spec_file: str
+    test_file: str
+    command: str
+
+    def file(self, name):
+        """The path of the model's file ``name`` in :data:`MODEL_DIR`.
+
+        Raises
+        ------
+        FileNotFoundError
+            If it is missing; the message says how to regenerate it.
+        """
+        path = MODEL_DIR / name
+        if not path.is_file():
+            raise FileNotFoundError(f"The file {path} of the embedded model '{self.name}' is "
+                                    f"missing; regenerate it with '{self.command}'")
+        return path
+
+    def spec(self):
+        """The model as a :class:`~amaranth_nn.spec.NetworkSpec`.
+
+        Raises
+        ------
+        FileNotFoundError
+            If the spec file is missing (the message says how to regenerate it).
+        """
+        return NetworkSpec.load(self.file(self.spec_file))
+
+    def test_set(self):
+        """The held-out test set: ``(x, y)``, int64 inputs and labels.
+
+        Raises
+        ------
+        FileNotFoundError
+            If the test set file is missing.
+        """
+        with np.load(self.file(self.test_file)) as data:
+            return data["x"].astype(np.int64), data["y"].astype(np.int64)
+
+
+#: The embedded models by name; adding one is adding its line.
+MODELS = {model.name: model for model in [
+    EmbeddedModel("digits", "digits.json", "digits_test.npz",
+                  "python -m torch_bridge.train_digits --bits 8 "
+                  "--out amaranth_nn/models/digits.json"),
+]}
+
+#: The model of every command line without ``--model``.
+DEFAULT_MODEL = "digits"
 
 
 def default_spec():
-    """The embedded default digits model as a :class:`~amaranth_nn.spec.NetworkSpec`."""
-    if not DEFAULT_SPEC_PATH.exists():
-        raise FileNotFoundError(f"The embedded default model {DEFAULT_SPEC_PATH} is missing; "
-                                f"{_REGENERATE}")
-    return NetworkSpec.load(DEFAULT_SPEC_PATH)
+    """The default embedded model (:data:`DEFAULT_MODEL`) as a NetworkSpec."""
+    return MODELS[DEFAULT_MODEL].spec()
 
 
 def default_test_set():
     """Held-out test inputs of the default model: ``(x, y)``, integer inputs and labels."""
-    if not DEFAULT_TEST_SET_PATH.exists():
-        raise FileNotFoundError(f"The default model's test set {DEFAULT_TEST_SET_PATH} is "
-                                f"missing; {_REGENERATE}")
-    with np.load(DEFAULT_TEST_SET_PATH) as data:
-        return data["x"].astype(np.int64), data["y"].astype(np.int64)
+    return MODELS[DEFAULT_MODEL].test_set()

@@ -163,6 +163,13 @@ def test_hex_format_round_trip():
 def test_export_errors(tmp_path):
     with pytest.raises(TypeError, match=r"^Spec must be a NetworkSpec, not 'x'$"):
         export_network("x", tmp_path)
+    with pytest.raises(ValueError, match=r"^Pe must be from 1 to 5 \(the out_features of layer "
+                                         r"0 \('dense0'\)\), not 9$"):
+        export_network(_spec(), tmp_path / "out", [(9, 1), (1, 1)])
+    (tmp_path / "file").write_text("")
+    with pytest.raises(FileExistsError):
+        export_network(_spec(), tmp_path / "file")
+    (tmp_path / "file").unlink()
     with pytest.raises(ValueError, match=r"^Top module name must be a Verilog identifier, "
                                          r"not '1top'$"):
         export_network(_spec(), tmp_path, name="1top")
@@ -172,18 +179,21 @@ def test_export_errors(tmp_path):
 def test_cli_bad_spec_path(tmp_path, capsys):
     missing = tmp_path / "nope.json"
     assert main(["--model", str(missing), "--out", str(tmp_path / "out")]) == 2
-    err = capsys.readouterr().err
-    assert err.startswith(f"error: spec file '{missing}': cannot be read: No such file")
+    assert capsys.readouterr().err == (f"error: --model '{missing}' is neither an embedded "
+                                       f"model (digits) nor an existing spec file\n")
     assert not (tmp_path / "out").exists()
 
 
 def test_cli_bad_folding_exits_before_writing(tmp_path, capsys):
     spec_path = tmp_path / "small.json"
     _spec().save(spec_path)
+    # The folding is checked before any hardware exists, so nothing is left unused to warn
+    # (as an error, in this test suite) when it is collected.
     assert main(["--model", str(spec_path), "--out", str(tmp_path / "out"),
                  "--pe", "9,1", "--simd", "1,1"]) == 2
-    gc.collect()  # a half-built component must not warn (warnings are errors here)
-    assert "error: Pe must be from 1 to 5" in capsys.readouterr().err
+    gc.collect()
+    assert capsys.readouterr().err == ("error: --pe 9,1 --simd 1,1: Pe must be from 1 to 5 (the "
+                                       "out_features of layer 0 ('dense0')), not 9\n")
     assert not (tmp_path / "out").exists()
 
 

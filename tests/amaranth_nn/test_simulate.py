@@ -15,7 +15,7 @@ from amaranth_nn import golden
 from amaranth_nn.lanes import pack_beats, unpack_beats
 from amaranth_nn.models import default_spec
 from amaranth_nn.network import Network
-from amaranth_nn.simulate import main, simulate
+from amaranth_nn.simulate import main, run_streams, simulate
 
 
 def test_pack_unpack_round_trip():
@@ -104,23 +104,43 @@ def test_cli_default_model(capsys):
 
 def test_cli_errors(tmp_path, capsys):
     spec_path = default_spec().save(tmp_path / "net.json")
-    with pytest.raises(SystemExit):
-        main(["--model", str(spec_path)])
-    assert "--inputs is required with --model" in capsys.readouterr().err
+    assert main(["--model", str(spec_path)]) == 2
+    assert capsys.readouterr().err == ("error: --inputs is required with a spec file as --model "
+                                       "(only the embedded models come with test inputs)\n")
     assert main(["--pe", "4,2", "--simd", "8,4,2", "--limit", "1"]) == 2
-    assert "error: --pe has 2 values, but the model has 3 layers" in capsys.readouterr().err
+    assert capsys.readouterr().err == "error: --pe has 2 values, but the model has 3 layers\n"
     assert main(["--pe", "4,x,2", "--simd", "8,4,2", "--limit", "1"]) == 2
-    assert ("error: --pe expects a comma-separated list of positive integers, got 'x' in "
-            "'4,x,2'") in capsys.readouterr().err
+    assert capsys.readouterr().err == ("error: --pe expects a comma-separated list of positive "
+                                       "integers, got 'x' in '4,x,2'\n")
     (tmp_path / "bad.json").write_text("{")
     assert main(["--model", str(tmp_path / "bad.json"), "--inputs", "x.npy"]) == 2
     assert "is not valid JSON" in capsys.readouterr().err
     np.save(tmp_path / "x.npy", np.zeros((2, 5), dtype=np.int64))
     assert main(["--inputs", str(tmp_path / "x.npy"), "--no-progress"]) == 2
-    assert "Inputs must have shape (batch, 64)" in capsys.readouterr().err
+    assert capsys.readouterr().err == (f"error: --inputs '{tmp_path / 'x.npy'}': Inputs must "
+                                       f"have shape (batch, 64) or (64,), not (2, 5)\n")
+
+
+def test_simulate_argument_errors_come_before_any_hardware():
+    """Bad stalls or an empty batch raise before a Network exists (none is left unused)."""
+    rng = np.random.default_rng(3)
+    spec = random_spec(rng, [4, 2], in_width=4)
+    x = np.zeros((1, 4), dtype=int)
+    with pytest.raises(ValueError, match=r"^Stall probabilities must be in \[0, 1\), not 2\.0$"):
+        simulate(spec, x, stalls=(2, 0))
+    with pytest.raises(ValueError, match=r"^Stall probabilities must be in \[0, 1\), not nan$"):
+        simulate(spec, x, stalls=(0, float("nan")))
+    with pytest.raises(TypeError, match=r"^Stalls must be a pair of probabilities, not 0\.5$"):
+        simulate(spec, x, stalls=0.5)
+    with pytest.raises(ValueError, match=r"^Inputs must hold at least one vector, not 0$"):
+        simulate(spec, np.zeros((0, 4), dtype=int))
+    with pytest.raises(TypeError, match=r"^Network must be a Network, not 'net'$"):
+        simulate(spec, x, network="net")
+    with pytest.raises(ValueError, match=r"^Longest stall must be a positive integer, not 0$"):
+        run_streams(None, [], 0, longest_stall=0)
 
 
 def test_module_entry_point_help():
     done = subprocess.run([sys.executable, "-m", "amaranth_nn.simulate", "--help"],
                           capture_output=True, text=True, check=True)
-    assert "--model SPEC" in done.stdout and "--vcd F" in done.stdout
+    assert "--model NAME|SPEC" in done.stdout and "--vcd F" in done.stdout

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from amaranth_nn import Activation, Layer, NetworkSpec, QFormat
-from amaranth_nn.host import BoardClient, BoardError, format_summary, main
-from amaranth_nn.link import SimulatedLink
+from amaranth_nn.host import BoardClient, BoardError, check_samples, format_summary, main
+from amaranth_nn.link import ByteLink, SimulatedLink
 
 
 def _spec(seed=2):
@@ -42,35 +42,17 @@ def test_cli_sim_model_and_inputs(tmp_path, capsys):
     (["--count", "0"], "--count must be a positive integer, not 0"),
     (["--retries", "-1"], "--retries must be a non-negative integer, not -1"),
     (["--baud", "0"], "--baud must be a positive integer, not 0"),
-    (["--divisor", "2"], "Divisor must be at least 4 clocks per bit, not 2"),
-    (["--model", "MODEL", "--inputs", "LABELS"],
-     "Labels 'y' in 'LABELS' must be 5 integers, one per sample, not an array of shape (2,) "
-     "and type int64"),
-    (["--model", "MODEL", "--inputs", "FLOATS"],
-     "Inputs must be integers of the input format Q(8, 4), not float64; use "
-     "spec.quantize_input() for real values"),
-    (["--model", "MODEL"],
-     "--inputs is required with --model (the test set belongs to the default model)"),
-    (["--pe", "1"], "--pe and --simd go together: give one value per layer for each"),
-    (["--fault-rate", "1.5"], "--fault-rate must be a probability from 0 to 1, not 1.5"),
-    (["--fault-rate", "nan"], "--fault-rate must be a probability from 0 to 1, not nan"),
+    (["--divisor", "2"], "--divisor must be an integer of at least 4, not 2"),
+    (["--fault-rate", "1.5"], "--fault-rate must be a number in [0, 1], not 1.5"),
+    (["--fault-rate", "nan"], "--fault-rate must be a number in [0, 1], not nan"),
     (["--fault-seed", "3"], "--fault-seed needs --fault-rate"),
     (["--fault-rate", "0.1", "--fault-seed", "-1"],
      "--fault-seed must be a non-negative integer, not -1"),
 ])
-def test_cli_errors(argv, message, tmp_path, capsys):
-    _spec().save(tmp_path / "m.json")
-    np.savez(tmp_path / "labels.npz", x=np.zeros((5, 5), dtype=np.int64),
-             y=np.zeros(2, dtype=np.int64))
-    np.save(tmp_path / "floats.npy", np.full((2, 5), 0.5))
-    names = {"MODEL": tmp_path / "m.json", "LABELS": tmp_path / "labels.npz",
-             "FLOATS": tmp_path / "floats.npy"}
-    argv = [str(names.get(a, a)) for a in argv]
-    message = message.replace("LABELS", str(names["LABELS"]))
-    with pytest.raises(SystemExit) as exit_info:
-        main(["--port", "sim"] + argv)
-    assert exit_info.value.code == 2
-    assert capsys.readouterr().err.splitlines()[-1] == f"error: {message}"
+def test_cli_errors(argv, message, cli_error):
+    """Host's own options; --model, --inputs and the folding options of every command line are
+    tested in tests/amaranth_nn/test_cli.py."""
+    assert cli_error(main, ["--port", "sim"] + argv) == (2, f"error: {message}")
 
 
 def test_cli_sim_through_a_fault_mix(tmp_path, capsys):
@@ -91,15 +73,25 @@ def test_cli_sim_through_a_fault_mix(tmp_path, capsys):
     assert 1 <= retried <= int(faults[1]) + int(faults[2])
 
 
-def test_serial_port_that_does_not_exist(tmp_path, capsys):
-    """The real pyserial on a missing device: one line, no traceback."""
+def test_serial_port_that_does_not_exist(tmp_path, cli_error):
+    """The real pyserial on a missing device: one line naming the port, no traceback."""
     port = str(tmp_path / "ttyNOPE")
-    with pytest.raises(SystemExit) as exit_info:
-        main(["--port", port, "--count", "1"])
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert err.startswith("error: ") and f"could not open port {port}" in err
-    assert len(err.splitlines()) == 1
+    assert cli_error(main, ["--port", port, "--count", "1"]) == (
+        2, f"error: --port '{port}' cannot be opened: No such file or directory")
+
+
+def test_check_samples_and_client_arguments():
+    spec, link = _spec(), ByteLink()  # never used: the arguments are checked first
+    with pytest.raises(TypeError, match=r"^Retries must be a non-negative integer, not 1\.5$"):
+        BoardClient(link, spec, retries=1.5)
+    with pytest.raises(ValueError, match=r"^Retries must be a non-negative integer, not -1$"):
+        BoardClient(link, spec, retries=-1)
+    client = BoardClient(link, spec)
+    with pytest.raises(ValueError, match=r"^Inputs must hold at least one sample, not 0$"):
+        check_samples(client, np.zeros((0, 5), dtype=np.int64))
+    with pytest.raises(ValueError, match=r"^Labels must be 1 integers, one per sample, not an "
+                                         r"array of shape \(1,\) and type float64$"):
+        check_samples(client, np.zeros((1, 5), dtype=np.int64), np.zeros(1))
 
 
 def test_wrong_model_is_detected():

@@ -202,13 +202,35 @@ def test_clean_export_gives_no_warning():
 
 
 def test_non_finite_parameters_at_export():
+    """A NaN or inf parameter is reported with the module (index and class) and its
+    ``state_dict`` key, in QAT and in float (PTQ) models, nested ones too."""
     dense = QLinear(2, 2, input_format=(8, 4), **F8)
     with torch.no_grad():
         dense.linear.weight[1, 0] = float("nan")
-    with pytest.raises(ValueError, match=r"^module 1 \(QLinear\): Cannot quantize weights of "
-                                         r"QLinear: value nan at index \(1, 0\) is not "
-                                         r"finite$"):
+    with pytest.raises(ValueError, match=r"^module 1 \(QLinear\): parameter '1\.linear\.weight' "
+                                         r"is not finite \(nan at index \(1, 0\)\); retrain or "
+                                         r"repair the model$"):
         to_spec(_qat(QuantInput((8, 4)), dense))
+    model = nn.Sequential(nn.Linear(6, 5), nn.ReLU(),
+                          nn.Sequential(nn.Linear(5, 4), nn.ReLU(), nn.Linear(4, 3)))
+    with torch.no_grad():
+        model[2][2].bias[1] = float("-inf")
+    message = (r"^module 4 \(Linear\): parameter '2\.2\.bias' is not finite \(-inf at index "
+               r"1\); retrain or repair the model$")
+    with pytest.raises(ValueError, match=message):
+        parse_float(model)
+    with pytest.raises(ValueError, match=message):
+        ptq(model, X)
+
+
+def test_bias_too_wide_names_the_layer_and_width():
+    model = random_float_model(0, sizes=(6, 5, 3))
+    x = np.random.default_rng(0).normal(size=(20, 6))
+    with pytest.raises(ValueError, match=r"^module 0 \(Linear\): its bias needs 64 bits at the "
+                                         r"accumulator scale 2\*\*-61 \(input frac 30 \+ weight "
+                                         r"frac 31\), more than 62; choose fewer bits or narrower "
+                                         r"formats$"):
+        calibrate(model, x, bits=33)
 
 
 def test_non_finite_inputs_in_the_forward():
@@ -220,3 +242,17 @@ def test_non_finite_inputs_in_the_forward():
 def test_bad_percentile():
     with pytest.raises(ValueError, match=r"^Percentile must be in \(50, 100\], not 40$"):
         calibrate(random_float_model(0), torch.zeros(3, 6), percentile=40)
+    with pytest.raises(TypeError, match=r"^Percentile must be a number in \(50, 100\], not "
+                                        r"'99'$"):
+        calibrate(random_float_model(0), torch.zeros(3, 6), percentile="99")
+
+
+def test_wrong_type_is_type_error_out_of_range_is_value_error():
+    model, x = random_float_model(0), torch.zeros(3, 6)
+    with pytest.raises(TypeError, match=r"^Bits must be an integer from 2 to 62, not 8\.0$"):
+        calibrate(model, x, bits=8.0)
+    with pytest.raises(ValueError, match=r"^Bits must be an integer from 2 to 62, not 63$"):
+        calibrate(model, x, bits=63)
+    with pytest.raises(TypeError, match=r"^Out features must be a positive integer, not "
+                                        r"'3'$"):
+        QLinear(2, "3", input_format=(8, 4), **F8)

@@ -1,0 +1,63 @@
+"""Fixtures of every test area: a file that cannot be read and a directory that cannot be
+written, also for root (who may read and write anything chmod forbids)."""
+
+from pathlib import Path
+
+import pytest
+
+
+def _first_refused(candidates, attempt):
+    """``(candidate, strerror)`` of the first candidate on which ``attempt`` raises OSError."""
+    for candidate in candidates:
+        try:
+            attempt(candidate)
+        except OSError as error:
+            return candidate, error.strerror
+    pytest.skip("every candidate allows it on this machine")
+
+
+def _read(path):
+    with path.open("rb") as file:
+        file.read(1)
+
+
+def _write_in(directory):
+    (directory / "probe").open("xb").close()
+    (directory / "probe").unlink()
+
+
+@pytest.fixture
+def unreadable_file(tmp_path):
+    """``(path, reason)``: a file whose reading fails, with the error's ``strerror``."""
+    path = tmp_path / "secret.npy"
+    path.write_bytes(b"\x93NUMPY")
+    path.chmod(0)
+    yield _first_refused([path, Path("/proc/self/clear_refs")], _read)  # procfs refuses root
+    path.chmod(0o600)
+
+
+@pytest.fixture
+def unwritable_dir(tmp_path):
+    """``(directory, reason)``: a directory in which no file can be created."""
+    path = tmp_path / "read-only"
+    path.mkdir()
+    path.chmod(0o500)
+    yield _first_refused([path, Path("/sys")], _write_in)  # sysfs refuses root
+    path.chmod(0o700)
+
+
+@pytest.fixture
+def cli_error(capsys):
+    """Run a command line's ``main(argv)``; returns ``(status, the one stderr line)``.
+
+    Fails unless stderr holds exactly one line, starting with ``error: ``, and no traceback,
+    and nothing was printed on stdout (no work was done).
+    """
+    def run(main, argv):
+        status = main([str(arg) for arg in argv])
+        out, err = capsys.readouterr()
+        assert out == "" and "Traceback" not in err
+        lines = err.splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: "), err
+        return status, lines[0]
+    return run
