@@ -23,7 +23,6 @@ known; latency and II in cycles; inferences/s at the board clock and over the UA
 finished build that uses more than the device has exits non-zero (``--force``: zero).
 """
 
-import argparse
 import json
 import os
 import shutil
@@ -39,12 +38,12 @@ from boards import BOARDS, get_board
 from boards.harness import BoardTop, Harness
 from boards.protocol import Protocol
 
-from . import synth
+from . import cli, synth
 from .estimate import DoesNotFit, check_fit
 from .folding import add_folding_arguments, folding_from_args, plan_network
 from .models import default_spec
 from .progress import Progress
-from .spec import NetworkSpec, SpecError, check_spec
+from .spec import check_spec
 from .toolchain import FLOW_TOOLS, ToolError, check_tools, run_tool
 
 __all__ = ["make_top", "build", "format_report", "main", "PROGRAMMERS", "STAGES"]
@@ -116,18 +115,6 @@ def make_top(board, spec, *, folding=None, target_ii=None, baud=None):
     return BoardTop(harness, board.leds)
 
 
-def _check_out(out):
-    """The build directory, checked before any work: creatable, or an existing directory."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"Build directory '{out}' is a file")
-    parent = next((p for p in [out, *out.parents] if p.exists()), Path("."))
-    if not os.access(parent, os.W_OK):
-        raise ValueError(f"Build directory '{out}' cannot be written (no write permission in "
-                         f"'{parent}')")
-    return out
-
-
 def _programmer(board):
     """The programmer command of an open-flow board, which ``--program`` needs."""
     var, tool = PROGRAMMERS[board.family]
@@ -188,7 +175,7 @@ def build(board_name, spec=None, *, folding=None, target_ii=None, out=None, tool
         raise ValueError(f"Unknown toolchain {toolchain!r} for {board.name}; supported: "
                          f"{', '.join(board.toolchains)}")
     spec = default_spec() if spec is None else check_spec(spec)
-    out = _check_out(out if out is not None else Path("build") / board.name)
+    out = cli.output_dir(out if out is not None else Path("build") / board.name, "--out")
     if folding is None and target_ii is None:
         target_ii = board.target_ii
     plan = plan_network(spec, folding, target_ii=target_ii)
@@ -369,24 +356,23 @@ def format_report(report):
     return "\n".join(f"{name:<{width}}  {value}" for name, value in rows)
 
 
-def main(argv=None):
-    """The ``python -m amaranth_nn.build`` command line."""
-    parser = argparse.ArgumentParser(
-        prog="python -m amaranth_nn.build",
+def _main(argv):
+    parser = cli.make_parser(
+        "amaranth_nn.build",
         description="Build a fixed-point network into a board design (UART harness, framed "
                     "protocol, status LEDs) and report its resources and speed.",
         epilog="Boards: " + "; ".join(f"{name}: {board.description}"
                                       for name, board in BOARDS.items()))
     parser.add_argument("--board", default="arty_a7",
                         help=f"target board (default arty_a7); one of {', '.join(BOARDS)}")
-    parser.add_argument("--model", metavar="SPEC",
-                        help="network spec JSON (default: the embedded digits model)")
+    cli.add_model_argument(parser)
     add_folding_arguments(parser)
     parser.add_argument("--out", metavar="DIR", help="build directory (default build/<board>)")
     parser.add_argument("--toolchain",
                         help="amaranth toolchain: Vivado (default) or Xray for the Arty boards; "
                              "ulx3s runs Trellis and icebreaker IceStorm (the yowasp flows)")
-    parser.add_argument("--baud", type=int, help="UART baud rate (default 115200)")
+    parser.add_argument("--baud", type=int, action=cli.int_range(1),
+                        help="UART baud rate (default 115200)")
     parser.add_argument("--program", action="store_true", help="program the board afterwards")
     parser.add_argument("--force", action="store_true",
                         help="build even when the estimate says the design does not fit, and "
@@ -395,21 +381,31 @@ def main(argv=None):
                         help="show the tools' own output as they run")
     args = parser.parse_args(argv)
 
-    progress = Progress()
     try:
-        get_board(args.board)
-        spec = default_spec() if args.model is None else NetworkSpec.load(args.model)
-        folding, target_ii = folding_from_args(args, spec)
-        report = build(args.board, spec, folding=folding, target_ii=target_ii, out=args.out,
+        board = get_board(args.board)
+    except ValueError as error:
+        raise cli.CommandError(f"--board: {error}") from None
+    if args.toolchain is not None and args.toolchain not in board.toolchains:
+        raise cli.CommandError(f"--toolchain: Unknown toolchain {args.toolchain!r} for "
+                               f"{board.name}; supported: {', '.join(board.toolchains)}")
+    try:
+        uart_divisor(board, args.baud)
+    except ValueError as error:
+        raise cli.CommandError(f"--baud: {error}") from None
+    spec, _ = cli.load_model(args.model)
+    folding, target_ii = folding_from_args(args, spec)
+    out = cli.output_dir(args.out or Path("build") / board.name, "--out")
+    with cli.writing(out, "--out"):
+        report = build(board.name, spec, folding=folding, target_ii=target_ii, out=out,
                        toolchain=args.toolchain, program=args.program, baud=args.baud,
-                       force=args.force, verbose=args.verbose, progress=progress)
-    except (ValueError, TypeError, SpecError, OSError) as error:
-        parser.exit(2, f"error: {error}\n")
-    except (DoesNotFit, ToolError, ToolNotFound) as error:
-        first, *rest = str(error).splitlines() or [""]
-        parser.exit(1, f"error: {first}\n" + "".join(f"  {line}\n" for line in rest if line))
+                       force=args.force, verbose=args.verbose, progress=Progress())
     print(format_report(report))
     return 0
+
+
+def main(argv=None):
+    """The ``python -m amaranth_nn.build`` command line; returns the exit status."""
+    return cli.run(_main, argv, failures=(DoesNotFit, ToolError, ToolNotFound))
 
 
 if __name__ == "__main__":

@@ -294,6 +294,7 @@ def run_tool(name, args, cwd, log, *, what=None, verbose=False, say=print, timeo
             process.wait()
             raise
     if process.returncode != 0:
-        raise ToolError(f"{name} ({what}) failed with exit status {process.returncode}; last "
-                        f"lines of {log}:\n{_tail(log)}")
+        tail = _tail(log)
+        raise ToolError(f"{name} ({what}) failed with exit status {process.returncode}; its log "
+                        f"is {log}" + (f", ending:\n{tail}" if tail else ""))
     return time.monotonic() - start

@@ -63,8 +63,8 @@ def test_run_tool_failure_names_the_log(tmp_path, monkeypatch):
                                 f"sys.exit(3)\"")
     with pytest.raises(ToolError) as error:
         run_tool("yosys", [], tmp_path, "y.log", what="synthesize")
-    assert str(error.value) == (f"yosys (synthesize) failed with exit status 3; last lines of "
-                                f"{tmp_path / 'y.log'}:\nbad input line")
+    assert str(error.value) == (f"yosys (synthesize) failed with exit status 3; its log is "
+                                f"{tmp_path / 'y.log'}, ending:\nbad input line")
 
 
 def test_first_use_compiles_once_under_a_lock(tmp_path):

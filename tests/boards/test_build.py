@@ -2,14 +2,16 @@
 """The build CLI: argument handling, and real builds for every board family (slow)."""
 
 import json
+import time
 
 import numpy as np
 import pytest
 
 from amaranth_nn import Activation, Layer, NetworkSpec, QFormat
-from amaranth_nn.build import build, format_report, main
+from amaranth_nn.build import _over_capacity, build, format_report, main
 from amaranth_nn.folding import choose_folding
 from amaranth_nn.models import default_spec
+from amaranth_nn.toolchain import ToolError
 from boards import BOARDS, get_board
 
 KNOWN = "arty_a7, arty_a7_100, icebreaker, ulx3s"
@@ -33,13 +35,11 @@ def test_board_table():
     assert get_board("icebreaker").toolchain_options == {"synth_opts": "-dsp"}
 
 
-def test_unknown_board(capsys):
+def test_unknown_board(cli_error):
     with pytest.raises(ValueError, match=rf"^Unknown board 'nope'; known boards: {KNOWN}$"):
         get_board("nope")
-    with pytest.raises(SystemExit) as exit_info:
-        main(["--board", "nope"])
-    assert exit_info.value.code == 2
-    assert capsys.readouterr().err == f"error: Unknown board 'nope'; known boards: {KNOWN}\n"
+    assert cli_error(main, ["--board", "nope"]) == (
+        2, f"error: --board: Unknown board 'nope'; known boards: {KNOWN}")
 
 
 @pytest.mark.parametrize("argv, message", [
@@ -48,50 +48,87 @@ def test_unknown_board(capsys):
     (["--pe", "1,x,1", "--simd", "1,1,1"],
      "--pe expects a comma-separated list of positive integers, got 'x' in '1,x,1'"),
     (["--pe", "1,1,1", "--simd", "1,0,1"], "--simd values must be positive integers, not 0"),
+    (["--pe", "1,1,11", "--simd", "1,1,1"],
+     "--pe 1,1,11 --simd 1,1,1: Pe must be from 1 to 10 (the out_features of layer 2 "
+     "('dense2')), not 11"),
     (["--target-ii", "8", "--pe", "1,1,1", "--simd", "1,1,1"],
      "Give either --pe/--simd or --target-ii, not both"),
     (["--target-ii", "0"], "--target-ii must be a positive integer, not 0"),
-    (["--baud", "5000000"],
-     "Baud rate 5000000 is too fast for the 12 MHz clock of icebreaker (at least 4 clocks "
-     "per bit)"),
+    (["--baud", "0"], "--baud must be a positive integer, not 0"),
+    (["--baud", "5000000", "--board", "icebreaker"],
+     "--baud: Baud rate 5000000 is too fast for the 12 MHz clock of icebreaker (at least 4 "
+     "clocks per bit)"),
+    (["--toolchain", "Nope"],
+     "--toolchain: Unknown toolchain 'Nope' for arty_a7; supported: Vivado, Xray"),
+    (["--board", "icebreaker", "--toolchain", "Vivado"],
+     "--toolchain: Unknown toolchain 'Vivado' for icebreaker; supported: IceStorm"),
+    (["--model", "nope"], "--model 'nope' is neither an embedded model (digits) nor an "
+                          "existing spec file"),
 ])
-def test_argument_errors(argv, message, capsys, tmp_path):
-    if "--baud" in argv:
-        argv = argv + ["--board", "icebreaker"]
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv + ["--out", str(tmp_path)])
-    assert exit_info.value.code == 2
-    assert capsys.readouterr().err == f"error: {message}\n"
-
-
-def test_toolchain_and_build_directory_errors(capsys, tmp_path):
-    for argv, message in [
-        (["--toolchain", "Nope"], "Unknown toolchain 'Nope' for arty_a7; supported: Vivado, Xray"),
-        (["--board", "icebreaker", "--toolchain", "Vivado"],
-         "Unknown toolchain 'Vivado' for icebreaker; supported: IceStorm"),
-        (["--out", str(tmp_path / "file")], f"Build directory '{tmp_path / 'file'}' is a file"),
-    ]:
-        (tmp_path / "file").write_text("")
-        with pytest.raises(SystemExit) as exit_info:
-            main(argv + ([] if "--out" in argv else ["--out", str(tmp_path / "b")]))
-        assert exit_info.value.code == 2
-        assert capsys.readouterr().err == f"error: {message}\n"
+def test_argument_errors(argv, message, cli_error, tmp_path):
+    assert cli_error(main, argv + ["--out", tmp_path / "b"]) == (2, f"error: {message}")
     assert not (tmp_path / "b").exists()
+
+
+def test_build_directory_is_a_file(cli_error, tmp_path):
+    (tmp_path / "file").write_text("")
+    assert cli_error(main, ["--out", tmp_path / "file"]) == (
+        2, f"error: --out '{tmp_path / 'file'}' is a file, not a directory")
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--board", "arty_a7", "--target-ii", "1"],
+     "error: the design does not fit the xc7a35t: 2720 DSP48E1 needed, 90 available; about "
+     "24597 LUT6 estimated, 18720 usable (90% of 20800); about 41698 FF estimated, 37440 "
+     "usable (90% of 41600). --target-ii 32 fits (86 DSP48E1, about 2096 LUT6)."),
+    (["--board", "icebreaker", "--target-ii", "16"],
+     "error: the design does not fit the ice40up5k: 170 SB_MAC16 needed, 8 available; 85 "
+     "SB_RAM40_4K needed, 30 available; about 14246 logic cells estimated, 4752 usable (90% "
+     "of 5280). --target-ii 512 fits (6 SB_MAC16, about 4459 logic cells)."),
+])
+def test_design_that_does_not_fit_stops_before_any_tool(argv, message, capsys, tmp_path):
+    """The issue's examples: found from the plan in well under a second, not after minutes
+    in synthesis, with the resource, the need, the capacity and a target II that fits."""
+    start = time.monotonic()
+    assert main(argv + ["--out", str(tmp_path / "b")]) == 1
+    assert time.monotonic() - start < 10
+    out, err = capsys.readouterr()
+    lines = err.splitlines()
+    assert lines[-1] == message
+    assert lines[1].startswith("estimate: ")
+    assert not (tmp_path / "b").exists()
+
+
+def test_force_goes_past_the_estimate(monkeypatch, tmp_path):
+    """--force builds a design the estimate rejects (here until the failing yosys stops it)."""
+    monkeypatch.setenv("YOSYS", "false")
+    with pytest.raises(ToolError, match=r"^yosys \(synthesize\) failed with exit status 1"):
+        build("icebreaker", target_ii=16, out=tmp_path / "b", force=True)
+    assert (tmp_path / "b" / "top.il").exists()
+
+
+def test_finished_build_over_capacity():
+    report = {"units": {"LUT": "LUT6", "DSP": "DSP48E1"}, "utilization": {
+        "LUT": {"used": 100, "total": 200, "percent": 50.0},
+        "DSP": {"used": 120, "total": 90, "percent": 133.33}}}
+    assert _over_capacity(report) == "120 DSP48E1 of 90 (133 %)"
+    report["utilization"]["DSP"]["used"] = 90
+    assert _over_capacity(report) == ""
 
 
 def test_failing_tool_is_a_one_line_error(capsys, tmp_path, monkeypatch):
     """A tool of the flow that fails (here yosys is /bin/false) ends the build with one line
-    naming the flow and the build directory, not a traceback."""
+    naming the tool, the stage and its log, not a traceback."""
     _tiny_spec().save(tmp_path / "tiny.json")
     monkeypatch.setenv("YOSYS", "false")
     out = tmp_path / "ice"
-    with pytest.raises(SystemExit) as exit_info:
-        main(["--board", "icebreaker", "--model", str(tmp_path / "tiny.json"), "--out",
-              str(out)])
-    assert exit_info.value.code == 1
-    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
-    assert errors == [f"error: yosys (synthesize) failed with exit status 1; last lines of "
-                      f"{out / 'yosys.log'}:"]
+    assert main(["--board", "icebreaker", "--model", str(tmp_path / "tiny.json"), "--out",
+                 str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert err.splitlines()[-2:] == [
+        "  synthesize (yosys) failed after " + err.split("failed after ")[1].split("\n")[0],
+        f"error: yosys (synthesize) failed with exit status 1; its log is {out / 'yosys.log'}"]
     assert not (out / "report.json").exists()
 
 
@@ -104,12 +141,12 @@ def test_icebreaker_default_folding():
     assert sum(pe * simd for pe, simd in folding) == 6 <= board.device.dsp
 
 
-def test_bad_model_file(capsys, tmp_path):
+def test_bad_model_file(cli_error, tmp_path):
     path = tmp_path / "bad.json"
     path.write_text("{")
-    with pytest.raises(SystemExit):
-        main(["--model", str(path), "--out", str(tmp_path)])
-    assert "is not valid JSON" in capsys.readouterr().err
+    status, line = cli_error(main, ["--model", path, "--out", tmp_path])
+    assert status == 2
+    assert line.startswith(f"error: --model: spec file '{path}': is not valid JSON (truncated")
 
 
 def _check_report(report, out, board):
