@@ -10,8 +10,16 @@ import shutil
 import numpy as np
 import pytest
 
+from amaranth.back import verilog
+
 from amaranth_nn import Activation, Layer, NetworkSpec, QFormat, synth
+from amaranth_nn.devices import DEVICES
+from amaranth_nn.estimate import estimate
 from amaranth_nn.network import Network
+
+#: How far the LUT and flip-flop estimate may be from yosys on these small designs (the fit's
+#: largest error on its calibration designs is about 20 %; docs/synthesis.md).
+ESTIMATE_TOLERANCE = 0.3
 
 
 def _spec(sizes=(6, 5, 3), seed=0, *, in_width=8, w_width=8):
@@ -43,6 +51,11 @@ def test_xilinx_one_dsp_per_multiplier(folding):
     percent = result.percent_of("xc7a35t")
     assert percent["dsp"] == pytest.approx(100 * result.dsp / 90)
     assert 0 < percent["lut"] < 100 and 0 < percent["ff"] < 100
+    # The estimate before synthesis: DSP blocks and block RAM exact, LUTs and FFs close.
+    guess = estimate(network.plan, DEVICES["xc7a35t"])
+    assert (guess.dsp, guess.bram) == (result.dsp, result.bram36)
+    assert abs(guess.lut - result.lut) <= ESTIMATE_TOLERANCE * result.lut
+    assert abs(guess.ff - result.ff) <= ESTIMATE_TOLERANCE * result.ff
 
 
 @pytest.mark.slow
@@ -55,7 +68,6 @@ def test_xilinx_widest_dsp_operands():
 
 @pytest.mark.slow
 def test_xilinx_from_verilog_text_and_workdir(tmp_path):
-    from amaranth.back import verilog
     network = Network(_spec((4, 3)), ((3, 2),))
     text = verilog.convert(network, name="mlp")
     result = synth.xilinx_utilization(text, top="mlp", workdir=tmp_path, progress=False)
@@ -99,6 +111,7 @@ def test_ice40_fmax_small_network():
     assert result.family == "ice40"
     assert result.fmax_mhz > 0
     assert result.lut > 0 and result.dsp == network.multipliers == 5
+    assert estimate(network.plan, DEVICES["ice40up5k"]).dsp == result.dsp
 
 
 # --- Parsing and errors (fast) ----------------------------------------------------------------

@@ -160,6 +160,8 @@ def _check_report(report, out, board):
         assert entry["used"] is not None and entry["total"] > 0
         assert entry["percent"] == round(100 * entry["used"] / entry["total"], 2)
     assert report["utilization"]["LUT"]["used"] > 0
+    # The estimate the build checked before any tool ran: DSP blocks exact.
+    assert report["utilization"]["DSP"]["estimate"] == report["utilization"]["DSP"]["used"]
     assert report["ii_cycles"] >= 1 and report["latency_cycles"] > report["ii_cycles"] - 1
     assert report["inferences_per_s_clock"] == report["clock_mhz"] * 1e6 / report["ii_cycles"]
     assert report["inferences_per_s_uart"] == pytest.approx(
