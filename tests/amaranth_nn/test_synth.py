@@ -9,7 +9,6 @@ import shutil
 
 import numpy as np
 import pytest
-
 from amaranth.back import verilog
 
 from amaranth_nn import Activation, Layer, NetworkSpec, QFormat, synth
