@@ -1,6 +1,6 @@
 """The golden model: exact integer inference of a :class:`~amaranth_nn.spec.NetworkSpec`.
 
-This is the numeric contract in executable form (``DESIGN.md`` section 3). Torch integer
+This is the numeric contract (``docs/numerics.md``) in executable form. Torch integer
 inference and the RTL are tested for equality with it, bit for bit.
 
 Per layer: ``acc = W @ x + b`` exactly, ``y = sat(floor((acc + 2**(s-1)) / 2**s))`` with

@@ -40,6 +40,7 @@ from amaranth.lib import wiring
 
 from .devices import DEVICES, Device
 from .toolchain import ToolError, check_tools, find_tool, run_tool
+from .unused import rejecting
 
 __all__ = [
     "ToolError", "Device", "XILINX_DEVICES", "XilinxUtilization", "PnrResult",
@@ -495,8 +496,9 @@ class IOHarness(Elaboratable):
     """
 
     def __init__(self, component):
-        if not isinstance(component, wiring.Component):
-            raise TypeError(f"Component must be a wiring.Component, not {component!r}")
+        with rejecting(self):
+            if not isinstance(component, wiring.Component):
+                raise TypeError(f"Component must be a wiring.Component, not {component!r}")
         self.component = component
         self.din = Signal()
         self.load = Signal()

@@ -5,6 +5,8 @@ from amaranth.lib import stream, wiring
 from amaranth.lib.cdc import FFSynchronizer
 from amaranth.lib.wiring import In, Out
 
+from amaranth_nn.unused import rejecting
+
 __all__ = ["UARTReceiver", "UARTTransmitter", "check_divisor"]
 
 MIN_DIVISOR = 4
@@ -54,7 +56,8 @@ class UARTReceiver(wiring.Component):
     """
 
     def __init__(self, divisor):
-        self._divisor = check_divisor(divisor)
+        with rejecting(self):
+            self._divisor = check_divisor(divisor)
         super().__init__({
             "rx": In(1, init=1),
             "o": Out(stream.Signature(unsigned(8))),
@@ -138,7 +141,8 @@ class UARTTransmitter(wiring.Component):
     """
 
     def __init__(self, divisor):
-        self._divisor = check_divisor(divisor)
+        with rejecting(self):
+            self._divisor = check_divisor(divisor)
         super().__init__({
             "i": In(stream.Signature(unsigned(8))),
             "tx": Out(1, init=1),

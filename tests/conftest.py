@@ -61,3 +61,10 @@ def cli_error(capsys):
         assert len(lines) == 1 and lines[0].startswith("error: "), err
         return status, lines[0]
     return run
+
+
+def pytest_collection_modifyitems(items):
+    """Every slow test runs a synthesis or place-and-route tool: mark it ``tools`` too."""
+    for item in items:
+        if item.get_closest_marker("slow") is not None:
+            item.add_marker(pytest.mark.tools)

@@ -7,7 +7,7 @@ Build a network as an ``nn.Sequential``::
     QReLU(),
     QLinear(32, 10, input_format=Q(8, 4), weight_format=Q(8, 6), output_format=Q(8, 3)),
 
-Each dense module mirrors one spec layer (``DESIGN.md`` section 3): its input is on the grid of
+Each dense module mirrors one spec layer (``docs/numerics.md``): its input is on the grid of
 ``input_format``; the (folded) weight is rounded to ``weight_format``; the (folded) bias to the
 accumulator scale ``2**-(Fx+Fw)`` in ``bias_format``; the accumulator is exact; the output is
 ``clamp(floor(acc * 2**-s + 1/2))`` in ``output_format``. Activations then act on those grid

@@ -1,6 +1,6 @@
 """Fake quantization with a straight-through estimator, in float64.
 
-Every function here mirrors one step of the numeric contract (``DESIGN.md`` section 3) on
+Every function here mirrors one step of the numeric contract (``docs/numerics.md``) on
 torch tensors, so that a QAT model computes, in its forward, the integers that the exported
 spec holds:
 

@@ -12,7 +12,7 @@ from amaranth_nn import Activation, Layer, NetworkSpec, QFormat, golden
 
 
 def reference(spec, sample):
-    """One sample through ``spec``, in plain Python ints, written straight from DESIGN.md."""
+    """One sample through ``spec``, in plain Python ints, written straight from docs/numerics.md."""
     x = [int(v) for v in sample]
     for layer in spec.layers:
         fmt, act, s = layer.output_format, layer.activation, layer.shift

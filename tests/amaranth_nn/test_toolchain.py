@@ -41,12 +41,14 @@ def test_missing_packages(monkeypatch):
         find_tool("vivado")
 
 
+@pytest.mark.tools
 def test_tools_are_found_without_the_venv_on_path(tmp_path):
     """``venv/bin/python -m amaranth_nn.build`` works with only the system on PATH: the tools
     come from this interpreter's packages."""
     script = textwrap.dedent("""
-        import subprocess
-        from amaranth_nn.toolchain import find_tool
+        import subprocess, sys
+        from amaranth_nn.toolchain import find_tool, warm
+        warm("yosys", say=lambda text: print(text, file=sys.stderr))  # first use: the lock
         print(subprocess.run(find_tool("yosys") + ["-V"], capture_output=True, text=True,
                              check=True).stdout)
     """)
@@ -67,6 +69,7 @@ def test_run_tool_failure_names_the_log(tmp_path, monkeypatch):
                                 f"{tmp_path / 'y.log'}, ending:\nbad input line")
 
 
+@pytest.mark.tools
 def test_first_use_compiles_once_under_a_lock(tmp_path):
     """Two processes that use a tool for the first time at once: one compiles it (and says so),
     the other waits for it; both then run it. (icepack: the smallest tool to compile.)"""
