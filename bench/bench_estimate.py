@@ -1,0 +1,236 @@
+"""The resource estimate against the tools: LUT, FF, DSP and block RAM, estimated from the plan
+before synthesis (``amaranth_nn.estimate``) and counted after it.
+
+For a set of networks (the embedded digits model over a sweep of target IIs, and random MLPs of
+4- to 16-bit formats) it prints, per FPGA family, a markdown table of estimate / measured and
+the relative error:
+
+* xc7: yosys ``synth_xilinx`` out of context (network alone);
+* ice40: yosys ``synth_ice40 -dsp`` and nextpnr-ice40 on the iCE40UP5K (logic cells), network
+  in the four-pin IOHarness;
+* ecp5: yosys ``synth_ecp5`` and nextpnr-ecp5 on the LFE5U-85F (``arch="ecp5"``), out of
+  context;
+* boards (``--boards``): ``python -m amaranth_nn.build``'s own report, estimate with the harness.
+
+``--fit`` also runs yosys without ``-flatten`` and fits the per-layer LUT and flip-flop models
+(least squares with non-negative coefficients over :func:`amaranth_nn.estimate.layer_features`)
+and prints the coefficient tables to paste into ``amaranth_nn/estimate.py``.
+
+Usage::
+
+    python bench/bench_estimate.py [--families xc7,ice40,ecp5] [--boards] [--fit] [--quick]
+
+Figures, never assertions. The tools run one after the other; the whole run takes about
+40 minutes on 2 cores (``--quick``: the digits model at target II 512 and 64 only).
+"""
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from amaranth.back import rtlil
+
+from amaranth_nn import Activation, Layer, NetworkSpec, QFormat, synth
+from amaranth_nn.build import build
+from amaranth_nn.devices import DEVICES
+from amaranth_nn.estimate import estimate, layer_features
+from amaranth_nn.folding import choose_folding, plan_network
+from amaranth_nn.models import default_spec
+from amaranth_nn.network import Network
+from amaranth_nn.toolchain import run_tool
+
+FAMILY_DEVICES = {"xc7": DEVICES["xc7a35t"], "ice40": DEVICES["ice40up5k"],
+                  "ecp5": DEVICES["lfe5u-85f"]}
+
+
+def mlp(sizes, width, seed=1):
+    """A random MLP: ReLU hidden layers, ``width``-bit formats everywhere."""
+    rng = np.random.default_rng(seed)
+    fmt = QFormat(width, width - 2)
+    input_format, layers = fmt, []
+    for index, (n, m) in enumerate(zip(sizes, sizes[1:], strict=False)):
+        wf = QFormat(width, width - 1)
+        weights = rng.integers(wf.min, wf.max + 1, size=(m, n))
+        bias = rng.integers(-(1 << (width + 2)), 1 << (width + 2), size=m)
+        out = QFormat(width, fmt.frac + wf.frac - max(1, (2 * width + n.bit_length() // 2)
+                                                      - width))
+        last = index == len(sizes) - 2
+        layers.append(Layer(f"dense{index}", weights, bias, wf,
+                            QFormat(min(62, 2 * width + 8), fmt.frac + wf.frac), out,
+                            Activation.identity() if last else Activation.relu()))
+        fmt = out
+    return NetworkSpec(input_format, layers, name=f"mlp{'-'.join(map(str, sizes))}_w{width}")
+
+
+def designs(quick):
+    """``[(label, spec, folding)]``."""
+    digits = default_spec()
+    if quick:
+        return [(f"digits ii{t}", digits, choose_folding(digits, t)) for t in (512, 64)]
+    rows = [(f"digits ii{t}", digits, choose_folding(digits, t))
+            for t in (1024, 512, 256, 128, 64, 32, 16)]
+    rows.append(("digits 4x8,2x4,1x3", digits, ((4, 8), (2, 4), (1, 3))))
+    for sizes, width, target in (((32, 10), 8, 320), ((32, 10), 8, 40),
+                                 ((16, 64, 32, 32, 5), 8, 64), ((16, 64, 32, 32, 5), 8, 256),
+                                 ((64, 32, 16, 10), 4, 64), ((64, 32, 16, 10), 12, 64),
+                                 ((64, 32, 16, 10), 16, 64)):
+        spec = mlp(sizes, width)
+        rows.append((f"{spec.name} ii{target}", spec, choose_folding(spec, target)))
+    return rows
+
+
+def _fits(family, multipliers):
+    """Whether a network alone can be placed on the family's bench device."""
+    return family != "ice40" or multipliers <= FAMILY_DEVICES["ice40"].dsp
+
+
+def measure(family, spec, folding):
+    """``{"LUT", "FF", "DSP", "BRAM"}`` of the network alone, counted by the tools."""
+    if family == "xc7":
+        used = synth.xilinx_utilization(Network(spec, folding), progress=False)
+        return {"LUT": used.lut, "FF": used.ff, "DSP": used.dsp, "BRAM": used.bram36}
+    if family == "ice40":
+        pnr = synth.ice40_fmax(Network(spec, folding), progress=False)
+        return {"LUT": pnr.lut, "FF": None, "DSP": pnr.dsp, "BRAM": pnr.bram}
+    pnr = synth.ecp5_fmax(Network(spec, folding, arch="ecp5"), progress=False)
+    return {"LUT": pnr.lut, "FF": pnr.ff, "DSP": pnr.dsp, "BRAM": pnr.bram}
+
+
+def _cell(guess, real):
+    if real is None:
+        return f"{guess:g} / -"
+    error = "" if not real else f" ({100 * (guess - real) / real:+.0f} %)"
+    return f"{guess:g} / {real:g}{error}"
+
+
+def table(title, rows):
+    print(f"\n### {title}\n")
+    print("| design | pe x simd | LUT est / real | FF est / real | DSP est / real | "
+          "BRAM est / real | s |")
+    print("|---|---|---|---|---|---|---|")
+    for label, folding, guess, real, seconds in rows:
+        fold = " ".join(f"{pe}x{simd}" for pe, simd in folding)
+        cells = " | ".join(_cell(guess[k], real[k]) for k in ("LUT", "FF", "DSP", "BRAM"))
+        print(f"| {label} | {fold} | {cells} | {seconds:.0f} |", flush=True)
+
+
+# --- The fit: per-layer counts from hierarchical yosys runs ------------------------------------
+
+_SYNTH = {"xc7": "synth_xilinx -family xc7 -noiopad -noclkbuf", "ice40": "synth_ice40 -dsp",
+          "ecp5": "synth_ecp5"}
+
+
+def _luts(family, cells):
+    """LUTs as the device counts them: LUT6 plus LUT RAM (xc7), LUT4 plus two per carry cell
+    and per LUT-RAM cell (ECP5's TRELLIS_COMB), LUT4 (iCE40)."""
+    if family == "xc7":
+        return (sum(cells.get(f"LUT{k}", 0) for k in range(1, 7))
+                + 4 * (cells.get("RAM32M", 0) + cells.get("RAM64M", 0)))
+    if family == "ecp5":
+        return (cells.get("LUT4", 0) + 2 * cells.get("CCU2C", 0)
+                + 2 * cells.get("TRELLIS_DPR16X4", 0))
+    return cells.get("SB_LUT4", 0)
+
+
+def _ffs(family, cells):
+    prefix = {"xc7": "FD", "ecp5": "TRELLIS_FF", "ice40": "SB_DFF"}[family]
+    return sum(count for cell, count in cells.items() if cell.startswith(prefix))
+
+
+def per_layer(family, spec, folding):
+    """``[(features, luts, ffs)]`` of every layer, from one hierarchical yosys run."""
+    arch = "ecp5" if family == "ecp5" else "generic"
+    network = Network(spec, folding, arch=arch)
+    with tempfile.TemporaryDirectory() as workdir:
+        path = Path(workdir)
+        (path / "design.il").write_text(rtlil.convert(network, name="top"))
+        (path / "synth.ys").write_text(
+            f"read_rtlil design.il\n{synth.YOSYS_RENAME_FIX}\n{_SYNTH[family]} -top top\n"
+            f"tee -q -o stat.json stat -json\n")
+        run_tool("yosys", ["synth.ys"], path, "yosys.log", what=_SYNTH[family])
+        modules = json.loads((path / "stat.json").read_text())["modules"]
+    rows = []
+    for index, layer in enumerate(network.plan.layers):
+        name = f"\\top.layer{index}"
+        cells = {}
+        for module, stat in modules.items():
+            if module == name or module.startswith(name + "."):
+                for cell, count in stat.get("num_cells_by_type", {}).items():
+                    cells[cell] = cells.get(cell, 0) + count
+        device = FAMILY_DEVICES[family]
+        rows.append((layer_features(layer, device), _luts(family, cells), _ffs(family, cells)))
+    return rows
+
+
+def fit(family, rows):
+    """Non-negative least squares of LUTs and FFs over the features; prints the tables."""
+    try:
+        from scipy.optimize import nnls
+    except ImportError:
+        sys.exit("--fit needs scipy (pip install scipy)")
+    names = list(rows[0][0])
+    x = np.array([[features[name] for name in names] for features, _, _ in rows], float)
+    for label, column in (("LUT", 1), ("FF", 2)):
+        y = np.array([row[column] for row in rows], float)
+        coefficients, _ = nnls(x, y)
+        errors = (x @ coefficients - y) / y
+        table = {name: float(f"{value:.3g}")
+                 for name, value in zip(names, coefficients, strict=True) if value > 1e-6}
+        print(f'    "{family}" {label}: {table},  # {len(rows)} layers, mean |error| '
+              f"{np.abs(errors).mean():.1%}, largest {errors.min():+.0%} / {errors.max():+.0%}")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--families", default="xc7,ice40,ecp5",
+                        help="comma list of xc7, ice40, ecp5 (default all)")
+    parser.add_argument("--boards", action="store_true",
+                        help="also board builds (arty_a7, icebreaker, ulx3s), with the harness")
+    parser.add_argument("--fit", action="store_true", help="refit the LUT and FF models")
+    parser.add_argument("--quick", action="store_true",
+                        help="the digits model at target II 512 and 64 only")
+    args = parser.parse_args(argv)
+    families = [name.strip() for name in args.families.split(",")]
+    for family in families:
+        if family not in FAMILY_DEVICES:
+            parser.error(f"--families: unknown family {family!r}")
+    rows = designs(args.quick)
+    for family in families:
+        device = FAMILY_DEVICES[family]
+        results, layers = [], []
+        for label, spec, folding in rows:
+            plan = plan_network(spec, folding)
+            if not _fits(family, plan.multipliers):
+                continue
+            start = time.monotonic()
+            real = measure(family, spec, folding)
+            results.append((label, folding, estimate(plan, device).as_dict(), real,
+                            time.monotonic() - start))
+            if args.fit:
+                layers += per_layer(family, spec, folding)
+        table(f"{family}: {device.name}, network alone", results)
+        if args.fit and layers:
+            print(f"\nFitted coefficients ({family}):")
+            fit(family, layers)
+    if args.boards:
+        results = []
+        for board, target in (("arty_a7", 64), ("arty_a7", 256), ("icebreaker", 512),
+                              ("icebreaker", 1024), ("ulx3s", 64)):
+            spec = default_spec()
+            start = time.monotonic()
+            with tempfile.TemporaryDirectory() as out:
+                report = build(board, spec, target_ii=target, out=Path(out) / board)
+            used = {kind: entry["used"] for kind, entry in report["utilization"].items()}
+            guess = {kind: entry["estimate"] for kind, entry in report["utilization"].items()}
+            results.append((f"{board} digits ii{target}", report["folding"], guess, used,
+                            time.monotonic() - start))
+        table("board builds (network and harness)", results)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
