@@ -1,9 +1,12 @@
 """Fixtures of every test area: a file that cannot be read and a directory that cannot be
 written, also for root (who may read and write anything chmod forbids)."""
 
+import sys
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))  # the spec factory, tests/specs.py
 
 
 def _first_refused(candidates, attempt):

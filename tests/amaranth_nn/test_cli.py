@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from nn_helpers import random_spec
+from specs import random_spec
 
 from amaranth_nn import __version__, cli
 from amaranth_nn import export as export_cli

@@ -6,7 +6,8 @@ import pytest
 from amaranth.back import verilog
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from nn_helpers import layer_inputs, random_inputs, random_spec, run_layer, single_layer_spec, sizes
+from nn_helpers import layer_inputs, run_layer, sizes
+from specs import random_inputs, random_spec, single_layer_spec
 
 from amaranth_nn import Activation, QFormat, golden
 from amaranth_nn.dense import DenseLayer

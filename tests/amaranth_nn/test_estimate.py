@@ -3,7 +3,7 @@ of the ROMs), fitted where the tools do (LUTs, flip-flops; see the slow tests in
 
 import numpy as np
 import pytest
-from nn_helpers import random_spec
+from specs import random_spec
 
 from amaranth_nn.devices import DEVICES, get_device
 from amaranth_nn.estimate import (

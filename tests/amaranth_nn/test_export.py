@@ -6,8 +6,9 @@ import re
 
 import numpy as np
 import pytest
+from specs import mlp_spec
 
-from amaranth_nn import Activation, Layer, NetworkSpec, QFormat
+from amaranth_nn import Layer, NetworkSpec, QFormat
 from amaranth_nn.export import EXPORT_FORMAT, main
 from amaranth_nn.export import export as export_network
 from amaranth_nn.folding import plan_network
@@ -16,22 +17,20 @@ from amaranth_nn.lanes import unpack_lanes
 
 
 def _spec(seed=1, sizes=(7, 5, 3), *, non_negative_last=False):
-    """A small spec with prime sizes (padding on every folding below) and wide accumulators."""
-    rng = np.random.default_rng(seed)
-    fmt = QFormat(6, 3)
-    input_format, layers = fmt, []
-    for index, (n, m) in enumerate(zip(sizes, sizes[1:], strict=False)):
-        wf = QFormat(7, 8)
-        weights = rng.integers(wf.min, wf.max + 1, size=(m, n))
-        if non_negative_last and index == len(sizes) - 2:
-            weights = np.abs(weights) % (wf.max + 1)
-            weights[0, 0] = wf.max  # top bit of an unsigned lane set
-        bf = QFormat(16, fmt.frac + wf.frac)
-        bias = rng.integers(-3000, 3000, size=m)
-        of = QFormat(5, fmt.frac + wf.frac - 6)
-        layers.append(Layer(f"dense{index}", weights, bias, wf, bf, of, Activation.relu()))
-        fmt = of
-    return NetworkSpec(input_format, layers, name="small")
+    """A small spec with prime sizes (padding on every folding below), weights of the whole
+    Q(7, 8) range and 16-bit accumulators; ``non_negative_last`` makes the last layer's weights
+    non-negative, its weight ROM lanes unsigned."""
+    spec = mlp_spec(sizes, seed=seed, input_format=QFormat(6, 3), weight_format=QFormat(7, 8),
+                    bias_width=16, output_format=QFormat(5, 5), weights=64, biases=3000,
+                    name="small")
+    if not non_negative_last:
+        return spec
+    last = spec.layers[-1]
+    weights = np.abs(last.weights) % 64
+    weights[0, 0] = 63  # the top bit of an unsigned lane set
+    layer = Layer(last.name, weights, last.bias, last.weight_format, last.bias_format,
+                  last.output_format, last.activation)
+    return NetworkSpec(spec.input_format, [*spec.layers[:-1], layer], name=spec.name)
 
 
 def _decode(out_dir, manifest, spec):
@@ -164,7 +163,7 @@ def test_export_errors(tmp_path):
     with pytest.raises(TypeError, match=r"^Spec must be a NetworkSpec, not 'x'$"):
         export_network("x", tmp_path)
     with pytest.raises(ValueError, match=r"^Pe must be from 1 to 5 \(the out_features of layer "
-                                         r"0 \('dense0'\)\), not 9$"):
+                                         r"0 \('fc0'\)\), not 9$"):
         export_network(_spec(), tmp_path / "out", [(9, 1), (1, 1)])
     (tmp_path / "file").write_text("")
     with pytest.raises(FileExistsError):
@@ -193,7 +192,7 @@ def test_cli_bad_folding_exits_before_writing(tmp_path, capsys):
                  "--pe", "9,1", "--simd", "1,1"]) == 2
     gc.collect()
     assert capsys.readouterr().err == ("error: --pe 9,1 --simd 1,1: Pe must be from 1 to 5 (the "
-                                       "out_features of layer 0 ('dense0')), not 9\n")
+                                       "out_features of layer 0 ('fc0')), not 9\n")
     assert not (tmp_path / "out").exists()
 
 

@@ -4,7 +4,7 @@ import gc
 
 import numpy as np
 import pytest
-from nn_helpers import random_spec
+from specs import random_spec
 
 from amaranth_nn.export import export
 from amaranth_nn.folding import choose_folding, default_folding, plan_network

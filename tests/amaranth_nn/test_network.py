@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from nn_helpers import random_inputs, random_spec, sizes
+from nn_helpers import sizes
+from specs import random_inputs, random_spec
 
 from amaranth_nn import golden
 from amaranth_nn.folding import (

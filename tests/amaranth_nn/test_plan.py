@@ -6,7 +6,7 @@ check that the hardware keeps them: bit-exact outputs, and cycles equal to the p
 
 import numpy as np
 import pytest
-from nn_helpers import random_spec, single_layer_spec
+from specs import random_spec, single_layer_spec
 
 from amaranth_nn import Activation, QFormat
 from amaranth_nn.lanes import pack_lanes, unpack_lanes

@@ -9,7 +9,7 @@ import sys
 
 import numpy as np
 import pytest
-from nn_helpers import random_inputs, random_spec
+from specs import random_inputs, random_spec
 
 from amaranth_nn import golden
 from amaranth_nn.lanes import pack_beats, unpack_beats

@@ -7,11 +7,11 @@ assert resource counts, never Fmax or run time.
 import json
 import shutil
 
-import numpy as np
 import pytest
 from amaranth.back import verilog
+from specs import mlp_spec
 
-from amaranth_nn import Activation, Layer, NetworkSpec, QFormat, synth
+from amaranth_nn import QFormat, synth
 from amaranth_nn.devices import DEVICES
 from amaranth_nn.estimate import estimate
 from amaranth_nn.network import Network
@@ -22,18 +22,10 @@ ESTIMATE_TOLERANCE = 0.3
 
 
 def _spec(sizes=(6, 5, 3), seed=0, *, in_width=8, w_width=8):
-    rng = np.random.default_rng(seed)
     fmt = QFormat(in_width, in_width - 2)
-    input_format, layers = fmt, []
-    for index, (n, m) in enumerate(zip(sizes, sizes[1:], strict=False)):
-        wf = QFormat(w_width, w_width - 2)
-        weights = rng.integers(wf.min, wf.max + 1, size=(m, n))
-        bf = QFormat(in_width + w_width + 4, fmt.frac + wf.frac)
-        bias = rng.integers(-(1 << 8), 1 << 8, size=m)
-        of = QFormat(in_width, fmt.frac)
-        layers.append(Layer(f"dense{index}", weights, bias, wf, bf, of, Activation.relu()))
-        fmt = of
-    return NetworkSpec(input_format, layers, name="small")
+    return mlp_spec(sizes, seed=seed, input_format=fmt, output_format=fmt,
+                    weight_format=QFormat(w_width, w_width - 2), bias_width=in_width + w_width + 4,
+                    weights=1 << (w_width - 1), biases=1 << 8, name="small")
 
 
 # --- Xilinx: one DSP48E1 per multiplier -------------------------------------------------------

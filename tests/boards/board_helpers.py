@@ -2,18 +2,14 @@
 measures the same one."""
 
 import numpy as np
+from specs import mlp_spec
 
 from amaranth_nn import Activation, Layer, NetworkSpec, QFormat
 
 
 def tiny_spec():
     """4 -> 3 -> 2 with one byte per element: 11-byte INFER requests and RESULT replies."""
-    rng = np.random.default_rng(9)
-    layers = [Layer("fc0", rng.integers(-64, 64, (3, 4)), rng.integers(-500, 500, 3),
-                    QFormat(7, 6), QFormat(32, 12), QFormat(8, 4), Activation.relu()),
-              Layer("fc1", rng.integers(-64, 64, (2, 3)), rng.integers(-500, 500, 2),
-                    QFormat(7, 6), QFormat(32, 10), QFormat(8, 4), Activation.identity())]
-    return NetworkSpec(QFormat(8, 6), layers)
+    return mlp_spec([4, 3, 2], seed=9, input_format=QFormat(8, 6))
 
 
 def wide_spec():

@@ -4,10 +4,10 @@
 import json
 import time
 
-import numpy as np
 import pytest
+from specs import mlp_spec
 
-from amaranth_nn import Activation, Layer, NetworkSpec, QFormat
+from amaranth_nn import QFormat
 from amaranth_nn.build import _over_capacity, build, format_report, main
 from amaranth_nn.estimate import estimate
 from amaranth_nn.folding import choose_folding, plan_network
@@ -19,12 +19,8 @@ KNOWN = "arty_a7, arty_a7_100, icebreaker, ulx3s"
 
 
 def _tiny_spec():
-    rng = np.random.default_rng(11)
-    l0 = Layer("fc0", rng.integers(-30, 30, (4, 6)), rng.integers(-300, 300, 4), QFormat(6, 5),
-               QFormat(24, 9), QFormat(8, 4), Activation.relu())
-    l1 = Layer("fc1", rng.integers(-30, 30, (3, 4)), rng.integers(-300, 300, 3), QFormat(6, 5),
-               QFormat(24, 9), QFormat(8, 4), Activation.identity())
-    return NetworkSpec(QFormat(8, 4), [l0, l1], name="tiny")
+    return mlp_spec([6, 4, 3], seed=11, weight_format=QFormat(6, 5), bias_width=24, weights=30,
+                    biases=300, name="tiny")
 
 
 def test_board_table():

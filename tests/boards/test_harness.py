@@ -4,8 +4,9 @@ real network, out of the TX pin; every answer is compared with the golden model 
 
 import numpy as np
 import pytest
+from specs import mlp_spec
 
-from amaranth_nn import Activation, Layer, NetworkSpec, QFormat, golden
+from amaranth_nn import QFormat, golden
 from amaranth_nn.host import BoardClient, check_samples
 from amaranth_nn.link import SimulatedLink
 from amaranth_nn.models import default_spec, default_test_set
@@ -14,17 +15,8 @@ from boards.harness import Harness
 
 
 def _small_spec(seed=5, sizes=(6, 5, 3), in_width=12, out_width=10):
-    rng = np.random.default_rng(seed)
-    layers, fmt = [], QFormat(in_width, 6)
-    for index, (n, m) in enumerate(zip(sizes, sizes[1:], strict=False)):
-        last = index == len(sizes) - 2
-        out = QFormat(out_width if last else 8, 4)
-        layers.append(Layer(f"fc{index}", rng.integers(-64, 64, (m, n)),
-                            rng.integers(-5000, 5000, m), QFormat(7, 6),
-                            QFormat(32, fmt.frac + 6), out,
-                            Activation.identity() if last else Activation.relu()))
-        fmt = out
-    return NetworkSpec(QFormat(in_width, 6), layers)
+    return mlp_spec(sizes, seed=seed, input_format=QFormat(in_width, 6),
+                    last_format=QFormat(out_width, 4), biases=5000)
 
 
 def _exchange(link, data, count, timeout_bytes=200):

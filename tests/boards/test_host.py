@@ -4,17 +4,16 @@ import re
 
 import numpy as np
 import pytest
+from specs import mlp_spec
 
-from amaranth_nn import Activation, Layer, NetworkSpec, QFormat
+from amaranth_nn import QFormat
 from amaranth_nn.host import BoardClient, BoardError, check_samples, format_summary, main
 from amaranth_nn.link import ByteLink, SimulatedLink
 
 
 def _spec(seed=2):
-    rng = np.random.default_rng(seed)
-    layer = Layer("fc", rng.integers(-20, 20, (3, 5)), rng.integers(-200, 200, 3),
-                  QFormat(6, 5), QFormat(24, 9), QFormat(8, 3), Activation.identity())
-    return NetworkSpec(QFormat(8, 4), [layer], name="small")
+    return mlp_spec([5, 3], seed=seed, weight_format=QFormat(6, 5), bias_width=24,
+                    output_format=QFormat(8, 3), weights=20, biases=200, name="small")
 
 
 def test_cli_sim_default_model(capsys):

@@ -6,18 +6,18 @@ from amaranth.hdl import Module, Signal
 from amaranth.sim import Simulator
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from specs import mlp_spec
 
-from amaranth_nn import Activation, Layer, NetworkSpec, QFormat
+from amaranth_nn import NetworkSpec, QFormat
 from amaranth_nn.link import FRAME_START_NOISE, single_faults
 from boards import protocol as proto
 from boards.harness import crc16_next
 
 
 def _spec(in_width=8, out_width=8, n_in=5, n_out=3):
-    rng = np.random.default_rng(3)
-    layer = Layer("fc", rng.integers(-8, 8, (n_out, n_in)), rng.integers(-100, 100, n_out),
-                  QFormat(5, 3), QFormat(24, 3 + 2), QFormat(out_width, 2), Activation.identity())
-    return NetworkSpec(QFormat(in_width, 2), [layer])
+    return mlp_spec([n_in, n_out], seed=3, input_format=QFormat(in_width, 2),
+                    weight_format=QFormat(5, 3), bias_width=24,
+                    output_format=QFormat(out_width, 2), weights=8, biases=100)
 
 
 def test_crc16_check_value():
