@@ -327,11 +327,11 @@ def _say(progress, text):
         progress(text)
 
 
-def _run(tool, args, workdir, log_name, what, progress, timeout):
-    """Run ``tool args`` in ``workdir``, its output into ``log_name``; returns wall seconds."""
+def _run(tool, args, workdir, log_name, what, progress, timeout, console=None):
+    """Run ``tool args`` in ``workdir``, its log in ``log_name``; returns wall seconds."""
     _say(progress, f"{tool}: {what} ...")
-    seconds = run_tool(tool, args, workdir, log_name, what=what, timeout=timeout,
-                       say=lambda text: _say(progress, text))
+    seconds = run_tool(tool, args, workdir, log_name, console=console, what=what,
+                       timeout=timeout, say=lambda text: _say(progress, text))
     _say(progress, f"{tool}: {what} done in {seconds:.1f} s")
     return seconds
 
@@ -467,8 +467,8 @@ def xilinx_utilization(design, *, family="xc7", name="top", top=None, platform=N
             "tee -q -o stat.json stat -json",
         ]) + "\n"
         (path / "synth.ys").write_text(script)
-        seconds = _run("yosys", ["synth.ys"], path, "yosys.log",
-                       f"synth_xilinx -family {family}", progress, timeout)
+        seconds = _run("yosys", ["-q", "-l", "yosys.log", "synth.ys"], path, "yosys.log",
+                       f"synth_xilinx -family {family}", progress, timeout, "yosys.out")
         return parse_yosys_stat(path / "stat.json", top=top or name, seconds=seconds)
 
 
@@ -548,8 +548,8 @@ def _pnr(family, design, *, device, package, speed, freq_mhz, name, top, platfor
         options = f"synth_{family} {synth_opts}".rstrip() + _top_option(design, top, name)
         script = "\n".join([read, YOSYS_RENAME_FIX, f"{options} -json netlist.json"]) + "\n"
         (path / "synth.ys").write_text(script)
-        _run("yosys", ["synth.ys"], path, "yosys.log",
-             f"synth_{family} {synth_opts}".rstrip(), progress, timeout)
+        _run("yosys", ["-q", "-l", "yosys.log", "synth.ys"], path, "yosys.log",
+             f"synth_{family} {synth_opts}".rstrip(), progress, timeout, "yosys.out")
         args = [f"--{device}", "--package", package, "--json", "netlist.json",
                 "--freq", f"{freq_mhz:g}", "--report", "report.json", "--timing-allow-fail",
                 "--seed", str(seed)]

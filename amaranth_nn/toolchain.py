@@ -238,8 +238,9 @@ def _tail(path, lines=25):
     return "\n".join(text.rstrip().splitlines()[-lines:])
 
 
-def run_tool(name, args, cwd, log, *, what=None, verbose=False, say=print, timeout=None):
-    """Run tool ``name`` with ``args`` in ``cwd``; its output goes to the file ``log``.
+def run_tool(name, args, cwd, log, *, console=None, what=None, verbose=False, say=print,
+             timeout=None):
+    """Run tool ``name`` with ``args`` in ``cwd``; its console output goes to the file ``log``.
 
     Parameters
     ----------
@@ -249,7 +250,11 @@ def run_tool(name, args, cwd, log, *, what=None, verbose=False, say=print, timeo
         Arguments; paths relative to ``cwd`` (YoWASP tools see ``/tmp`` as a private
         directory).
     cwd, log : path
-        Working directory, and the log file (relative to ``cwd`` or absolute).
+        Working directory, and the log file (relative to ``cwd`` or absolute) that a failure
+        names and quotes the end of.
+    console : path, optional
+        Where the console output goes when the tool writes ``log`` itself (yosys ``-l``:
+        YoWASP's yosys stops writing to its console after the first ABC run).
     what : str, optional
         What the run does, for messages.
     verbose : bool
@@ -273,7 +278,7 @@ def run_tool(name, args, cwd, log, *, what=None, verbose=False, say=print, timeo
     what = what or name
     log = Path(cwd) / log
     start = time.monotonic()
-    with open(log, "w") as output:
+    with open(log if console is None else Path(cwd) / console, "w") as output:
         process = subprocess.Popen(find_tool(name) + list(args), cwd=cwd, text=True,
                                    stdout=subprocess.PIPE if verbose else output,
                                    stderr=subprocess.STDOUT)

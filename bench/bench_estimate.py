@@ -151,7 +151,8 @@ def per_layer(family, spec, folding):
         (path / "synth.ys").write_text(
             f"read_rtlil design.il\n{synth.YOSYS_RENAME_FIX}\n{_SYNTH[family]} -top top\n"
             f"tee -q -o stat.json stat -json\n")
-        run_tool("yosys", ["synth.ys"], path, "yosys.log", what=_SYNTH[family])
+        run_tool("yosys", ["-q", "-l", "yosys.log", "synth.ys"], path, "yosys.log",
+                 console="yosys.out", what=_SYNTH[family])
         modules = json.loads((path / "stat.json").read_text())["modules"]
     rows = []
     for index, layer in enumerate(network.plan.layers):
