@@ -260,9 +260,12 @@ def _build_open(board, platform, out, program, verbose, progress):
     commands = json.loads((out / "build_top.json").read_text())["commands"]
     for argv in commands:
         tool, args = argv[0], argv[1:]
+        # yosys (-l) and nextpnr (--log) write their own logs, which a failure quotes.
+        own_log = next((args[n + 1] for n, arg in enumerate(args[:-1])
+                        if arg in ("-l", "--log")), None)
         with progress.stage(f"{STAGES[tool]} ({tool})") as note:
-            run_tool(tool, args, out, f"{tool}.log", what=STAGES[tool], verbose=verbose,
-                     say=note)
+            run_tool(tool, args, out, own_log or f"{tool}.log", console=f"{tool}.log",
+                     what=STAGES[tool], verbose=verbose, say=note)
     bitstream = "top.bit" if board.family == "ecp5" else "top.bin"
     if program:
         var, command = _programmer(board)

@@ -136,7 +136,7 @@ def test_failing_tool_is_a_one_line_error(capsys, tmp_path, monkeypatch):
     assert "Traceback" not in err
     assert err.splitlines()[-2:] == [
         "  synthesize (yosys) failed after " + err.split("failed after ")[1].split("\n")[0],
-        f"error: yosys (synthesize) failed with exit status 1; its log is {out / 'yosys.log'}"]
+        f"error: yosys (synthesize) failed with exit status 1; its log is {out / 'top.rpt'}"]
     assert not (out / "report.json").exists()
 
 
