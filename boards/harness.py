@@ -166,7 +166,7 @@ class Harness(wiring.Component):
             "busy": Out(1),
             "error": Out(1),
             "activity": Out(1),
-            "last_class": Out(16),
+            "last_class": Out(8 * proto.ARGMAX_BYTES),
         })
 
     @property
@@ -262,7 +262,7 @@ class Harness(wiring.Component):
 
         scan = Signal(range(max(n_out, 2)))
         best = Signal(signed(8 * out_bytes))
-        best_index = Signal(16)
+        best_index = Signal(8 * proto.ARGMAX_BYTES)
         current = Array(outs)[scan]
         with m.If(result_full & ~result_ready):
             with m.If((scan == 0) | (current > best)):
@@ -297,7 +297,7 @@ class Harness(wiring.Component):
 
         payloads = {
             proto.RESULT: [o[8 * i:8 * i + 8] for o in outs for i in range(out_bytes)]
-            + [best_index[:8], best_index[8:]],
+            + [best_index[8 * i:8 * i + 8] for i in range(proto.ARGMAX_BYTES)],
             proto.STATUS_REPLY: [counters[name][8 * i:8 * i + 8]
                                  for name in proto.COUNTERS for i in range(2)],
             proto.INFO_REPLY: [Const(b, 8) for b in p.info_bytes(net.ii, net.latency)],
@@ -474,7 +474,7 @@ class Harness(wiring.Component):
                             m.d.sync += feeding.eq(1)
                     with m.Else():
                         m.d.comb += events["frames_ok"].eq(1)
-                        reply(rx_type | 0x80)
+                        reply(proto.reply_type(rx_type))
                 with m.If(abort):
                     m.next = "HUNT"
         # Abandon a partial frame on a framing error or when the line goes idle.

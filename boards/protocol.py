@@ -49,7 +49,7 @@ __all__ = [
     "SYNC", "INFER", "STATUS", "INFO", "RESULT", "STATUS_REPLY", "INFO_REPLY", "NAK",
     "REQUEST_TYPES", "REPLY_TYPES", "REQUEST_TAGS", "ERRORS", "ERROR_NAMES", "COUNTERS",
     "INFO_FIELDS", "STATUS_PAYLOAD", "INFO_PAYLOAD", "HEADER_SIZE", "CRC_SIZE", "OVERHEAD",
-    "BITS_PER_BYTE", "FLUSH_BYTE", "CRC_INIT", "CRC_POLY",
+    "BITS_PER_BYTE", "FLUSH_BYTE", "CRC_INIT", "CRC_POLY", "ARGMAX_BYTES", "reply_type",
     "crc16", "crc16_update", "element_bytes", "encode_elements", "decode_elements",
     "spec_fingerprint", "Frame", "FrameDecoder", "encode_frame", "Protocol",
 ]
@@ -61,9 +61,16 @@ INFER = 0x01
 STATUS = 0x02
 INFO = 0x03
 # Reply types.
-RESULT = INFER | 0x80
-STATUS_REPLY = STATUS | 0x80
-INFO_REPLY = INFO | 0x80
+
+
+def reply_type(request_type):
+    """The type of the reply to a request: the request type with bit 7 set."""
+    return request_type | 0x80
+
+
+RESULT = reply_type(INFER)
+STATUS_REPLY = reply_type(STATUS)
+INFO_REPLY = reply_type(INFO)
 NAK = 0xFF
 
 REQUEST_TYPES = (INFER, STATUS, INFO)
@@ -97,6 +104,9 @@ INFO_FIELDS = (("input_size", 2), ("output_size", 2), ("input_width", 1),
 #: Payload lengths of the STATUS and INFO replies, in bytes.
 STATUS_PAYLOAD = 2 * len(COUNTERS)
 INFO_PAYLOAD = sum(size for _, size in INFO_FIELDS)
+
+#: Bytes of the argmax class at the end of a RESULT payload (little-endian).
+ARGMAX_BYTES = 2
 
 HEADER_SIZE = 5     # SYNC TYPE TAG LEN_LO LEN_HI
 CRC_SIZE = 2
@@ -434,7 +444,7 @@ class Protocol:
         self.input_bytes = element_bytes(self.input_width)
         self.output_bytes = element_bytes(self.output_width)
         self.infer_payload = spec.input_size * self.input_bytes
-        self.result_payload = spec.output_size * self.output_bytes + 2
+        self.result_payload = spec.output_size * self.output_bytes + ARGMAX_BYTES
         if self.infer_payload > 0xFFFF or self.result_payload > 0xFFFF:
             raise ValueError(f"The network's vectors are too large for the protocol: "
                              f"{self.infer_payload} input bytes, {self.result_payload} output "
@@ -494,8 +504,9 @@ class Protocol:
         if len(payload) != self.result_payload:
             raise ValueError(f"A RESULT payload must be {self.result_payload} bytes, not "
                              f"{len(payload)}")
-        outputs = decode_elements(payload[:-2], self.output_width, self.spec.output_size)
-        return outputs, int.from_bytes(payload[-2:], "little")
+        outputs = decode_elements(payload[:-ARGMAX_BYTES], self.output_width,
+                                  self.spec.output_size)
+        return outputs, int.from_bytes(payload[-ARGMAX_BYTES:], "little")
 
     @staticmethod
     def decode_status(payload):
