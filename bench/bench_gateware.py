@@ -29,6 +29,8 @@ import numpy as np
 from tqdm import tqdm
 
 from amaranth_nn import NetworkSpec, synth
+from amaranth_nn.devices import DEVICES
+from amaranth_nn.estimate import check_fit
 from amaranth_nn.folding import DEFAULT_TARGET_II, choose_folding, default_folding
 from amaranth_nn.network import Network
 from amaranth_nn.simulate import simulate
@@ -91,7 +93,10 @@ def measure(spec, folding, x, *, vectors, xilinx, ecp5, freq_mhz, seeds, progres
         util = synth.xilinx_utilization(network, progress=progress)
         row.update(lut=util.lut, ff=util.ff, dsp=util.dsp, bram=util.bram36,
                    xilinx_s=util.seconds)
-    if ecp5:
+    fit = check_fit(network.plan, DEVICES["lfe5u-85f"], harness=False)
+    if ecp5 and not fit.fits:
+        row.update(fmax="does not fit", ecp5_note=fit.message())
+    elif ecp5:
         runs = []
         for seed in seeds:
             try:
