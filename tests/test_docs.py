@@ -28,7 +28,7 @@ def test_there_are_examples():
     assert len(list(examples())) >= 5
 
 
-@pytest.mark.parametrize("path, code", examples())
+@pytest.mark.parametrize("path, code", list(examples()))
 def test_example_runs(path, code, tmp_path):
     done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
                           text=True, timeout=900)
