@@ -145,12 +145,15 @@ def converter_features(converter):
     }
 
 
-# Coefficients of the LUT and flip-flop models, by family, fitted with
-# ``python bench/bench_estimate.py --fit`` (least squares with non-negative coefficients) to
-# yosys synth_xilinx (xc7) and synth_ecp5/synth_ice40 (per module, hierarchical) and nextpnr
-# (totals) results of the digits model at target II 16-1024 and random MLPs of 4- to 16-bit
-# formats. iCE40 counts are logic cells (a LUT4 and a flip-flop each): flip-flops without a LUT
-# of their own take a cell too, which _LOGIC_CELLS_PER_FF accounts for.
+# Coefficients of the LUT and flip-flop models, by family: least squares with non-negative
+# coefficients (``python bench/bench_estimate.py --fit`` prints them) of per-layer yosys counts
+# (synth_xilinx, synth_ecp5 with the ECP5 target, synth_ice40 -dsp; hierarchical runs) of the
+# digits model at target II 16-1024 and random MLPs of 4- to 16-bit formats, 47 xc7, 24 ECP5
+# and 11 iCE40 layers. The width converter's, from four converters. On iCE40 the unit is the
+# logic cell (a LUT4 and a flip-flop): nextpnr packs a flip-flop into the cell of the LUT that
+# drives it when it can; _LOGIC_CELLS_PER_FF is the cells per flip-flop on top of the LUT4s,
+# fitted to nextpnr's counts of iCEBreaker board builds (4210 and 3325 cells for the digits
+# model at target II 512 and 1024).
 _LAYER_LUT = {
     "xc7": {"one": 14.5, "tree": 0.42, "out": 2.58, "lut_mult": 1.98, "lut_rom": 0.0692,
               "beats": 5.73, "w_data": 0.0412, "x_data": 1.57},
@@ -170,7 +173,7 @@ _LAYER_FF = {
 _CONVERTER_LUT = {"xc7": {"one": 40, "select": 0.4}, "ecp5": {"one": 30, "select": 1.0},
                   "ice40": {"one": 30, "select": 1.0}}
 _CONVERTER_FF = {"one": 50, "banks": 1.0, "lanes": 3.0}
-_LOGIC_CELLS_PER_FF = 0.67
+_LOGIC_CELLS_PER_FF = 0.75
 
 #: The board harness (UART, protocol, buffers, argmax, LEDs) by family, without its output
 #: registers (one LUT per two and one and a half flip-flops per output bit on top): board
