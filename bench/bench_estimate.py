@@ -20,8 +20,10 @@ Usage::
 
     python bench/bench_estimate.py [--families xc7,ice40,ecp5] [--boards] [--fit] [--quick]
 
-Figures, never assertions. The tools run one after the other; the whole run takes about
-40 minutes on 2 cores (``--quick``: the digits model at target II 512 and 64 only).
+Figures, never assertions. The tools run one after the other; a design whose estimate does not
+fit the family's device is left out, and so is one whose tool fails or runs past
+``--timeout`` (a line on stderr says so). The whole run takes about an hour on 2 cores
+(``--quick``: the digits model at target II 512 and 64 only).
 """
 
 import argparse
@@ -37,11 +39,11 @@ from amaranth.back import rtlil
 from amaranth_nn import Activation, Layer, NetworkSpec, QFormat, synth
 from amaranth_nn.build import build
 from amaranth_nn.devices import DEVICES
-from amaranth_nn.estimate import estimate, layer_features
+from amaranth_nn.estimate import check_fit, estimate, layer_features
 from amaranth_nn.folding import choose_folding, plan_network
 from amaranth_nn.models import default_spec
 from amaranth_nn.network import Network
-from amaranth_nn.toolchain import run_tool
+from amaranth_nn.toolchain import ToolError, run_tool
 
 FAMILY_DEVICES = {"xc7": DEVICES["xc7a35t"], "ice40": DEVICES["ice40up5k"],
                   "ecp5": DEVICES["lfe5u-85f"]}
@@ -83,20 +85,17 @@ def designs(quick):
     return rows
 
 
-def _fits(family, multipliers):
-    """Whether a network alone can be placed on the family's bench device."""
-    return family != "ice40" or multipliers <= FAMILY_DEVICES["ice40"].dsp
-
-
-def measure(family, spec, folding):
+def measure(family, spec, folding, timeout):
     """``{"LUT", "FF", "DSP", "BRAM"}`` of the network alone, counted by the tools."""
     if family == "xc7":
-        used = synth.xilinx_utilization(Network(spec, folding), progress=False)
+        used = synth.xilinx_utilization(Network(spec, folding), progress=False,
+                                        timeout=timeout)
         return {"LUT": used.lut, "FF": used.ff, "DSP": used.dsp, "BRAM": used.bram36}
     if family == "ice40":
-        pnr = synth.ice40_fmax(Network(spec, folding), progress=False)
+        pnr = synth.ice40_fmax(Network(spec, folding), progress=False, timeout=timeout)
         return {"LUT": pnr.lut, "FF": None, "DSP": pnr.dsp, "BRAM": pnr.bram}
-    pnr = synth.ecp5_fmax(Network(spec, folding, arch="ecp5"), progress=False)
+    pnr = synth.ecp5_fmax(Network(spec, folding, arch="ecp5"), progress=False,
+                          timeout=timeout)
     return {"LUT": pnr.lut, "FF": pnr.ff, "DSP": pnr.dsp, "BRAM": pnr.bram}
 
 
@@ -192,6 +191,9 @@ def main(argv=None):
     parser.add_argument("--boards", action="store_true",
                         help="also board builds (arty_a7, icebreaker, ulx3s), with the harness")
     parser.add_argument("--fit", action="store_true", help="refit the LUT and FF models")
+    parser.add_argument("--timeout", type=float, default=600,
+                        help="seconds a tool may run before the design is left out "
+                             "(default 600)")
     parser.add_argument("--quick", action="store_true",
                         help="the digits model at target II 512 and 64 only")
     args = parser.parse_args(argv)
@@ -205,10 +207,14 @@ def main(argv=None):
         results, layers = [], []
         for label, spec, folding in rows:
             plan = plan_network(spec, folding)
-            if not _fits(family, plan.multipliers):
-                continue
+            if not check_fit(plan, device, harness=False).fits:
+                continue  # the tools would only fail
             start = time.monotonic()
-            real = measure(family, spec, folding)
+            try:
+                real = measure(family, spec, folding, args.timeout)
+            except ToolError as error:
+                print(f"{family}, {label}: {str(error).splitlines()[0]}", file=sys.stderr)
+                continue
             results.append((label, folding, estimate(plan, device).as_dict(), real,
                             time.monotonic() - start))
             if args.fit:
