@@ -66,6 +66,10 @@ VERILATOR_FLAGS = ("--cc", "-O3", "--x-assign", "0", "--x-initial", "0", "-Wno-f
 #: Cycles without any stream transfer after which :func:`run_stream_bench` gives up.
 IDLE_LIMIT = 1 << 24
 
+#: Designs kept in the cache (per toolchain): a new build removes the least recently used ones
+#: beyond this number.
+MAX_BUILDS = 200
+
 _TRACE_FLAGS = {None: (), "vcd": ("--trace-vcd",), "fst": ("--trace-fst",)}
 _TRACE_LIBS = {None: (), "vcd": (), "fst": ("-llz4", "-lz")}
 _found = {}
@@ -440,6 +444,7 @@ def build(top, testbench, config, *, name, trace=None, progress=None):
     final = root / key
     executable = final / "sim"
     if executable.exists():
+        os.utime(final)  # recently used: the last to be pruned
         return Build(executable, key, True, time.monotonic() - start)
     root.mkdir(parents=True, exist_ok=True)
     if trace == "fst":
@@ -458,7 +463,18 @@ def build(top, testbench, config, *, name, trace=None, progress=None):
                     raise
         finally:
             shutil.rmtree(work, ignore_errors=True)
+    _prune(root)
     return Build(executable, key, False, time.monotonic() - start)
+
+
+def _prune(root, keep=MAX_BUILDS):
+    """Remove the least recently used designs of ``root`` beyond ``keep``."""
+    designs = [path for path in root.iterdir()
+               if path.is_dir() and (path / "sim").exists() and "." not in path.name]
+    designs.sort(key=lambda path: path.stat().st_mtime, reverse=True)
+    for path in designs[keep:]:
+        shutil.rmtree(path, ignore_errors=True)
+        path.with_name(f"{path.name}.lock").unlink(missing_ok=True)
 
 
 def _compile(v, root, work, files, name, trace, stages):
@@ -486,6 +502,7 @@ def _compile(v, root, work, files, name, trace, stages):
               *[str(path) for path in runtime], "-o", str(work / "sim"), "-pthread",
               *_TRACE_LIBS[trace]], work, work / "link.log", f"linking {name}")
     shutil.rmtree(obj, ignore_errors=True)  # keep the executable, the sources and the logs
+    (work / "bench.o").unlink()
 
 
 class _StreamTop(wiring.Component):
