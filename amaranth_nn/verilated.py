@@ -452,7 +452,7 @@ def build(top, testbench, config, *, name, trace=None, progress=None):
     header = "".join(f"#define {key} {int(value)}\n" for key, value in sorted(config.items()))
     header += f"#define BENCH_TRACE {[None, 'vcd', 'fst'].index(trace)}\n"
     files = {**testbench_sources(testbench), "bench.h": header, "top.v": text}
-    parts = [v.key, str(trace)] + [f"{file}\0{text}" for file, text in sorted(files.items())]
+    parts = [v.key, str(trace)] + [f"{file}\0{content}" for file, content in sorted(files.items())]
     key = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:24]
     root = cache_dir() / "verilator" / v.key
     final = root / key
