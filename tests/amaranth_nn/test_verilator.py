@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from nn_helpers import draw_network
 from specs import random_inputs, random_spec
 
 from amaranth_nn import NetworkSpec, golden, verilated
@@ -45,14 +46,7 @@ def same_run(a, b):
 @given(data=st.data())
 def test_backends_agree_cycle_for_cycle(data):
     """Random specs and foldings (one Verilator build each), several stall seeds per build."""
-    depth = data.draw(st.integers(1, 3), label="layers")
-    shape = [data.draw(st.integers(1, 9), label=f"size{n}") for n in range(depth + 1)]
-    seed = data.draw(st.integers(0, 2**32 - 1), label="seed")
-    rng = np.random.default_rng(seed)
-    spec = random_spec(rng, shape)
-    folding = [(data.draw(st.integers(1, layer.out_features), label="pe"),
-                data.draw(st.integers(1, layer.in_features), label="simd"))
-               for layer in spec.layers]
+    spec, folding, rng, _ = draw_network(data, st.integers(1, 9))
     x = random_inputs(rng, spec, data.draw(st.integers(1, 5), label="batch"))
     for stalls in [(0.0, 0.0), data.draw(st.sampled_from(STALLS[1:]), label="stalls")]:
         stall_seed = data.draw(st.integers(0, 1000), label="stall seed")
