@@ -337,16 +337,17 @@ def _check_fst(v, directory):
     """Whether the compiler has lz4 and zlib, which FST waveforms need (checked once)."""
     if ("fst", v) in _found:
         return
-    probe = Path(directory) / "fst_probe.cpp"
-    probe.write_text("#include <lz4.h>\n#include <zlib.h>\n"
-                     "int main() { return LZ4_versionNumber() > 0 && zlibVersion() ? 0 : 1; }\n")
-    try:
-        _run([*v.cxx, str(probe), "-o", str(probe.with_suffix("")), "-llz4", "-lz"], directory,
-             probe.with_suffix(".log"), "the FST probe")
-    except VerilatorError:
-        raise VerilatorError(f"FST waveforms need the lz4 and zlib development files for "
-                             f"{v.cxx[0]} (Debian/Ubuntu: apt-get install liblz4-dev "
-                             f"zlib1g-dev); or write a .vcd waveform") from None
+    with tempfile.TemporaryDirectory(dir=directory, prefix="fst-probe.tmp-") as work:
+        probe = Path(work) / "probe.cpp"
+        probe.write_text("#include <lz4.h>\n#include <zlib.h>\nint main() { return "
+                         "LZ4_versionNumber() > 0 && zlibVersion() ? 0 : 1; }\n")
+        try:
+            _run([*v.cxx, str(probe), "-o", str(probe.with_suffix("")), "-llz4", "-lz"], work,
+                 probe.with_suffix(".log"), "the FST probe")
+        except VerilatorError:
+            raise VerilatorError(f"FST waveforms need the lz4 and zlib development files for "
+                                 f"{v.cxx[0]} (Debian/Ubuntu: apt-get install liblz4-dev "
+                                 f"zlib1g-dev); or write a .vcd waveform") from None
     _found["fst", v] = True
 
 
@@ -481,14 +482,18 @@ def build(top, testbench, config, *, name, trace=None, progress=None):
     return Build(executable, key, False, time.monotonic() - start)
 
 
-def _prune(root, keep=MAX_BUILDS):
-    """Remove the least recently used designs of ``root`` beyond ``keep``."""
+def _prune(root, keep=MAX_BUILDS, stale=86400.0):
+    """Remove the least recently used designs of ``root`` beyond ``keep``, and the temporary
+    directories of builds that were killed (older than ``stale`` seconds)."""
     designs = [path for path in root.iterdir()
                if path.is_dir() and (path / "sim").exists() and "." not in path.name]
     designs.sort(key=lambda path: path.stat().st_mtime, reverse=True)
     for path in designs[keep:]:
         shutil.rmtree(path, ignore_errors=True)
         path.with_name(f"{path.name}.lock").unlink(missing_ok=True)
+    for path in root.glob("*.tmp-*"):
+        if time.time() - path.stat().st_mtime > stale:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def _compile(v, root, work, files, name, trace, stages):

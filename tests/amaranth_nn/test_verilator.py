@@ -245,6 +245,9 @@ def test_cache_keeps_the_most_recently_used_builds(tmp_path):
         stamp = 1_000_000 - 1000 * age
         verilated.os.utime(tmp_path / name, (stamp, stamp))
     (tmp_path / "runtime").mkdir()
+    (tmp_path / "killed.tmp-1").mkdir()  # a build that was killed, two days ago
+    verilated.os.utime(tmp_path / "killed.tmp-1", (1_000_000, 1_000_000))
+    (tmp_path / "running.tmp-2").mkdir()  # a build in progress
     verilated._prune(tmp_path, keep=2)
     assert sorted(path.name for path in tmp_path.iterdir()) == [
-        "middle", "middle.lock", "newest", "newest.lock", "runtime"]
+        "middle", "middle.lock", "newest", "newest.lock", "running.tmp-2", "runtime"]
