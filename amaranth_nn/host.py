@@ -4,6 +4,7 @@ Usage::
 
     python -m amaranth_nn.host --port /dev/ttyUSB1                 # a board, default model
     python -m amaranth_nn.host --port sim --count 5                # the full-system simulation
+    python -m amaranth_nn.host --port sim --count 450 --backend verilator   # compiled, fast
     python -m amaranth_nn.host --port /dev/ttyUSB1 --inputs x.npz --model my.json
     python -m amaranth_nn.host --port sim --fault-rate 0.2 --fault-seed 1 --retries 8
 
@@ -12,7 +13,8 @@ board stops answering, and 2 for bad input (see :mod:`amaranth_nn.cli`).
 
 The client talks to a :class:`~amaranth_nn.link.ByteLink`: a :class:`~amaranth_nn.link.SerialLink`
 for a board, or a :class:`~amaranth_nn.link.SimulatedLink` (``--port sim``) that runs the board
-harness and the network in the Amaranth simulator, bit by bit on the UART pins;
+harness and the network in a simulator, bit by bit on the UART pins (``--backend``: Verilator
+when it is usable, else Amaranth's Python simulator);
 ``--fault-rate`` wraps either in a :class:`~amaranth_nn.link.FaultyLink`.
 """
 
@@ -28,7 +30,9 @@ from boards.uart import MIN_DIVISOR
 from . import cli, golden
 from .folding import add_folding_arguments, folding_from_args
 from .link import FaultyLink, SerialLink, SimulatedLink
+from .progress import Progress
 from .spec import as_input_array
+from .toolchain import ToolError
 
 __all__ = ["BoardClient", "BoardError", "check_samples", "main"]
 
@@ -284,6 +288,7 @@ def _main(argv):
     add_folding_arguments(sim)
     sim.add_argument("--divisor", type=int, default=8, action=cli.int_range(MIN_DIVISOR),
                      help=f"simulated UART clocks per bit (default 8, at least {MIN_DIVISOR})")
+    cli.add_backend_argument(sim)
     faults = parser.add_argument_group("fault injection (any port)")
     faults.add_argument("--fault-rate", type=float, metavar="P", action=cli.real_range(0, 1),
                         help="hit each request and each reply with one random fault (a flipped "
@@ -304,8 +309,14 @@ def _main(argv):
         labels = None if labels is None else labels[:count]
     folding, target_ii = folding_from_args(args, spec)
     if args.port == "sim":
-        print(f"Building the full-system simulation ({spec!r}, {args.divisor} clocks per bit)")
-        link = SimulatedLink(spec, folding=folding, target_ii=target_ii, divisor=args.divisor)
+        backend, notice = cli.choose_backend(args.backend)
+        if notice:
+            print(f"notice: {notice}", file=sys.stderr)
+        print(f"Building the full-system simulation ({spec!r}, {args.divisor} clocks per bit, "
+              f"backend {backend})")
+        link = SimulatedLink(spec, folding=folding, target_ii=target_ii, divisor=args.divisor,
+                             backend=backend, progress=Progress())
+        print(f"Simulation: {cli.describe_backend(link.backend, link.build)}")
     else:
         link = _open_serial(args.port, args.baud)
     if args.fault_rate is not None:
@@ -332,7 +343,7 @@ def _main(argv):
 
 def main(argv=None):
     """The ``python -m amaranth_nn.host`` command line; returns the exit status."""
-    return cli.run(_main, argv)
+    return cli.run(_main, argv, failures=(ToolError,))
 
 
 def format_summary(summary, counters=None):

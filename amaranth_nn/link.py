@@ -1,13 +1,16 @@
 """Byte links between the host client and a board: a serial port, or the simulated board.
 
 The host client (:mod:`amaranth_nn.host`) talks to a :class:`ByteLink`; :class:`SerialLink`
-is a real UART through pyserial, and :class:`SimulatedLink` is the full-system Amaranth
-simulation of the board harness (:class:`boards.harness.Harness` around the network): its bytes
-go into the simulated UART RX pin bit by bit and come back from the TX pin. :class:`FaultyLink`
-wraps either and injects faults into both directions (:class:`RandomFaults` for a seeded mix).
+is a real UART through pyserial, and :class:`SimulatedLink` is the full-system simulation of the
+board harness (:class:`boards.harness.Harness` around the network), in Amaranth's Python
+simulator or compiled by Verilator: its bytes go into the simulated UART RX pin bit by bit and
+come back from the TX pin. :class:`FaultyLink` wraps either and injects faults into both
+directions (:class:`RandomFaults` for a seeded mix).
 """
 
+import math
 import random
+import subprocess
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -16,6 +19,8 @@ from amaranth.sim import Simulator
 
 from boards import protocol as proto
 from boards.harness import STATUS_SIGNALS, Harness, check_harness_arguments
+
+from . import verilated
 
 __all__ = ["ByteLink", "SerialLink", "SimulatedLink", "FaultyLink", "RandomFaults", "Fault",
            "FAULT_KINDS", "FRAME_START_NOISE", "single_faults", "uart_send_bits",
@@ -134,11 +139,145 @@ async def uart_receive_byte(ctx, pin, bit_time, offset):
     return value, ctx.get(pin)
 
 
+class _PysimBoard:
+    """The harness in Amaranth's Python simulator, its pins driven by testbenches."""
+
+    steps = True  # the link advances it in steps while it waits for bytes
+
+    def __init__(self, link, vcd):
+        self.link = link
+        self._to_board = deque()
+        self._ran = 0.0
+        self._sim = Simulator(link.harness)
+        self._sim.add_clock(link.period)
+        self._sim.add_testbench(self._drive_rx, background=True)
+        self._sim.add_testbench(self._watch_tx, background=True)
+        self._sim.add_testbench(self._watch_leds, background=True)
+        self._vcd = None
+        if vcd is not None:
+            self._vcd = self._sim.write_vcd(vcd)
+            self._vcd.__enter__()
+
+    async def _drive_rx(self, ctx):
+        link = self.link
+        rx = link.harness.rx
+        ctx.set(rx, 1)
+        await ctx.delay(link.period / 2)  # change the pin between clock edges
+        while True:
+            if self._to_board:
+                byte, stop = self._to_board.popleft()
+                await uart_send_bits(ctx, rx, byte, link.bit_time, stop=stop)
+            else:
+                await ctx.delay(link.bit_time)
+
+    async def _watch_tx(self, ctx):
+        link = self.link
+        tx = link.harness.tx
+        while True:
+            await ctx.negedge(tx)
+            byte, stop = await uart_receive_byte(ctx, tx, link.bit_time, link.period / 4)
+            if byte is None:
+                continue
+            if stop:
+                link._from_board.append(byte)
+            else:
+                link.framing_errors += 1
+
+    async def _watch_leds(self, ctx):
+        link = self.link
+        signals = [getattr(link.harness, name) for name in STATUS_SIGNALS]
+        previous = [0] * len(signals)
+        async for values in ctx.changed(*signals):
+            for index, value in enumerate(values):
+                if value and not previous[index]:
+                    link.led_edges[STATUS_SIGNALS[index]] += 1
+            previous = list(values)
+
+    def send(self, data, stop):
+        self._to_board.extend((byte, stop) for byte in data)
+
+    def run(self, until, want):
+        # run_until() stops at the first event at or after its deadline, up to half a clock
+        # period late, and must not be given an earlier deadline next: so it only runs once a
+        # whole period has accumulated (the board lags the link's clock by less than that).
+        if until >= self._ran + self.link.period:
+            self._sim.run_until(until)
+            self._ran = until
+        return until
+
+    def close(self):
+        if self._vcd is not None:
+            self._vcd.__exit__(None, None, None)
+            self._vcd = None
+
+
+class _VerilatedBoard:
+    """The harness compiled by Verilator, its pins driven by a C++ testbench
+    (``amaranth_nn/cxx/uart.cpp``) that runs as a child process, one command per line."""
+
+    steps = False  # it stops by itself once the bytes asked for have come
+
+    def __init__(self, link, vcd, progress):
+        self.link = link
+        self.build = verilated.build(link.harness, "uart",
+                                     {"DIVISOR": link.harness.divisor}, name="the board harness",
+                                     trace=verilated.waveform_kind(vcd, "verilator"),
+                                     progress=progress)
+        argv = [str(self.build.executable)] + ([] if vcd is None else [str(vcd)])
+        self._process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         text=True)
+        self._cycle = 0
+
+    def _command(self, text):
+        try:
+            self._process.stdin.write(text + "\n")
+        except BrokenPipeError:
+            raise verilated.VerilatorError(f"the Verilator simulation of the board harness "
+                                           f"({self.build.executable}) has ended") from None
+
+    def send(self, data, stop):
+        data = bytes(data)
+        if data:
+            self._command(("w " if stop else "e ") + data.hex())
+
+    def run(self, until, want):
+        link = self.link
+        cycle = math.floor(until / link.period + 1e-9)
+        if cycle <= self._cycle:
+            return until
+        self._command(f"r {cycle} {want or 0}")
+        self._process.stdin.flush()
+        reply = self._process.stdout.readline().split()
+        if len(reply) != 7:
+            raise verilated.VerilatorError(f"the Verilator simulation of the board harness "
+                                           f"({self.build.executable}) ended with exit status "
+                                           f"{self._process.poll()}")
+        self._cycle = int(reply[0])
+        link.framing_errors = int(reply[1])
+        for name, count in zip(STATUS_SIGNALS, reply[2:6], strict=True):
+            link.led_edges[name] = int(count)
+        if reply[6] != "-":
+            link._from_board.extend(bytes.fromhex(reply[6]))
+        return until if self._cycle >= cycle else self._cycle * link.period
+
+    def close(self):
+        if self._process.poll() is None:
+            try:
+                self._command("q")
+                self._process.stdin.close()
+            except (BrokenPipeError, verilated.VerilatorError):
+                pass
+            self._process.wait()
+        self._process.stdout.close()
+
+
 class SimulatedLink(ByteLink):
     """The full-system simulation of a board as a byte link.
 
-    Builds :class:`boards.harness.Harness` for ``spec`` and runs it in the Amaranth simulator,
-    driving the UART RX pin bit by bit and decoding the TX pin. The simulation advances only
+    Builds :class:`boards.harness.Harness` for ``spec`` and simulates it, driving the UART RX pin
+    bit by bit and decoding the TX pin, in Amaranth's Python simulator (``backend="pysim"``) or
+    compiled by Verilator (``backend="verilator"``, a C++ testbench in a child process, about a
+    thousand times faster; see :mod:`amaranth_nn.verilated`). The simulation advances only
     inside :meth:`read` (and :meth:`idle`), and all times are simulated time: a clock of
     ``clk_freq`` and ``divisor`` cycles per bit (small, so that a sample takes seconds).
 
@@ -154,17 +293,28 @@ class SimulatedLink(ByteLink):
     timeout, heartbeat, stretch : int, optional
         Passed to the harness (cycles; see :class:`boards.harness.Harness`).
     vcd : str, optional
-        Write a waveform to this file.
+        Write a waveform to this file (with Verilator, FST for a ``.fst`` name).
+    backend : str
+        ``"pysim"``, ``"verilator"`` or ``"auto"`` (see
+        :func:`amaranth_nn.verilated.choose_backend`).
+    progress : Progress, optional
+        Where the stage lines of a Verilator compilation (and the notice of ``"auto"``) go.
 
     Raises
     ------
     TypeError, ValueError
-        For a bad divisor, timeout, heartbeat or stretch, and from the network for a bad
-        folding.
+        For a bad divisor, timeout, heartbeat or stretch, an unknown backend, an FST waveform
+        with the Python simulator, and from the network for a bad folding.
+    amaranth_nn.verilated.VerilatorError
+        For ``backend="verilator"`` without Verilator or a C++ compiler, or a failed build.
 
     Members
     -------
     harness : boards.harness.Harness
+    backend : str
+        ``"pysim"`` or ``"verilator"``: what runs.
+    build : amaranth_nn.verilated.Build or None
+        The Verilator build.
     framing_errors : int
         Characters from the board's TX with a low stop bit (there should be none).
     led_edges : dict
@@ -173,61 +323,29 @@ class SimulatedLink(ByteLink):
     """
 
     def __init__(self, spec, *, folding=None, target_ii=None, divisor=8, clk_freq=1e6,
-                 timeout=None, heartbeat=None, stretch=None, vcd=None):
+                 timeout=None, heartbeat=None, stretch=None, vcd=None, backend="pysim",
+                 progress=None):
         # Before the Harness exists, so that none is left unused.
         check_harness_arguments(divisor, timeout, heartbeat, stretch)
+        self.backend, notice = verilated.choose_backend(backend)
+        verilated.waveform_kind(vcd, self.backend)
+        if notice and progress is not None:
+            progress.say(notice)
         self.harness = Harness(spec, folding=folding, target_ii=target_ii, divisor=divisor,
                                timeout=timeout, heartbeat=heartbeat, stretch=stretch)
         self.period = 1 / clk_freq
         self.bit_time = divisor * self.period
         self.byte_time = 10 * self.bit_time
         self.framing_errors = 0
-        self._to_board = deque()
+        self.led_edges = {name: 0 for name in STATUS_SIGNALS}
         self._from_board = deque()
         self._now = 0.0
-        self._ran = 0.0
-        self._sim = Simulator(self.harness)
-        self._sim.add_clock(self.period)
-        self._sim.add_testbench(self._drive_rx, background=True)
-        self._sim.add_testbench(self._watch_tx, background=True)
-        self._sim.add_testbench(self._watch_leds, background=True)
-        self.led_edges = {name: 0 for name in STATUS_SIGNALS}
-        self._vcd = None
-        if vcd is not None:
-            self._vcd = self._sim.write_vcd(vcd)
-            self._vcd.__enter__()
-
-    async def _drive_rx(self, ctx):
-        rx = self.harness.rx
-        ctx.set(rx, 1)
-        await ctx.delay(self.period / 2)  # change the pin between clock edges
-        while True:
-            if self._to_board:
-                byte, stop = self._to_board.popleft()
-                await uart_send_bits(ctx, rx, byte, self.bit_time, stop=stop)
-            else:
-                await ctx.delay(self.bit_time)
-
-    async def _watch_tx(self, ctx):
-        tx = self.harness.tx
-        while True:
-            await ctx.negedge(tx)
-            byte, stop = await uart_receive_byte(ctx, tx, self.bit_time, self.period / 4)
-            if byte is None:
-                continue
-            if stop:
-                self._from_board.append(byte)
-            else:
-                self.framing_errors += 1
-
-    async def _watch_leds(self, ctx):
-        signals = [getattr(self.harness, name) for name in STATUS_SIGNALS]
-        previous = [0] * len(signals)
-        async for values in ctx.changed(*signals):
-            for index, value in enumerate(values):
-                if value and not previous[index]:
-                    self.led_edges[STATUS_SIGNALS[index]] += 1
-            previous = list(values)
+        if self.backend == "verilator":
+            self._board = _VerilatedBoard(self, vcd, progress)
+            self.build = self._board.build
+        else:
+            self._board = _PysimBoard(self, vcd)
+            self.build = None
 
     @property
     def time(self):
@@ -235,30 +353,23 @@ class SimulatedLink(ByteLink):
         return self._now
 
     def write(self, data):
-        self._to_board.extend((byte, 1) for byte in bytes(data))
+        self._board.send(bytes(data), 1)
 
     def write_framing_error(self, byte):
         """Send one character with a low stop bit (a framing error at the board)."""
-        self._to_board.append((byte, 0))
-
-    def _advance(self, duration):
-        # run_until() stops at the first event at or after its deadline, up to half a clock
-        # period late, and must not be given an earlier deadline next: so it only runs once a
-        # whole period has accumulated (the board lags the link's clock by less than that).
-        self._now += duration
-        if self._now >= self._ran + self.period:
-            self._sim.run_until(self._now)
-            self._ran = self._now
+        self._board.send(bytes([byte]), 0)
 
     def idle(self, duration):
         """Run the simulation for ``duration`` seconds of simulated time."""
-        self._advance(duration)
+        self._now += duration
+        self._board.run(self._now, None)
 
     def read(self, size, timeout):
         deadline = self._now + timeout
-        step = 4 * self.byte_time
+        step = 4 * self.byte_time if self._board.steps else timeout
         while len(self._from_board) < size and self._now < deadline:
-            self._advance(min(step, deadline - self._now))
+            target = self._now + min(step, deadline - self._now)
+            self._now = max(self._now, self._board.run(target, size - len(self._from_board)))
         count = min(size, len(self._from_board))
         return bytes(self._from_board.popleft() for _ in range(count))
 
@@ -269,9 +380,7 @@ class SimulatedLink(ByteLink):
         return cycles * self.period
 
     def close(self):
-        if self._vcd is not None:
-            self._vcd.__exit__(None, None, None)
-            self._vcd = None
+        self._board.close()
 
 
 #: The kinds of fault that :class:`RandomFaults` injects.

@@ -1,4 +1,4 @@
-"""Run integer inputs through the Amaranth simulator and compare with the golden model.
+"""Run integer inputs through a simulated network and compare with the golden model.
 
 Python::
 
@@ -6,11 +6,13 @@ Python::
     result = simulate(spec, x)            # x: (batch, input_size) integers of the input format
     assert not result.mismatches
     print(result.latency, result.ii)
+    result = simulate(spec, x, backend="verilator")  # the same, compiled by Verilator
 
 Command line::
 
     python -m amaranth_nn.simulate [--model NAME|SPEC] [--inputs X.npy|X.npz] [--out Y.npy]
                                    [--vcd F] [--limit N] [--stalls P_VALID P_READY]
+                                   [--backend auto|pysim|verilator]
 
 Without ``--inputs`` it runs an embedded model (by default ``digits``) on its test images, and
 prints the accuracy where the inputs come with labels.
@@ -18,7 +20,11 @@ prints the accuracy where the inputs come with labels.
 :func:`run_streams` is the one stream driver: it feeds packed input beats to any component with
 ``i``/``o`` streams, optionally with random (seeded) valid and ready stalls, and collects the
 output beats with the cycle of every transfer. The tests drive the dense layers, the width
-converters and the networks through it.
+converters and the networks through it. It runs on two backends (:mod:`amaranth_nn.verilated`):
+Amaranth's Python simulator (``"pysim"``), or the design compiled by Verilator with a C++
+testbench (``"verilator"``) that does cycle for cycle what the Python testbenches do, with the
+same stall pattern (:func:`stall_pattern`, the one rule for it): both give the same outputs at
+the same cycles.
 """
 
 import random
@@ -35,9 +41,12 @@ from . import cli, golden
 from .folding import add_folding_arguments, folding_from_args
 from .lanes import pack_beats, unpack_beats
 from .network import Network
+from .progress import Progress
 from .spec import NetworkSpec, as_input_array
+from .toolchain import ToolError
+from .verilated import choose_backend, run_stream_bench, waveform_kind
 
-__all__ = ["StreamRun", "SimulationResult", "run_streams", "simulate", "main"]
+__all__ = ["StreamRun", "SimulationResult", "stall_pattern", "run_streams", "simulate", "main"]
 
 #: Clock period of the simulation, in seconds (the value only matters for VCD time stamps).
 CLOCK_PERIOD = 1e-8
@@ -56,7 +65,11 @@ class StreamRun:
     cycles : int
         Cycles simulated.
     seconds : float
-        Wall time of the simulation.
+        Wall time of the simulation (the run alone: not the elaboration or the compilation).
+    backend : str
+        ``"pysim"`` or ``"verilator"``: what ran.
+    build : amaranth_nn.verilated.Build or None
+        The Verilator build (with its compile time and whether it was cached).
     """
 
     outputs: list
@@ -64,6 +77,8 @@ class StreamRun:
     out_cycles: list
     cycles: int
     seconds: float
+    backend: str = "pysim"
+    build: object = None
 
 
 class _Bench(Elaboratable):
@@ -106,12 +121,38 @@ def _stall_lengths(rng, count, probability, longest):
             for _ in range(count)]
 
 
+def stall_pattern(in_count, out_count, *, stalls=(0.0, 0.0), longest_stall=4, seed=0):
+    """The seeded stall pattern of a stream run: the one rule that every backend follows.
+
+    Before input beat ``j`` the source is idle (``valid`` low) for ``in_gaps[j]`` cycles, and
+    before output beat ``n`` the sink is not ready for ``out_gaps[n]`` cycles: 0, or with
+    probability ``stalls[0]`` (``stalls[1]``) a length drawn from 1 to ``longest_stall``.
+
+    Returns
+    -------
+    in_gaps, out_gaps : list of int
+
+    Raises
+    ------
+    TypeError, ValueError
+        If ``stalls`` is not two probabilities in [0, 1), or ``longest_stall`` is not a
+        positive integer.
+    """
+    stalls = _check_stalls(stalls, longest_stall)
+    rng = random.Random(seed)
+    in_gaps = _stall_lengths(rng, in_count, stalls[0], longest_stall)
+    return in_gaps, _stall_lengths(rng, out_count, stalls[1], longest_stall)
+
+
 def run_streams(dut, in_words, out_count, *, stalls=(0.0, 0.0), longest_stall=4, seed=0,
-                vcd=None, progress=None, beats_per_vector=1, source=None, sink=None):
+                vcd=None, progress=None, beats_per_vector=1, source=None, sink=None,
+                backend="pysim", stages=None):
     """Feed packed beats to ``dut.i`` and collect ``out_count`` beats from ``dut.o``.
 
     An input testbench drives ``dut.i`` and an output testbench takes ``dut.o``; each waits in
-    the simulator (not in Python) while the other side is busy.
+    the simulator (not in Python) while the other side is busy. With ``backend="verilator"``
+    the design is compiled by Verilator (:mod:`amaranth_nn.verilated`) and a C++ testbench does
+    the same, cycle for cycle, with the same stall pattern (:func:`stall_pattern`).
 
     Parameters
     ----------
@@ -128,11 +169,16 @@ def run_streams(dut, in_words, out_count, *, stalls=(0.0, 0.0), longest_stall=4,
     seed : int
         Seed of the stall pattern.
     vcd : str or path, optional
-        Write a waveform file.
+        Write a waveform file: VCD, or FST with the Verilator backend and a ``.fst`` name.
     progress : tqdm, optional
-        Updated by one for every ``beats_per_vector`` output beats.
+        Updated by one for every ``beats_per_vector`` output beats (Python simulator).
     source, sink : stream interface, optional
         The streams to drive and to take, when they are not ``dut.i`` and ``dut.o``.
+    backend : str
+        ``"pysim"``, ``"verilator"`` or ``"auto"`` (see
+        :func:`amaranth_nn.verilated.choose_backend`).
+    stages : Progress, optional
+        Where the Verilator compilation's stage lines (and the notice of ``"auto"``) go.
 
     Returns
     -------
@@ -141,19 +187,33 @@ def run_streams(dut, in_words, out_count, *, stalls=(0.0, 0.0), longest_stall=4,
     Raises
     ------
     TypeError, ValueError
-        If ``stalls`` is not two probabilities in [0, 1), or ``longest_stall`` is not a
-        positive integer.
+        If ``stalls`` is not two probabilities in [0, 1), ``longest_stall`` is not a positive
+        integer, the backend is unknown, or an FST waveform is asked of the Python simulator.
+    amaranth_nn.verilated.VerilatorError
+        If the Verilator backend is missing a tool, or a build fails.
     """
-    stalls = _check_stalls(stalls, longest_stall)
+    in_gaps, out_gaps = stall_pattern(len(in_words), out_count, stalls=stalls,
+                                      longest_stall=longest_stall, seed=seed)
+    backend, notice = choose_backend(backend)
+    waveform_kind(vcd, backend)
+    stages = stages if stages is not None else Progress(enabled=False)
+    if notice:
+        stages.say(notice)
+    source = dut.i if source is None else source
+    sink = dut.o if sink is None else sink
+    if backend == "verilator":
+        name = type(dut).__name__
+        outputs, in_cycles, out_cycles, seconds, build = run_stream_bench(
+            dut, in_words, in_gaps, out_gaps, source=source, sink=sink, vcd=vcd,
+            progress=stages, name=name)
+        if progress is not None:
+            progress.update(out_count // beats_per_vector)
+        cycles = (out_cycles[-1] + 1) if out_cycles else 0
+        return StreamRun(outputs, in_cycles, out_cycles, cycles, seconds, backend, build)
     bench = _Bench(dut)
     sim = Simulator(bench)
     sim.add_clock(CLOCK_PERIOD)
-    rng = random.Random(seed)
-    in_gaps = _stall_lengths(rng, len(in_words), stalls[0], longest_stall)
-    out_gaps = _stall_lengths(rng, out_count, stalls[1], longest_stall)
     in_cycles, out_cycles, outputs = [], [], []
-    source = dut.i if source is None else source
-    sink = dut.o if sink is None else sink
     i_valid, i_payload, i_ready = source.valid, source.payload.as_value(), source.ready
     o_valid, o_payload, o_ready = sink.valid, sink.payload.as_value(), sink.ready
     cycle = bench.cycle
@@ -229,6 +289,12 @@ class SimulationResult:
         Transfer cycle of every output beat.
     in_cycles : numpy.ndarray of int64, shape (batch, in_beats)
         Transfer cycle of every input beat.
+    backend : str
+        ``"pysim"`` or ``"verilator"``: what ran.
+    build : amaranth_nn.verilated.Build or None
+        The Verilator build: its compile time (``seconds``) and whether it was cached.
+    notice : str or None
+        Why ``backend="auto"`` ran the Python simulator.
     """
 
     outputs: np.ndarray
@@ -241,6 +307,9 @@ class SimulationResult:
     network: Network = field(repr=False)
     out_cycles: np.ndarray = field(repr=False)
     in_cycles: np.ndarray = field(repr=False)
+    backend: str = "pysim"
+    build: object = None
+    notice: str | None = None
 
     @property
     def exact(self):
@@ -249,7 +318,7 @@ class SimulationResult:
 
 
 def simulate(spec, inputs, folding=None, *, target_ii=None, network=None, vcd=None,
-             progress=True, stalls=(0.0, 0.0), seed=0):
+             progress=True, stalls=(0.0, 0.0), seed=0, backend="pysim"):
     """Run integer inputs through the simulated network and compare with :func:`golden.run`.
 
     Parameters
@@ -263,13 +332,19 @@ def simulate(spec, inputs, folding=None, *, target_ii=None, network=None, vcd=No
     network : Network, optional
         An already built network of ``spec`` (then ``folding`` and ``target_ii`` must be None).
     vcd : str or path, optional
-        Write a waveform file.
+        Write a waveform file: VCD, or FST with the Verilator backend and a ``.fst`` name.
     progress : bool
-        Show a tqdm progress bar (for runs of more than a few vectors).
+        Show a tqdm progress bar (for runs of more than a few vectors), the stage lines of a
+        Verilator compilation and the notice of ``backend="auto"`` (on stderr).
     stalls : (float, float)
         Probability of random source (valid) and sink (ready) stalls; see :func:`run_streams`.
     seed : int
         Seed of the stall pattern.
+    backend : str
+        ``"pysim"`` (Amaranth's Python simulator), ``"verilator"`` (the design compiled by
+        Verilator, :mod:`amaranth_nn.verilated`) or ``"auto"`` (Verilator when it and a C++
+        compiler are usable, else the Python simulator). Both give the same result, cycle for
+        cycle; ``result.backend`` says which ran.
 
     Returns
     -------
@@ -282,8 +357,12 @@ def simulate(spec, inputs, folding=None, *, target_ii=None, network=None, vcd=No
         pair of numbers.
     ValueError
         If the inputs are not integers of the input format, have the wrong size or no vector;
-        a stall probability is outside [0, 1); and for a bad folding or target II. Everything
-        is checked before any hardware is built.
+        a stall probability is outside [0, 1); for an unknown backend, an FST waveform with the
+        Python simulator, and for a bad folding or target II. Everything is checked before any
+        hardware is built.
+    amaranth_nn.verilated.VerilatorError
+        For ``backend="verilator"`` without Verilator or a C++ compiler (before any hardware is
+        built), and when a build fails.
     """
     if not isinstance(spec, NetworkSpec):
         raise TypeError(f"Spec must be a NetworkSpec, not {spec!r}")
@@ -291,6 +370,11 @@ def simulate(spec, inputs, folding=None, *, target_ii=None, network=None, vcd=No
     if not len(x):
         raise ValueError("Inputs must hold at least one vector, not 0")
     stalls = _check_stalls(stalls)
+    backend, notice = choose_backend(backend)
+    waveform_kind(vcd, backend)
+    stages = Progress(enabled=progress)
+    if notice:
+        stages.say(notice)
     if network is None:
         network = Network(spec, folding, target_ii=target_ii)
     elif not isinstance(network, Network):
@@ -305,12 +389,12 @@ def simulate(spec, inputs, folding=None, *, target_ii=None, network=None, vcd=No
     in_words = pack_beats(x, plan.in_lanes, spec.input_format.width)
     out_width = spec.output_format.width
     bar = None
-    if progress and batch > 20:
+    if progress and batch > 20 and backend == "pysim":
         bar = tqdm(total=batch, unit="vector", desc="simulating", leave=False)
     try:
         run = run_streams(network, in_words, batch * network.out_beats, stalls=stalls,
                           seed=seed, vcd=vcd, progress=bar,
-                          beats_per_vector=network.out_beats)
+                          beats_per_vector=network.out_beats, backend=backend, stages=stages)
     finally:
         if bar is not None:
             bar.close()
@@ -324,7 +408,8 @@ def simulate(spec, inputs, folding=None, *, target_ii=None, network=None, vcd=No
     latency = int(out_cycles[0, -1] - in_cycles[0, 0])
     ii = int(out_cycles[-1, 0] - out_cycles[-2, 0]) if batch > 1 else None
     return SimulationResult(outputs, expected, mismatches, latency, ii, run.cycles,
-                            run.seconds, network, out_cycles, in_cycles)
+                            run.seconds, network, out_cycles, in_cycles, backend, run.build,
+                            notice)
 
 
 def _main(argv):
@@ -345,7 +430,9 @@ def _main(argv):
                         metavar=("P_VALID", "P_READY"),
                         help="probability in [0, 1) of random source and sink stalls "
                              "(default 0 0)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    cli.add_backend_argument(parser)
+    parser.add_argument("--no-progress", action="store_true",
+                        help="no progress bar and no stage lines")
     args = parser.parse_args(argv)
 
     spec, model = cli.load_model(args.model)
@@ -356,15 +443,24 @@ def _main(argv):
     folding, target_ii = folding_from_args(args, spec)
     out = None if args.out is None else cli.output_file(args.out, "--out")
     vcd = None if args.vcd is None else cli.output_file(args.vcd, "--vcd")
+    backend, notice = cli.choose_backend(args.backend)
+    if vcd is not None:
+        try:
+            waveform_kind(vcd, backend)
+        except ValueError as error:
+            raise cli.CommandError(f"--vcd: {error}") from None
+    if notice:
+        print(f"notice: {notice}", file=sys.stderr)
     result = simulate(spec, x, folding, target_ii=target_ii, vcd=vcd,
-                      progress=not args.no_progress, stalls=args.stalls)
+                      progress=not args.no_progress, stalls=args.stalls, backend=backend)
 
     net = result.network
     batch = len(result.outputs)
     folding = ", ".join(f"{pe}x{simd}" for pe, simd in net.folding)
     print(f"model     {spec!r}")
     print(f"folding   {folding} (pe x simd per layer), {net.multipliers} multipliers")
-    print(f"vectors   {batch}, {result.cycles} cycles in {result.seconds:.1f} s "
+    print(f"backend   {cli.describe_backend(result.backend, result.build)}")
+    print(f"vectors   {batch}, {result.cycles} cycles in {result.seconds:.3g} s "
           f"({result.cycles / max(result.seconds, 1e-9):.0f} cycles/s)")
     stalled = " (measured with random stalls)" if any(args.stalls) else ""
     print(f"latency   {result.latency} cycles measured, {net.latency} by the formula{stalled}")
@@ -390,7 +486,7 @@ def _main(argv):
 
 def main(argv=None):
     """The ``python -m amaranth_nn.simulate`` command line; returns the exit status."""
-    return cli.run(_main, argv)
+    return cli.run(_main, argv, failures=(ToolError,))
 
 
 if __name__ == "__main__":

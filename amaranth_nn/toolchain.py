@@ -32,7 +32,7 @@ except ImportError:  # not on Windows: there, first uses are not serialized
     fcntl = None
 
 __all__ = ["ToolError", "Tool", "TOOLS", "FLOW_TOOLS", "find_tool", "check_tools", "is_compiled",
-           "warm", "run_tool"]
+           "warm", "run_tool", "exclusive_lock", "tail"]
 
 
 class ToolError(RuntimeError):
@@ -185,23 +185,33 @@ def is_compiled(name):
 
 
 @contextmanager
-def _cache_lock(say):
-    """An exclusive lock on the YoWASP cache directory, for first uses."""
+def exclusive_lock(path, say, waiting):
+    """An exclusive lock on the file ``path`` (created with its directory) for the block.
+
+    When another process holds it, ``say(waiting)`` is called once and the block waits. Without
+    ``fcntl`` (Windows) the block runs unlocked.
+    """
     if fcntl is None:
         yield
         return
-    directory = _cache_dir()
-    directory.mkdir(parents=True, exist_ok=True)
-    with open(directory / ".amaranth-nn.lock", "w") as lock:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w") as lock:
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            say("waiting for another process that is compiling a YoWASP tool")
+            say(waiting)
             fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
         finally:
             fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _cache_lock(say):
+    """An exclusive lock on the YoWASP cache directory, for first uses."""
+    return exclusive_lock(_cache_dir() / ".amaranth-nn.lock", say,
+                          "waiting for another process that is compiling a YoWASP tool")
 
 
 def warm(name, say=print):
@@ -233,7 +243,8 @@ def warm(name, say=print):
     _warmed.add(name)
 
 
-def _tail(path, lines=25):
+def tail(path, lines=25):
+    """The last ``lines`` lines of the text file ``path`` (empty if it does not exist)."""
     text = Path(path).read_text(errors="replace") if Path(path).exists() else ""
     return "\n".join(text.rstrip().splitlines()[-lines:])
 
@@ -299,7 +310,7 @@ def run_tool(name, args, cwd, log, *, console=None, what=None, verbose=False, sa
             process.wait()
             raise
     if process.returncode != 0:
-        tail = _tail(log)
+        end = tail(log)
         raise ToolError(f"{name} ({what}) failed with exit status {process.returncode}; its log "
-                        f"is {log}" + (f", ending:\n{tail}" if tail else ""))
+                        f"is {log}" + (f", ending:\n{end}" if end else ""))
     return time.monotonic() - start

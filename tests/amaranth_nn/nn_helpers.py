@@ -5,6 +5,7 @@ The spec factory is ``tests/specs.py``.
 
 import numpy as np
 from hypothesis import strategies as st
+from specs import random_spec
 
 from amaranth_nn import golden
 from amaranth_nn.lanes import pack_beats, unpack_beats
@@ -18,6 +19,20 @@ def sizes(draw, small=12):
     """A layer size from 1 to 40, mostly small, primes included."""
     return draw(st.one_of(st.integers(1, small), st.sampled_from(PRIMES),
                           st.integers(1, 40)))
+
+
+def draw_network(data, size, layers=3):
+    """Draw a random spec of 1 to ``layers`` layers (sizes from the strategy ``size``) and a
+    folding of it; returns ``(spec, folding, rng, seed)``, ``rng`` seeded with ``seed``."""
+    depth = data.draw(st.integers(1, layers), label="layers")
+    shape = [data.draw(size, label=f"size{n}") for n in range(depth + 1)]
+    seed = data.draw(st.integers(0, 2**32 - 1), label="seed")
+    rng = np.random.default_rng(seed)
+    spec = random_spec(rng, shape)
+    folding = [(data.draw(st.integers(1, layer.out_features), label="pe"),
+                data.draw(st.integers(1, layer.in_features), label="simd"))
+               for layer in spec.layers]
+    return spec, folding, rng, seed
 
 
 def run_layer(layer_component, x, *, stalls=(0.0, 0.0), seed=0):

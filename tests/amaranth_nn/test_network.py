@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from nn_helpers import sizes
+from nn_helpers import draw_network, sizes
 from specs import random_inputs, random_spec
 
 from amaranth_nn import golden
@@ -40,14 +40,7 @@ def check_network(spec, x, folding=None, *, stalls=(0.0, 0.0), seed=0, **kwargs)
 @settings(max_examples=30, deadline=None)
 @given(data=st.data())
 def test_random_network_bit_exact(data):
-    depth = data.draw(st.integers(1, 3), label="layers")
-    shape = [data.draw(sizes(small=10), label=f"size{n}") for n in range(depth + 1)]
-    seed = data.draw(st.integers(0, 2**32 - 1), label="seed")
-    rng = np.random.default_rng(seed)
-    spec = random_spec(rng, shape)
-    folding = [(data.draw(st.integers(1, layer.out_features), label="pe"),
-                data.draw(st.integers(1, layer.in_features), label="simd"))
-               for layer in spec.layers]
+    spec, folding, rng, seed = draw_network(data, sizes(small=10))
     stalls = data.draw(st.sampled_from([(0.0, 0.0), (0.3, 0.0), (0.0, 0.3), (0.4, 0.4)]),
                        label="stalls")
     x = random_inputs(rng, spec, data.draw(st.integers(1, 4), label="batch"))
