@@ -133,7 +133,11 @@ def folding_from_args(args, spec):
     CommandError
         If only one of ``--pe``/``--simd`` is given, either is combined with ``--target-ii``, a
         list does not have one value per layer, or a value is out of range for its layer.
+    NoHardwareYet
+        If the spec has a layer without hardware (so every hardware command line says so
+        before any work).
     """
+    check_dense_only(spec)
     if args.target_ii is not None and (args.pe is not None or args.simd is not None):
         raise CommandError("Give either --pe/--simd or --target-ii, not both")
     if args.target_ii is not None:
