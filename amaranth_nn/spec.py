@@ -324,8 +324,11 @@ def as_input_array(spec, x):
     single = x.ndim == 1
     batch = x[None, :] if single else x
     if batch.ndim != 2 or batch.shape[1] != spec.input_size:
+        flattened = "" if len(spec.input_shape) == 1 else (
+            f" (each sample its {shape_text(spec.input_shape)} input flattened in stream "
+            f"order)")
         raise ValueError(f"Inputs must have shape (batch, {spec.input_size}) or "
-                         f"({spec.input_size},), not {x.shape}")
+                         f"({spec.input_size},){flattened}, not {x.shape}")
     fmt = spec.input_format
     bad = np.argwhere((batch < fmt.min) | (batch > fmt.max))
     if bad.size:

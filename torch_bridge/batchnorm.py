@@ -28,11 +28,11 @@ from .fold import bn_affine, bn_scale_shift, fold_bn_after, fold_bn_before, weig
 from .quant import check_format
 from .weighted import QConv1d, QConv2d, QLinear, QWeighted, check_positive, per_channel
 
-#: The BatchNorm of each number of spatial axes.
-_BATCH_NORMS = {0: nn.BatchNorm1d, 1: nn.BatchNorm1d, 2: nn.BatchNorm2d}
-
 __all__ = ["TrainsBatchNorm", "QLinearBn1d", "QConv1dBn", "QConv2dBn", "QBnLinear", "QBnConv1d",
            "QBnConv2d", "QBatchNorm1d", "QBatchNorm2d"]
+
+#: The BatchNorm of each number of spatial axes.
+_BATCH_NORMS = {0: nn.BatchNorm1d, 1: nn.BatchNorm1d, 2: nn.BatchNorm2d}
 
 
 class TrainsBatchNorm:

@@ -426,3 +426,11 @@ def test_version_2_constructor_errors():
             "layer 1: must be a layer (dense, conv, maxpool, avgpool, flatten, scale_shift), "
             "not 'flatten'")):
         NetworkSpec(F8, [Flatten("f", (4,)), "flatten"])
+
+
+def test_inputs_of_a_conv_network_are_flattened_streams():
+    spec = conv2d_spec()
+    with pytest.raises(ValueError, match=re.escape(
+            "Inputs must have shape (batch, 40) or (40,) (each sample its 5x4x2 input flattened "
+            "in stream order), not (3, 5, 4, 2)")):
+        golden.run(spec, np.zeros((3, 5, 4, 2), int))
