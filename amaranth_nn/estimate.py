@@ -178,7 +178,7 @@ _LOGIC_CELLS_PER_FF = 0.67
 #: same networks alone (iCE40: LUT4 and flip-flops before packing into logic cells).
 _HARNESS = {
     "xc7": Resources(lut=650, ff=450),
-    "ecp5": Resources(lut=1500, ff=600),
+    "ecp5": Resources(lut=2300, ff=480),
     "ice40": Resources(lut=1130, ff=540),
 }
 
