@@ -114,7 +114,8 @@ class Dataset:
         The command-line option that sets them.
     settings : dict
         Default training settings (``epochs``, ``qat_epochs``, ``lr``, ``qat_lr``,
-        ``batch_size``).
+        ``batch_size``; ``qat_lr_below_6_bits``, where given, replaces ``qat_lr`` for formats
+        narrower than 6 bits).
     environment : tuple of str
         Extra packages whose versions the report records.
     """
@@ -148,6 +149,6 @@ DATASETS = {dataset.name: dataset for dataset in [
             {"epochs": 40, "qat_epochs": 30, "lr": 1e-2, "qat_lr": 2e-3, "batch_size": 64}),
     Dataset("mnist1d", "MNIST-1D, mnist1d.data.make_dataset(get_dataset_args()) (length 40, "
             "10 classes)", load_mnist1d, mnist1d_cnn, (16, 16, 16), "--channels",
-            {"epochs": 40, "qat_epochs": 30, "lr": 1e-2, "qat_lr": 2e-3, "batch_size": 64},
-            ("mnist1d",)),
+            {"epochs": 40, "qat_epochs": 30, "lr": 1e-2, "qat_lr": 2e-3,
+             "qat_lr_below_6_bits": 5e-3, "batch_size": 64}, ("mnist1d",)),
 ]}
