@@ -287,7 +287,10 @@ class Layer(_Requantizing):
 
     @classmethod
     def from_dict(cls, data, where="layer"):
-        """Build a layer from :meth:`to_dict` output; errors are located at ``where``."""
+        """Build a layer from :meth:`to_dict` output, or from a layer of a version 1 file
+        (without ``kind``, see :meth:`from_v1_dict`); errors are located at ``where``."""
+        if isinstance(data, dict) and "kind" not in data:
+            return cls.from_v1_dict(data, where)
         where = check_fields(where, data, ("kind", "name", "input_shape", "out_features",
                                            *_FORMAT_FIELDS, "weights", "bias"))
         (n_in,) = _vector_shape(where, data["input_shape"])

@@ -85,6 +85,10 @@ def test_version_1_files_load_unchanged(tmp_path):
     spec = NetworkSpec.from_dict(shipped)
     assert [layer.kind for layer in spec.layers] == ["dense"] * 3
     assert spec.to_dict()["version"] == 2
+    # Layer.from_dict reads both layouts of a dense layer.
+    layer = Layer.from_dict(data["layers"][0])
+    assert Layer.from_dict(layer.to_dict()).to_dict() == layer.to_dict()
+    assert layer.in_features == 3 and layer.input_shape == (3,)
 
 
 ERRORS = [
