@@ -56,6 +56,8 @@ COMMANDS = {
     "amaranth_nn.export": "Write a network as Verilog, $readmemh ROM images and a manifest.",
     "amaranth_nn.host": "Send inputs to a board or its simulation and check every answer "
                         "against the golden model.",
+    "torch_bridge.train": "Train an embedded model (digits, digits-conv, mnist1d) with QAT and "
+                          "write its spec, test set and report (needs torch).",
     "torch_bridge.train_digits": "Train the digits MLP with QAT and write its spec, test set "
                                  "and report (needs torch).",
     "torch_bridge.export": "Convert a saved float or QAT nn.Sequential to a network spec "

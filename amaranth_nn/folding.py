@@ -20,8 +20,7 @@ FPGA such as the iCE40UP5K (8 DSPs) needs a larger target II.
 
 from .cli import CommandError, check_int, parse_int_list
 from .lanes import ceil_div
-from .plan import NetworkPlan, check_folding, dense_ii
-from .spec import check_spec
+from .plan import NetworkPlan, check_dense_only, check_folding, dense_ii
 
 __all__ = ["DEFAULT_TARGET_II", "choose_folding", "default_folding", "plan_network",
            "check_folding", "add_folding_arguments", "folding_from_args"]
@@ -53,7 +52,7 @@ def choose_folding(spec, target_ii):
     ValueError
         If ``target_ii`` is less than 1.
     """
-    check_spec(spec)
+    check_dense_only(spec)
     if not isinstance(target_ii, int) or isinstance(target_ii, bool):
         raise TypeError(f"Target II must be an integer, not {target_ii!r}")
     if target_ii < 1:
@@ -103,7 +102,7 @@ def plan_network(spec, folding=None, *, target_ii=None):
     TypeError, ValueError
         For a bad spec, folding or target II, or both a folding and a target II.
     """
-    check_spec(spec)
+    check_dense_only(spec)
     if folding is not None and target_ii is not None:
         raise ValueError("Pass either a folding or a target II, not both")
     if folding is None:
@@ -134,7 +133,11 @@ def folding_from_args(args, spec):
     CommandError
         If only one of ``--pe``/``--simd`` is given, either is combined with ``--target-ii``, a
         list does not have one value per layer, or a value is out of range for its layer.
+    NoHardwareYet
+        If the spec has a layer without hardware (so every hardware command line says so
+        before any work).
     """
+    check_dense_only(spec)
     if args.target_ii is not None and (args.pe is not None or args.simd is not None):
         raise CommandError("Give either --pe/--simd or --target-ii, not both")
     if args.target_ii is not None:

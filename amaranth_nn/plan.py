@@ -21,10 +21,11 @@ from amaranth.hdl import signed, unsigned
 
 from .fixedpoint import signed_width
 from .lanes import ceil_div, pack_lanes
-from .spec import check_spec
+from .spec import SpecError, check_spec
 
 __all__ = ["MEMORY_STAGES", "FIFO_LATENCY", "CONVERTER_STAGES", "BLOCK_ROM_BITS", "dense_ii",
-           "check_count", "check_folding", "Rom", "DensePlan", "ConverterPlan", "NetworkPlan"]
+           "check_count", "NoHardwareYet", "check_dense_only", "check_folding", "Rom",
+           "DensePlan", "ConverterPlan", "NetworkPlan"]
 
 #: Registers from a memory address to its data in a register: an address register or the
 #: synchronous read, the memory, and two data registers (block RAM can absorb one as its output
@@ -66,6 +67,36 @@ def check_count(name, value, limit, what):
     return value
 
 
+class NoHardwareYet(SpecError):
+    """A layer of a valid spec whose kind has no hardware yet (a ValueError, as every
+    SpecError; the command lines print it as one ``error:`` line and exit 2)."""
+
+
+def check_dense_only(spec):
+    """``spec`` if it is a NetworkSpec of dense layers only, which is what the hardware builds.
+
+    Every plan, and so every network, simulation, export and build, calls this before it
+    constructs anything.
+
+    Raises
+    ------
+    TypeError
+        If ``spec`` is not a NetworkSpec.
+    NoHardwareYet
+        ``"layer 0 ('conv0'): a conv layer has no hardware yet ..."``, for the first layer of
+        another kind.
+    """
+    check_spec(spec)
+    for index, layer in enumerate(spec.layers):
+        if layer.kind != "dense":
+            raise NoHardwareYet(f"layer {index} ({layer.name!r})", None,
+                                f"a {layer.kind} layer has no hardware yet (only dense layers "
+                                f"do; conv, pooling, flatten and scale-and-shift hardware comes "
+                                f"later); the golden model, amaranth_nn.golden, runs this "
+                                f"network")
+    return spec
+
+
 def check_folding(spec, folding):
     """Check the shape of a folding for ``spec``; returns it as a tuple of ``(pe, simd)`` pairs.
 
@@ -77,8 +108,10 @@ def check_folding(spec, folding):
         If ``folding`` is not a sequence of pairs.
     ValueError
         If it does not have one pair per layer.
+    NoHardwareYet
+        If a layer is not dense (:func:`check_dense_only`).
     """
-    check_spec(spec)
+    check_dense_only(spec)
     try:
         pairs = list(folding)
     except TypeError:
@@ -199,7 +232,7 @@ class DensePlan:
     """
 
     def __init__(self, spec, index, *, pe, simd):
-        check_spec(spec)
+        check_dense_only(spec)
         if not isinstance(index, int) or isinstance(index, bool):
             raise TypeError(f"Layer index must be an integer, not {index!r}")
         if not 0 <= index < len(spec.layers):

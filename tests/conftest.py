@@ -1,12 +1,21 @@
 """Fixtures of every test area: a file that cannot be read and a directory that cannot be
-written, also for root (who may read and write anything chmod forbids)."""
+written, also for root (who may read and write anything chmod forbids).
 
+Subprocesses that the tests start (``python -c``, ``python -m`` in a temporary directory)
+import the tree under test, not another installed copy of the packages: its root goes first on
+their ``PYTHONPATH``.
+"""
+
+import os
 import sys
 from pathlib import Path
 
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))  # the spec factory, tests/specs.py
+ROOT = Path(__file__).resolve().parents[1]
+os.environ["PYTHONPATH"] = os.pathsep.join(
+    [str(ROOT)] + [part for part in os.environ.get("PYTHONPATH", "").split(os.pathsep) if part])
 
 
 def _first_refused(candidates, attempt):

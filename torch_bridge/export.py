@@ -25,8 +25,10 @@ from torch import nn
 from amaranth_nn import cli
 from amaranth_nn.fixedpoint import MAX_WIDTH, QFormat, signed_width
 from amaranth_nn.hexfile import format_hex
+from amaranth_nn.layers import shape_text
 
-from .convert import calibration_tensor, is_qat_model, parse_float, ptq
+from .convert import calibration_tensor, is_qat_model, ptq
+from .float_model import input_pattern
 from .qat_spec import SaturationWarning, to_spec
 
 __all__ = ["SaturationWarning", "to_spec", "export", "write_rom", "main"]
@@ -56,12 +58,15 @@ def export(model, calibration=None, *, name="network", metadata=None, **format_o
 
 
 def write_rom(spec, directory):
-    """Write ``$readmemh`` files of every layer's weights and biases.
+    """Write ``$readmemh`` files of every layer's integers (dense, conv, scale-and-shift).
 
-    For layer ``NAME``: ``NAME_weights.hex`` (``out_features * in_features`` lines, row-major:
-    line ``j * in_features + i`` is ``w[j][i]``) and ``NAME_bias.hex`` (``out_features``
-    lines, at the accumulator scale). Values are two's complement, ``ceil(width / 4)`` hex
-    digits of the weight or bias format.
+    For layer ``NAME``: ``NAME_weights.hex`` (a dense layer's ``out_features * in_features``
+    lines, row-major: line ``j * in_features + i`` is ``w[j][i]``; a conv layer's weights in
+    the spec's order ``(out, *kernel, in)``, row-major, so that line ``c * K * C_in + k`` is
+    column ``k`` of the window-ordered weight matrix) or ``NAME_scale.hex`` (one scale per
+    channel), and ``NAME_bias.hex`` (one per output or channel, at the accumulator scale).
+    Values are two's complement, ``ceil(width / 4)`` hex digits of their format. Pooling and
+    flatten layers have no integers.
 
     Returns
     -------
@@ -72,7 +77,11 @@ def write_rom(spec, directory):
     directory.mkdir(parents=True, exist_ok=True)
     paths = []
     for layer in spec.layers:
-        for suffix, values, fmt in (("weights", layer.weights, layer.weight_format),
+        if not layer.requantizes:
+            continue
+        multipliers = "scale" if layer.kind == "scale_shift" else "weights"
+        for suffix, values, fmt in ((multipliers, getattr(layer, multipliers),
+                                     layer.multiplier_format),
                                     ("bias", layer.bias, layer.bias_format)):
             path = directory / f"{layer.name}_{suffix}.hex"
             path.write_text(format_hex(np.asarray(values).ravel(), fmt.width))
@@ -80,15 +89,35 @@ def write_rom(spec, directory):
     return paths
 
 
+def _layer_line(spec, index):
+    layer = spec.layers[index]
+    shapes = f"{shape_text(layer.input_shape)} -> {shape_text(layer.output_shape)}"
+    if layer.kind == "dense":
+        text = f"{layer.in_features} -> {layer.out_features}, weights {layer.weight_format}"
+    elif layer.kind == "conv":
+        text = (f"conv {shapes}, kernel {shape_text(layer.kernel)}, stride "
+                f"{shape_text(layer.stride)}, padding {shape_text(layer.padding)}, weights "
+                f"{layer.weight_format}")
+    elif layer.kind == "scale_shift":
+        text = f"scale-and-shift {shape_text(layer.input_shape)}, scales {layer.scale_format}"
+    elif layer.kind == "flatten":
+        return f"flatten {shapes} (the stream passes through)"
+    else:
+        text = (f"{layer.kind} {shapes}, kernel {shape_text(layer.kernel)}, stride "
+                f"{shape_text(layer.stride)}")
+        return text + (f", sum >> {layer.shift}" if layer.kind == "avgpool" else "")
+    lo, hi = spec.accumulator_range_of(index)
+    return (f"{text}, bias {layer.bias_format}, output {layer.output_format}, "
+            f"{layer.activation.kind}, accumulator {signed_width(lo, hi)} bits")
+
+
 def describe(spec):
-    """A readable table of the spec's layers (formats, activation, accumulator width)."""
+    """A readable table of the spec's layers (shapes, formats, activation, accumulator
+    width), and the notes of its export."""
     lines = [f"{spec!r}", f"  input format {spec.input_format}"]
-    for index, layer in enumerate(spec.layers):
-        lo, hi = spec.accumulator_range_of(index)
-        lines.append(f"  {layer.name}: {layer.in_features} -> {layer.out_features}, weights "
-                     f"{layer.weight_format}, bias {layer.bias_format}, output "
-                     f"{layer.output_format}, {layer.activation.kind}, accumulator "
-                     f"{signed_width(lo, hi)} bits")
+    lines += [f"  {layer.name}: {_layer_line(spec, index)}"
+              for index, layer in enumerate(spec.layers)]
+    lines += [f"  note: {note}" for note in spec.metadata.get("notes", [])]
     return "\n".join(lines)
 
 
@@ -163,9 +192,8 @@ def _calibration(path, model):
     x, _ = cli.read_arrays(path, "--calibration")
     if is_qat_model(model):
         return x  # export() says that a QAT model takes no calibration
-    size = parse_float(model)[0].linear.in_features
     try:
-        return calibration_tensor(x, size)
+        return calibration_tensor(x, input_pattern(model))
     except ValueError as error:
         raise cli.CommandError(f"--calibration '{path}': {error}") from None
 

@@ -2,11 +2,20 @@
 
 :data:`MODELS` maps the names that ``--model`` accepts to :class:`EmbeddedModel` entries;
 :data:`DEFAULT_MODEL` (``"digits"``) is the one the command lines use without ``--model``.
-A test set is an ``.npz`` file with ``x`` (inputs as integers of the spec's input format) and
-``y`` (their labels), as ``python -m torch_bridge.train_digits`` writes it next to the spec.
+A test set is an ``.npz`` file with ``x`` (inputs as integers of the spec's input format, each
+sample flattened in stream order) and ``y`` (their labels), as ``python -m torch_bridge.train``
+writes it next to the spec.
 
-``digits`` is an MLP trained on scikit-learn's 8x8 digits: ``digits.json``, ``digits_test.npz``
-and the training report ``digits.report.json``, all written by its ``command``.
+- ``digits``: an MLP 64 -> 32 -> 16 -> 10 trained on scikit-learn's 8x8 digits;
+- ``mnist1d``: a Conv1d network (three conv, BatchNorm, ReLU and max-pool blocks of 16
+  channels, then a dense layer) trained on MNIST-1D, sequences of length 40;
+- ``digits-conv``: a Conv2d network (two conv blocks of 8 and 16 channels) on the 8x8 digits
+  as images.
+
+Each has ``NAME.json``, ``NAME_test.npz`` and the training report ``NAME.report.json``, all
+written by its ``command``. Only dense networks have hardware yet: the conv models run in the
+golden model (``amaranth_nn.golden``), and the hardware command lines refuse them with one
+line.
 """
 
 from dataclasses import dataclass
@@ -82,6 +91,12 @@ MODELS = {model.name: model for model in [
     EmbeddedModel("digits", "digits.json", "digits_test.npz",
                   "python -m torch_bridge.train_digits --bits 8 "
                   "--out amaranth_nn/models/digits.json"),
+    EmbeddedModel("mnist1d", "mnist1d.json", "mnist1d_test.npz",
+                  "python -m torch_bridge.train --dataset mnist1d --bits 8 "
+                  "--out amaranth_nn/models/mnist1d.json"),
+    EmbeddedModel("digits-conv", "digits-conv.json", "digits-conv_test.npz",
+                  "python -m torch_bridge.train --dataset digits-conv --bits 8 "
+                  "--out amaranth_nn/models/digits-conv.json"),
 ]}
 
 #: The model of every command line without ``--model``.

@@ -124,8 +124,29 @@ def test_package_lists_the_commands():
         assert " ".join(cli.COMMANDS[command].split()) in " ".join(done.stdout.split())
 
 
+NO_HARDWARE = ("error: layer 0 ('conv0'): a conv layer has no hardware yet (only dense layers do; "
+               "conv, pooling, flatten and scale-and-shift hardware comes later); the golden "
+               "model, amaranth_nn.golden, runs this network")
+
+
+@pytest.mark.parametrize("command", ["simulate", "build"])
+@pytest.mark.parametrize("model", ["mnist1d", "digits-conv"])
+def test_conv_models_have_no_hardware_yet(command, model, tmp_path):
+    """The real exit status and one line, before anything is built or written."""
+    out = ["--out", str(tmp_path / "build")] if command == "build" else []
+    done = subprocess.run([sys.executable, "-m", f"amaranth_nn.{command}", "--model", model,
+                           *out], cwd=ROOT, capture_output=True, text=True)
+    assert (done.returncode, done.stdout, done.stderr) == (2, "", NO_HARDWARE + "\n")
+    assert not (tmp_path / "build").exists()
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_conv_models_have_no_hardware_yet_in_every_command(command, tmp_path, cli_error):
+    assert _run(cli_error, command, tmp_path, ["--model", "mnist1d"]) == NO_HARDWARE
+
+
 def test_model_registry():
-    assert DEFAULT_MODEL == "digits" and list(MODELS) == ["digits"]
+    assert DEFAULT_MODEL == "digits" and list(MODELS) == ["digits", "mnist1d", "digits-conv"]
     digits = MODELS["digits"]
     assert digits.spec().name == default_spec().name == "digits"
     x, y = default_test_set()
@@ -172,10 +193,11 @@ def _model_cases(tmp_path):
     (tmp_path / "broken.json").write_text("{")
     (tmp_path / "other.json").write_text('{"format": "other"}')
     return [
-        ("nope", "--model 'nope' is neither an embedded model (digits) nor an existing spec "
-                 "file"),
+        ("nope", "--model 'nope' is neither an embedded model (digits, mnist1d, digits-conv) "
+                 "nor an existing spec file"),
         (tmp_path / "missing.json", f"--model '{tmp_path / 'missing.json'}' is neither an "
-                                    f"embedded model (digits) nor an existing spec file"),
+                                    f"embedded model (digits, mnist1d, digits-conv) nor an "
+                                    f"existing spec file"),
         (tmp_path / "dir.json", f"--model: spec file '{tmp_path / 'dir.json'}': is a "
                                 f"directory, not a JSON file"),
         (tmp_path / "binary.npy", f"--model: spec file '{tmp_path / 'binary.npy'}': is not a "

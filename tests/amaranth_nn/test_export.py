@@ -179,7 +179,8 @@ def test_cli_bad_spec_path(tmp_path, capsys):
     missing = tmp_path / "nope.json"
     assert main(["--model", str(missing), "--out", str(tmp_path / "out")]) == 2
     assert capsys.readouterr().err == (f"error: --model '{missing}' is neither an embedded "
-                                       f"model (digits) nor an existing spec file\n")
+                                       f"model (digits, mnist1d, digits-conv) nor an existing "
+                                       f"spec file\n")
     assert not (tmp_path / "out").exists()
 
 

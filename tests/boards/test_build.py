@@ -59,8 +59,8 @@ def test_unknown_board(cli_error):
      "--toolchain: Unknown toolchain 'Nope' for arty_a7; supported: Vivado, Xray"),
     (["--board", "icebreaker", "--toolchain", "Vivado"],
      "--toolchain: Unknown toolchain 'Vivado' for icebreaker; supported: IceStorm"),
-    (["--model", "nope"], "--model 'nope' is neither an embedded model (digits) nor an "
-                          "existing spec file"),
+    (["--model", "nope"], "--model 'nope' is neither an embedded model (digits, mnist1d, "
+                          "digits-conv) nor an existing spec file"),
 ])
 def test_argument_errors(argv, message, cli_error, tmp_path):
     assert cli_error(main, argv + ["--out", tmp_path / "b"]) == (2, f"error: {message}")

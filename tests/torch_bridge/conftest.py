@@ -1,4 +1,5 @@
-"""Shared helpers of the torch_bridge tests: random models and specs."""
+"""Shared helpers of the torch_bridge tests: random models and specs (dense, and with every
+layer kind)."""
 
 import numpy as np
 import pytest
@@ -6,7 +7,7 @@ import torch
 from torch import nn
 
 from amaranth_nn.fixedpoint import Activation, QFormat
-from amaranth_nn.spec import Layer, NetworkSpec
+from amaranth_nn.spec import AvgPool, Conv, Flatten, Layer, MaxPool, NetworkSpec, ScaleShift
 
 
 def random_bn(features, generator):
@@ -65,3 +66,51 @@ def random_inputs(rng, spec, batch):
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+def _random_activation(rng, fmt):
+    kind = str(rng.choice(["identity", "relu", "hardtanh"]))
+    if kind == "hardtanh":
+        lo, hi = sorted(int(v) for v in rng.integers(fmt.min, fmt.max + 1, size=2))
+        return Activation.hardtanh(lo, hi)
+    return Activation(kind)
+
+
+def _random_formats(rng, in_fmt):
+    wf = QFormat(int(rng.integers(2, 12)), int(rng.integers(-2, 12)))
+    bf = QFormat(int(rng.integers(2, 30)), in_fmt.frac + wf.frac)
+    of = QFormat(int(rng.integers(2, 14)), int(rng.integers(-4, 16)))
+    return wf, bf, of
+
+
+def random_conv_spec(rng):
+    """A random valid spec with a 1-D or 2-D conv (random kernel, stride, padding), a max or
+    average pool, a scale-and-shift, a flatten and a dense layer; random formats."""
+    axes = int(rng.integers(1, 3))
+    spatial = tuple(int(rng.integers(3, 8)) for _ in range(axes))
+    channels, out = int(rng.integers(1, 4)), int(rng.integers(1, 4))
+    kernel = tuple(int(rng.integers(1, 4)) for _ in range(axes))
+    padding = tuple(int(rng.integers(0, k)) for k in kernel)
+    stride = tuple(int(rng.integers(1, 3)) for _ in range(axes))
+    fmt = QFormat(int(rng.integers(2, 12)), int(rng.integers(-3, 10)))
+    wf, bf, of = _random_formats(rng, fmt)
+    layers = [Conv("conv", (*spatial, channels),
+                   rng.integers(wf.min, wf.max + 1, (out, *kernel, channels)),
+                   rng.integers(bf.min, bf.max + 1, out), wf, bf, of,
+                   _random_activation(rng, of), stride=stride, padding=padding)]
+    shape = layers[-1].output_shape
+    if all(n >= 2 for n in shape[:-1]):
+        pool = AvgPool if rng.random() < 0.5 else MaxPool
+        layers.append(pool("pool", shape, (2,) * axes, (1,) * axes))
+        shape = layers[-1].output_shape
+    sf, bf, of2 = _random_formats(rng, of)
+    layers.append(ScaleShift("scale", shape, rng.integers(sf.min, sf.max + 1, shape[-1]),
+                             rng.integers(bf.min, bf.max + 1, shape[-1]), sf, bf, of2,
+                             _random_activation(rng, of2)))
+    layers.append(Flatten("flatten", shape))
+    wf, bf, of3 = _random_formats(rng, of2)
+    size = layers[-1].output_size
+    layers.append(Layer("dense", rng.integers(wf.min, wf.max + 1, (3, size)),
+                        rng.integers(bf.min, bf.max + 1, 3), wf, bf, of3,
+                        _random_activation(rng, of3)))
+    return NetworkSpec(fmt, layers)

@@ -17,6 +17,7 @@ from amaranth_nn import cli, golden
 from amaranth_nn.models import default_spec, default_test_set
 from amaranth_nn.spec import NetworkSpec
 from torch_bridge import export as export_module
+from torch_bridge import train as train_module
 from torch_bridge import train_digits
 from torch_bridge.export import write_rom
 from torch_bridge.modules import QLinear, QReLU, QuantInput
@@ -191,7 +192,7 @@ def test_train_digits_checks_outputs_before_training(tmp_path, unwritable_dir, c
     assert not (tmp_path / "d.json").exists()
 
 
-@pytest.mark.parametrize("main", [export_module.main, train_digits.main])
+@pytest.mark.parametrize("main", [export_module.main, train_digits.main, train_module.main])
 def test_version(main, capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--version"])

@@ -22,33 +22,30 @@ def _bn(n):
     return random_bn(n, torch.Generator().manual_seed(n))
 
 
+SUPPORTED = ("Linear, Conv1d, Conv2d, BatchNorm1d, BatchNorm2d, MaxPool1d, MaxPool2d, AvgPool1d, "
+             "AvgPool2d, AdaptiveAvgPool1d(1), AdaptiveAvgPool2d(1), Flatten, ReLU, ReLU6, "
+             "Hardtanh, Dropout, Identity")
+ACTIVATION = ("an activation must follow a Linear or conv (or its BatchNorm), or a BatchNorm, and "
+              "only one per layer; one after a max pool goes before it (they commute)")
+
+
 @pytest.mark.parametrize("model, message", [
     (nn.Sequential(nn.Linear(4, 3), nn.Sigmoid()),
-     "module 1 (Sigmoid) is not supported; a float model may hold only Linear, BatchNorm1d, "
-     "ReLU, Hardtanh, Identity, Dropout"),
+     f"module 1 (Sigmoid) is not supported; a float model may hold only {SUPPORTED}"),
+    (nn.Sequential(nn.Linear(4, 3), nn.Sequential(nn.ReLU(), nn.LSTM(3, 3))),
+     f"module 2 (LSTM) is not supported; a float model may hold only {SUPPORTED}"),
     (nn.Sequential(nn.Linear(4, 3), nn.BatchNorm2d(3)),
-     "module 1 (BatchNorm2d) is not supported; only BatchNorm1d folds into a Linear"),
-    (nn.Sequential(nn.Linear(4, 3), nn.ReLU(), _bn(3)),
-     "module 2 (BatchNorm1d): BatchNorm1d must directly follow a Linear layer (it is folded "
-     "into it)"),
-    (nn.Sequential(_bn(4), nn.Linear(4, 3)),
-     "module 0 (BatchNorm1d): BatchNorm1d must directly follow a Linear layer (it is folded "
-     "into it)"),
-    (nn.Sequential(nn.Linear(4, 3), _bn(3), _bn(3)),
-     "module 2 (BatchNorm1d): BatchNorm1d must directly follow a Linear layer (it is folded "
-     "into it)"),
+     "module 1 (BatchNorm2d): it takes inputs of shape (C, H, W), but its input has shape (3,)"),
     (nn.Sequential(nn.Linear(4, 5), nn.ReLU(), nn.Linear(6, 2)),
      "module 2 (Linear): in_features is 6, but the previous layer has 5 outputs"),
     (nn.Sequential(nn.Linear(4, 5), _bn(7)),
      "module 1 (BatchNorm1d): BatchNorm1d has 7 features, but the Linear before it has 5 "
      "outputs"),
-    (nn.Sequential(nn.ReLU(), nn.Linear(4, 5)),
-     "module 0 (ReLU): an activation must follow a Linear (or its BatchNorm1d), and only one "
-     "per layer"),
-    (nn.Sequential(nn.Linear(4, 5), nn.ReLU(), nn.ReLU()),
-     "module 2 (ReLU): an activation must follow a Linear (or its BatchNorm1d), and only one "
-     "per layer"),
-    (nn.Sequential(nn.Dropout()), "Model has no Linear layer"),
+    (nn.Sequential(nn.Linear(4, 5), nn.ReLU(), _bn(7)),
+     "module 2 (BatchNorm1d): BatchNorm1d has 7 features, but its input has 5 channels"),
+    (nn.Sequential(nn.ReLU(), nn.Linear(4, 5)), f"module 0 (ReLU): {ACTIVATION}"),
+    (nn.Sequential(nn.Linear(4, 5), nn.ReLU(), nn.ReLU()), f"module 2 (ReLU): {ACTIVATION}"),
+    (nn.Sequential(nn.Dropout()), "Model has no layer to export (only Dropout and Identity)"),
 ])
 def test_bad_float_models(model, message):
     with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
@@ -156,19 +153,23 @@ F8 = dict(weight_format=(8, 6), output_format=(8, 4))
     (_qat(QuantInput((8, 5)), QLinear(4, 3, input_format=(8, 4), **F8)),
      "module 1 (QLinear): input_format is Q(8, 4), but its input is in Q(8, 5)"),
     (_qat(QuantInput((8, 4)), QLinear(4, 3, input_format=(8, 4), **F8), _bn(3)),
-     "module 2 (BatchNorm1d): BatchNorm1d must directly follow a Linear; in a QAT model use "
-     "QLinearBn1d, which folds it while training"),
+     "module 2 (BatchNorm1d) is a float module; a QAT model needs QLinearBn1d or QConv1dBn "
+     "(after the weights), QBnLinear or QBnConv1d (before them) or QBatchNorm1d (alone), which "
+     "fold it while training (or convert a float model with torch_bridge.convert.ptq)"),
     (_qat(QuantInput((8, 4)), QLinear(4, 3, input_format=(8, 4), **F8), nn.Linear(3, 2)),
-     "module 2 (Linear) is a float module; a QAT model needs QLinear, QLinearBn1d or "
-     "QHardtanh (or convert a float model with torch_bridge.convert.ptq)"),
+     "module 2 (Linear) is a float module; a QAT model needs QLinear, QLinearBn1d or QBnLinear "
+     "(or convert a float model with torch_bridge.convert.ptq)"),
     (_qat(QuantInput((8, 4)), QLinear(4, 3, input_format=(8, 4), **F8),
           QLinear(5, 2, input_format=(8, 4), **F8)),
      "module 2 (QLinear): in_features is 5, but the previous layer has 3 outputs"),
     (_qat(QuantInput((8, 4)), QLinear(4, 3, input_format=(8, 4), **F8), nn.Tanh()),
      "module 2 (Tanh) is not supported; a QAT model may hold only QuantInput, QLinear, "
-     "QLinearBn1d, QReLU, QHardtanh, QIdentity, ReLU, Identity and Dropout"),
+     "QLinearBn1d, QBnLinear, QConv1d, QConv1dBn, QBnConv1d, QConv2d, QConv2dBn, QBnConv2d, "
+     "QBatchNorm1d, QBatchNorm2d, QMaxPool1d, QMaxPool2d, QAvgPool1d, QAvgPool2d, QFlatten, "
+     "QReLU, QHardtanh, QIdentity, ReLU, MaxPool1d, MaxPool2d, Flatten, Identity and Dropout"),
     (_qat(QuantInput((8, 4)), QReLU()),
-     "module 1 (QReLU): an activation must follow a dense layer, and only one per layer"),
+     "module 1 (QReLU): an activation must follow a dense, conv or scale-and-shift layer, and "
+     "only one per layer"),
 ])
 def test_bad_qat_models(model, message):
     with pytest.raises(ValueError, match=f"^{re.escape(message)}$"):
@@ -220,7 +221,7 @@ def test_non_finite_parameters_at_export():
     with pytest.raises(ValueError, match=message):
         parse_float(model)
     with pytest.raises(ValueError, match=message):
-        ptq(model, X)
+        ptq(model, torch.zeros(4, 6))
 
 
 def test_bias_too_wide_names_the_layer_and_width():

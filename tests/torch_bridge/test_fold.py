@@ -1,13 +1,20 @@
-"""Linear+BatchNorm1d folding: equal to torch's own fusion, in float64."""
+"""BatchNorm folding in every placement: after a layer equal to torch's own fusion, bit for
+bit in float64; before a layer and alone equal to the float modules they replace."""
 
 import copy
 
 import pytest
 import torch
 from torch import nn
-from torch.nn.utils.fusion import fuse_linear_bn_eval
+from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
 
-from torch_bridge.fold import fold_linear_bn, fold_modules
+from torch_bridge.fold import (
+    bn_affine,
+    bn_scale_shift,
+    fold_bn_before,
+    fold_linear_bn,
+    fold_modules,
+)
 from torch_bridge.modules import QLinearBn1d
 
 from .conftest import random_bn
@@ -100,3 +107,104 @@ def test_qat_linear_bn_needs_two_samples_in_training():
     with pytest.raises(ValueError, match=r"^QLinearBn1d needs more than 1 sample per batch in "
                                          r"training \(batch statistics\), got 1$"):
         qat(torch.zeros(1, 3))
+
+
+# Every placement, on random layers and statistics: tiny variances, negative gamma, bias on and
+# off, affine=False.
+
+def _random_statistics(bn, generator, tiny):
+    features = bn.num_features
+    with torch.no_grad():
+        bn.running_mean.copy_(torch.randn(features, generator=generator, dtype=torch.float64))
+        var = torch.rand(features, generator=generator, dtype=torch.float64) * 3
+        bn.running_var.copy_(var * 1e-9 if tiny else var + 0.01)
+        if bn.affine:
+            bn.weight.copy_(torch.randn(features, generator=generator, dtype=torch.float64))
+            bn.weight[0] = -abs(float(bn.weight[0])) - 0.5      # a negative gamma, always
+            bn.bias.copy_(torch.randn(features, generator=generator, dtype=torch.float64))
+    return bn.eval()
+
+
+def _random_layer(kind, generator, bias):
+    n_in, n_out = (int(v) for v in torch.randint(1, 9, (2,), generator=generator))
+    if kind == "linear":
+        layer = nn.Linear(n_in, n_out, bias=bias)
+    else:
+        cls = nn.Conv1d if kind == "conv1d" else nn.Conv2d
+        layer = cls(n_in, n_out, int(torch.randint(1, 4, (1,), generator=generator)), bias=bias)
+    layer = layer.double().eval()
+    with torch.no_grad():
+        layer.weight.copy_(torch.randn(layer.weight.shape, generator=generator,
+                                       dtype=torch.float64) * 3)
+        if bias:
+            layer.bias.copy_(torch.randn(n_out, generator=generator, dtype=torch.float64))
+    return layer
+
+
+CASES = [(seed, kind, bias, affine, tiny) for seed in range(6)
+         for kind in ("linear", "conv1d", "conv2d") for bias in (True, False)
+         for affine, tiny in ((True, False), (False, False), (True, True))]
+
+
+@pytest.mark.parametrize("seed, kind, bias, affine, tiny", CASES)
+def test_fold_after_equals_torch_fusion(seed, kind, bias, affine, tiny):
+    generator = torch.Generator().manual_seed(seed)
+    layer = _random_layer(kind, generator, bias)
+    bn_class = nn.BatchNorm2d if kind == "conv2d" else nn.BatchNorm1d
+    bn = _random_statistics(bn_class(layer.weight.shape[0], affine=affine).double(), generator,
+                            tiny)
+    weight, folded_bias = fold_modules(layer, bn)
+    if kind == "linear":
+        # fuse_linear_bn_eval needs affine parameters; gamma = 1 and beta = 0 are what
+        # affine=False means, and multiplying by 1 and adding 0 are exact.
+        reference = copy.deepcopy(bn)
+        if not affine:
+            reference = bn_class(bn.num_features).double().eval()
+            reference.load_state_dict(bn.state_dict(), strict=False)
+        fused = fuse_linear_bn_eval(copy.deepcopy(layer), reference)
+    else:
+        fused = fuse_conv_bn_eval(copy.deepcopy(layer), copy.deepcopy(bn))
+    assert torch.equal(weight, fused.weight) and torch.equal(folded_bias, fused.bias)
+
+
+@pytest.mark.parametrize("seed, kind, bias, affine, tiny", CASES)
+def test_fold_before_equals_its_float_reference(seed, kind, bias, affine, tiny):
+    """BN -> layer computed in float64 by the two modules, against the one folded layer."""
+    generator = torch.Generator().manual_seed(100 + seed)
+    layer = _random_layer(kind, generator, bias)
+    channels = layer.weight.shape[1]
+    bn_class = nn.BatchNorm2d if kind == "conv2d" else nn.BatchNorm1d
+    bn = _random_statistics(bn_class(channels, affine=affine).double(), generator, tiny)
+    shape = {"linear": (channels,), "conv1d": (channels, 7), "conv2d": (channels, 5, 6)}[kind]
+    x = torch.randn(9, *shape, generator=generator, dtype=torch.float64)
+    expected = layer(bn(x))
+    weight, folded_bias = fold_bn_before(layer.weight, layer.bias, bn.running_mean,
+                                         bn.running_var, *bn_affine(bn), bn.eps)
+    folded = copy.deepcopy(layer)
+    with torch.no_grad():
+        folded.weight.copy_(weight)
+        folded.bias = nn.Parameter(folded_bias)
+    assert torch.allclose(folded(x), expected, rtol=1e-12, atol=1e-9 if tiny else 1e-12)
+
+
+def test_fold_before_a_linear_after_a_flatten():
+    """BatchNorm1d(C) -> Flatten -> Linear(C*L): each input column c*L + l scales by s_c."""
+    generator = torch.Generator().manual_seed(7)
+    bn = _random_statistics(nn.BatchNorm1d(3).double(), generator, False)
+    linear = nn.Linear(3 * 4, 5).double().eval()
+    x = torch.randn(6, 3, 4, generator=generator, dtype=torch.float64)
+    expected = linear(nn.Flatten()(bn(x)))
+    weight, bias = fold_bn_before(linear.weight.reshape(5, 3, 4), linear.bias, bn.running_mean,
+                                  bn.running_var, *bn_affine(bn), bn.eps)
+    assert torch.allclose(nn.Flatten()(x) @ weight.reshape(5, 12).T + bias, expected,
+                          rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("affine, tiny", [(True, False), (False, False), (True, True)])
+def test_scale_shift_equals_batch_norm(affine, tiny):
+    generator = torch.Generator().manual_seed(11)
+    bn = _random_statistics(nn.BatchNorm2d(4, affine=affine).double(), generator, tiny)
+    x = torch.randn(3, 4, 5, 2, generator=generator, dtype=torch.float64)
+    scale, shift = bn_scale_shift(bn.running_mean, bn.running_var, *bn_affine(bn), bn.eps)
+    got = x * scale.reshape(-1, 1, 1) + shift.reshape(-1, 1, 1)
+    assert torch.allclose(got, bn(x), rtol=1e-12, atol=1e-9 if tiny else 1e-12)

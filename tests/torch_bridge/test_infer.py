@@ -10,7 +10,7 @@ from amaranth_nn.spec import Layer, NetworkSpec
 from torch_bridge import infer
 from torch_bridge.infer import requantize_int
 
-from .conftest import random_inputs, random_spec
+from .conftest import random_conv_spec, random_inputs, random_spec
 
 
 @pytest.mark.parametrize("seed", range(40))
@@ -27,6 +27,19 @@ def test_torch_int64_equals_golden_on_random_specs(seed):
     single = infer.run(spec, x[3])
     assert single.shape == (spec.output_size,)
     assert np.array_equal(single.numpy(), golden.run(spec, x[3]))
+
+
+@pytest.mark.parametrize("seed", range(60))
+def test_torch_int64_equals_golden_on_random_conv_specs(seed):
+    rng = np.random.default_rng(1000 + seed)
+    spec = random_conv_spec(rng)
+    x = random_inputs(rng, spec, 32)
+    x[rng.random(x.shape) < 0.3] = spec.input_format.min
+    x[rng.random(x.shape) < 0.3] = spec.input_format.max
+    for got, expected in zip(infer.run_layers(spec, x), golden.run_layers(spec, x),
+                             strict=True):
+        assert got.dtype == torch.int64
+        assert np.array_equal(got.numpy(), expected)
 
 
 def test_requantize_int_equals_foundation_at_the_edges():
