@@ -170,7 +170,7 @@ _LAYER_FF = {
     "ice40": {"one": 49.7, "tree": 3.2, "acc": 3.69, "lut_rom": 0.0187, "beats": 2.78,
               "x_data": 5.6, "first": 9.36},
 }
-_CONVERTER_LUT = {"xc7": {"one": 40, "select": 0.4}, "ecp5": {"one": 30, "select": 1.0},
+_CONVERTER_LUT = {"xc7": {"one": 40, "select": 0.4}, "ecp5": {"one": 30, "select": 2.4},
                   "ice40": {"one": 30, "select": 1.0}}
 _CONVERTER_FF = {"one": 50, "banks": 1.0, "lanes": 3.0}
 _LOGIC_CELLS_PER_FF = 0.75
