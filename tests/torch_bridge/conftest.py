@@ -3,7 +3,9 @@ layer kind)."""
 
 import numpy as np
 import pytest
+import specs
 import torch
+from specs import random_inputs  # noqa: F401 (re-exported for the torch_bridge tests)
 from torch import nn
 
 from amaranth_nn.fixedpoint import Activation, QFormat
@@ -35,32 +37,12 @@ def random_float_model(seed, sizes=(6, 5, 4, 3), batch_norm=True):
     return nn.Sequential(*modules).eval()
 
 
-def random_spec(rng, sizes=None, input_format=None):
-    """A random valid spec: random formats (shifts of both signs) and activations."""
+def random_spec(rng, sizes=None):
+    """A random valid dense spec from the tests' spec factory (``tests/specs.py``), of random
+    sizes unless ``sizes`` are given."""
     if sizes is None:
         sizes = [int(n) for n in rng.integers(1, 9, size=rng.integers(2, 5))]
-    fmt = input_format or QFormat(int(rng.integers(2, 12)), int(rng.integers(-3, 10)))
-    first, layers = fmt, []
-    for index, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=False)):
-        wf = QFormat(int(rng.integers(2, 12)), int(rng.integers(-2, 12)))
-        bf = QFormat(int(rng.integers(2, 30)), fmt.frac + wf.frac)
-        of = QFormat(int(rng.integers(2, 14)), int(rng.integers(-4, 16)))
-        weights = rng.integers(wf.min, wf.max + 1, size=(n_out, n_in))
-        bias = rng.integers(bf.min, bf.max + 1, size=n_out)
-        kind = rng.choice(["identity", "relu", "hardtanh"])
-        if kind == "hardtanh":
-            lo, hi = sorted(int(v) for v in rng.integers(of.min, of.max + 1, size=2))
-            activation = Activation.hardtanh(lo, hi)
-        else:
-            activation = Activation(str(kind))
-        layers.append(Layer(f"l{index}", weights, bias, wf, bf, of, activation))
-        fmt = of
-    return NetworkSpec(first, layers)
-
-
-def random_inputs(rng, spec, batch):
-    fmt = spec.input_format
-    return rng.integers(fmt.min, fmt.max + 1, size=(batch, spec.input_size))
+    return specs.random_spec(rng, sizes)
 
 
 @pytest.fixture
