@@ -149,9 +149,10 @@ def converter_features(converter):
 # coefficients (``python bench/bench_estimate.py --fit`` prints them) of per-layer yosys counts
 # (synth_xilinx, synth_ecp5 with the ECP5 target, synth_ice40 -dsp; hierarchical runs) of the
 # digits model at target II 16-1024 and random MLPs of 4- to 16-bit formats, 47 xc7, 24 ECP5
-# and 11 iCE40 layers. The width converter's, from four converters. On iCE40 the unit is the
-# logic cell (a LUT4 and a flip-flop): nextpnr packs a flip-flop into the cell of the LUT that
-# drives it when it can; _LOGIC_CELLS_PER_FF is the cells per flip-flop on top of the LUT4s,
+# and 11 iCE40 layers (none with LUT multipliers: the iCE40 "lut_mult" is from the 4-bit MLP of
+# the bench, 887 logic cells for 44 LUT multipliers). The width converter's, from four
+# converters. On iCE40 the unit is the logic cell (a LUT4 and a flip-flop): nextpnr packs a
+# flip-flop into the cell of the LUT that drives it when it can; _LOGIC_CELLS_PER_FF is the cells per flip-flop on top of the LUT4s,
 # fitted to nextpnr's counts of iCEBreaker board builds (4210 and 3325 cells for the digits
 # model at target II 512 and 1024).
 _LAYER_LUT = {
@@ -160,7 +161,7 @@ _LAYER_LUT = {
     "ecp5": {"one": 15.3, "tree": 0.421, "acc": 3.01, "lut_rom": 0.0695, "beats": 13.2,
               "x_data": 2.02},
     "ice40": {"one": 42.9, "tree": 0.907, "acc": 0.523, "lut_rom": 0.153, "beats": 8.33,
-              "x_data": 1.31},
+              "x_data": 1.31, "lut_mult": 1.3},
 }
 _LAYER_FF = {
     "xc7": {"tree": 0.695, "acc": 1.93, "lut_rom": 0.0308, "beats": 3.33, "x_data": 5.58,
