@@ -152,9 +152,9 @@ def converter_features(converter):
 # and 11 iCE40 layers (none with LUT multipliers: the iCE40 "lut_mult" is from the 4-bit MLP of
 # the bench, 887 logic cells for 44 LUT multipliers). The width converter's, from four
 # converters. On iCE40 the unit is the logic cell (a LUT4 and a flip-flop): nextpnr packs a
-# flip-flop into the cell of the LUT that drives it when it can; _LOGIC_CELLS_PER_FF is the cells per flip-flop on top of the LUT4s,
-# fitted to nextpnr's counts of iCEBreaker board builds (4210 and 3325 cells for the digits
-# model at target II 512 and 1024).
+# flip-flop into the cell of the LUT that drives it when it can; _LOGIC_CELLS_PER_FF is the
+# cells per flip-flop on top of the LUT4s, fitted to nextpnr's counts of iCEBreaker board
+# builds (4210 and 3325 cells for the digits model at target II 512 and 1024).
 _LAYER_LUT = {
     "xc7": {"one": 14.5, "tree": 0.42, "out": 2.58, "lut_mult": 1.98, "lut_rom": 0.0692,
               "beats": 5.73, "w_data": 0.0412, "x_data": 1.57},
