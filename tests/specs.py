@@ -5,12 +5,14 @@
 - :func:`mlp_spec`: an MLP of chosen sizes and formats, ReLU on every layer but the last, for
   the tests that need a known shape (the protocol's byte counts, a board build);
 - :func:`single_layer_spec`: one layer of given integers;
-- :func:`random_inputs`: input vectors with the format's extremes mixed in.
+- :func:`random_inputs`: input vectors with the format's extremes mixed in;
+- :func:`stream_spec`: a chain of any layer kinds (conv, pooling, flatten, ...) of given shapes.
 """
 
 import numpy as np
 
 from amaranth_nn import Activation, Layer, NetworkSpec, QFormat
+from amaranth_nn.spec import AvgPool, Conv, Flatten, MaxPool, ScaleShift
 
 
 def random_layer(rng, name, n, m, in_format, *, w_width=None, out_width=None, shift=None,
@@ -92,3 +94,40 @@ def mlp_spec(sizes, *, seed=0, input_format=None, weight_format=None, bias_width
                             Activation.identity() if last else Activation.relu()))
         fmt = out
     return NetworkSpec(input_format, layers, name=name)
+
+
+def stream_spec(rng, input_shape, layers, *, name="stream"):
+    """A spec of any layer kinds with random small integers, for the folding and stream tests.
+
+    ``layers`` are tuples: ``("conv", out_channels, kernel, stride, padding)``,
+    ``("maxpool", kernel)``, ``("avgpool", kernel)`` (kernels as tuples, one per axis),
+    ``("scale_shift",)``, ``("flatten",)``, ``("dense", out_features)``. Every format is
+    ``Q(8, 4)``, weights and scales ``Q(4, 2)``, biases ``Q(20, 6)``, with a ReLU.
+    """
+    fmt, w_fmt, b_fmt = QFormat(8, 4), QFormat(4, 2), QFormat(20, 6)
+    shape, result = tuple(input_shape), []
+    for index, (kind, *args) in enumerate(layers):
+        layer_name = f"{kind}{index}"
+        if kind == "conv":
+            out_channels, kernel, stride, padding = args
+            weights = rng.integers(w_fmt.min, w_fmt.max + 1,
+                                   size=(out_channels, *kernel, shape[-1]))
+            bias = rng.integers(-50, 50, size=out_channels)
+            layer = Conv(layer_name, shape, weights, bias, w_fmt, b_fmt, fmt, Activation.relu(),
+                         stride=stride, padding=padding)
+        elif kind in ("maxpool", "avgpool"):
+            layer = (MaxPool if kind == "maxpool" else AvgPool)(layer_name, shape, args[0])
+        elif kind == "scale_shift":
+            scale = rng.integers(w_fmt.min, w_fmt.max + 1, size=shape[-1])
+            bias = rng.integers(-50, 50, size=shape[-1])
+            layer = ScaleShift(layer_name, shape, scale, bias, w_fmt, b_fmt, fmt,
+                               Activation.relu())
+        elif kind == "flatten":
+            layer = Flatten(layer_name, shape)
+        else:
+            weights = rng.integers(w_fmt.min, w_fmt.max + 1, size=(args[0], shape[0]))
+            layer = Layer(layer_name, weights, rng.integers(-50, 50, size=args[0]), w_fmt,
+                          b_fmt, fmt, Activation.relu())
+        result.append(layer)
+        shape = layer.output_shape
+    return NetworkSpec(fmt, result, name=name)

@@ -19,10 +19,10 @@ from amaranth_nn.folding import (
     default_folding,
     plan_network,
 )
+from amaranth_nn.ii import dense_ii
 from amaranth_nn.lanes import ceil_div, pack_beats, unpack_beats
 from amaranth_nn.models import default_spec, default_test_set
 from amaranth_nn.network import Network
-from amaranth_nn.plan import dense_ii
 from amaranth_nn.simulate import run_streams, simulate
 from amaranth_nn.targets import ECP5Target
 
@@ -192,8 +192,8 @@ def test_target_ii_and_folding_arguments():
     with pytest.raises(ValueError, match=r"^Folding must have one \(pe, simd\) pair per layer "
                                          r"\(2\), not 1$"):
         Network(spec, [(1, 1)])
-    with pytest.raises(TypeError, match=r"^Folding of layer 1 must be a \(pe, simd\) pair, "
-                                        r"not 5$"):
+    with pytest.raises(TypeError, match=r"^Folding of layer 1 \('dense1'\) must be a \(pe, "
+                                        r"simd\) pair, not 5$"):
         Network(spec, [(1, 1), 5])
     with pytest.raises(TypeError, match=r"^Folding must be a sequence of \(pe, simd\) pairs, "
                                         r"not 3$"):
