@@ -87,7 +87,7 @@ class SlidingWindow(wiring.Component):
         span = 4 * (cap + plan.sample_stride)
         lead = Signal(signed(span.bit_length() + 1), init=plan.first_address)
         ahead_max = cap // plan.sample_stride + 3
-        ahead = Signal(range(ahead_max + 1))
+        ahead = Signal(range(-1, ahead_max + 1))
         mems = [Memory(shape=unsigned(width), depth=plan.bank_depth, init=[])
                 for _ in range(banks)]
         for n, mem in enumerate(mems):
@@ -138,7 +138,8 @@ class SlidingWindow(wiring.Component):
                 port.en.eq(w1_valid & (lane < li) & (channel < channels)),
             ]
 
-        # Positions written in the writer's sample, and whole samples ahead of the reader.
+        # Positions written in the writer's sample, and its samples ahead of the reader's (-1
+        # when the reader has finished a sample whose last positions no window needs).
         wpos = Signal(range(plan.positions_in + 1))
         with m.If(w1_valid & w1_pos):
             m.d.sync += wpos.eq(Mux(w1_sample, 0, wpos + 1))
@@ -155,7 +156,7 @@ class SlidingWindow(wiring.Component):
         cols_in = Signal(kw, init=plan.col_valid(0))
         go = Signal()
         m.d.comb += [
-            go.eq(((ahead != 0) | (wpos > need)) & queue.ok),
+            go.eq(((ahead > 0) | ((ahead == 0) & (wpos > need))) & queue.ok),
             queue.take.eq(go),
         ]
         window_done, _ = _counter(m, beat, bpw, go, "beat")
