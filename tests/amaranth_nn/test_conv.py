@@ -3,6 +3,7 @@ its plan."""
 
 import numpy as np
 import pytest
+from amaranth.hdl import Fragment
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from nn_helpers import layer_inputs
@@ -131,11 +132,14 @@ def test_plan_figures_and_engine_instances():
     assert plan.dense.in_features == 80 and plan.dense.vectors == 20
     assert plan.window.out_lanes == 8 and plan.window.order == "window"
     # The generator and the existing dense engine, on this plan's parts.
-    m = ConvLayer(plan).elaborate(None)
+    layer = ConvLayer(plan)
+    m = layer.elaborate(None)
     assert isinstance(m.submodules.window, SlidingWindow)
     assert m.submodules.window.plan is plan.window
     assert type(m.submodules.dense) is DenseLayer
     assert m.submodules.dense.plan is plan.dense
+    Fragment.get(m, None)  # the parts, and the layer, are then used
+    Fragment.get(layer, None)
 
 
 def test_errors():
