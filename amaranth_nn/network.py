@@ -5,6 +5,7 @@ from amaranth import Module, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .conv import ConvLayer
 from .converter import WidthConverter
 from .dense import DenseLayer
 from .folding import plan_network
@@ -19,9 +20,14 @@ def _dense(plan, arch):
     return DenseLayer(plan, arch=arch)
 
 
+def _conv(plan, arch):
+    return ConvLayer(plan, arch=arch)
+
+
 #: The component of every block kind: ``kind -> build(plan, arch)``.
 COMPONENTS = {
     "dense": _dense,
+    "conv": _conv,
 }
 
 

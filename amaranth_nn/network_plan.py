@@ -18,6 +18,7 @@ and output are flat vectors too (the host and the board harness send and receive
 the same rule holds for the first block's input and the last block's output.
 """
 
+from .conv_plan import ConvPlan
 from .ii import block_ii, channels, positions
 from .plan import ConverterPlan, DensePlan, check_count
 from .spec import SpecError, check_spec
@@ -36,10 +37,16 @@ def _dense_plan(spec, index, entry, in_lanes):
     return DensePlan(spec, index, pe=pe, simd=simd)
 
 
+def _conv_plan(spec, index, entry, in_lanes):
+    pe, simd = entry
+    return ConvPlan(spec, index, pe=pe, simd=simd, in_lanes=in_lanes)
+
+
 #: The plan of every block kind: ``kind -> build(spec, index, entry, in_lanes)``, ``entry`` the
 #: layer's checked folding entry and ``in_lanes`` its input stream's lanes.
 PLANS = {
     "dense": _dense_plan,
+    "conv": _conv_plan,
 }
 
 #: The kinds that are blocks (every kind but flatten), and how their folding is written.

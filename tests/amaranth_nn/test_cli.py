@@ -124,8 +124,8 @@ def test_package_lists_the_commands():
         assert " ".join(cli.COMMANDS[command].split()) in " ".join(done.stdout.split())
 
 
-NO_HARDWARE = ("error: layer 0 ('conv0'): a conv layer has no hardware yet (only dense layers "
-               "do); the golden model, amaranth_nn.golden, runs this network")
+NO_HARDWARE = ("error: layer 1 ('maxpool0'): a maxpool layer has no hardware yet (only conv, "
+               "dense layers do); the golden model, amaranth_nn.golden, runs this network")
 
 
 @pytest.mark.parametrize("command", ["simulate", "build"])

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from nn_helpers import draw_network, sizes
-from specs import random_inputs, random_spec
+from specs import random_inputs, random_spec, stream_spec
 
 from amaranth_nn import golden
 from amaranth_nn.folding import (
@@ -252,3 +252,20 @@ def test_every_pe_simd_pair_of_a_tiny_layer():
     x = random_inputs(rng, spec, 2)
     for pe, simd in itertools.product(range(1, 5), range(1, 4)):
         check_network(spec, x, [(pe, simd)])
+
+
+@pytest.mark.parametrize("folding", [
+    None,                                # the default: no converter
+    [(1, 1), (2, 3), None, (3, 2)],      # conv -> conv at other lanes, no converter
+    [(3, 6), (1, 2), None, (3, 6)],      # converter after the flatten, 1 -> 6 lanes
+    [(2, 4), (2, 9), None, (1, 1)],      # converter after the flatten, 2 -> 1 lanes
+])
+def test_conv_network_bit_exact_with_planned_ii_and_latency(folding):
+    rng = np.random.default_rng(11)
+    spec = stream_spec(rng, (6, 2), [("conv", 3, (3,), (1,), (1,)),
+                                     ("conv", 2, (3,), (1,), (1,)), ("flatten",), ("dense", 3)])
+    result = check_network(spec, random_inputs(rng, spec, 6), folding)
+    net = result.network
+    assert net.plan.check_ii()
+    assert (result.ii, result.latency) == (net.ii, net.latency)
+    assert list(result.out_cycles[0] - result.in_cycles[0, 0]) == net.output_times()

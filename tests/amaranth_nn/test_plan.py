@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 from specs import random_spec, single_layer_spec
 
-from amaranth_nn import Activation, QFormat
+from amaranth_nn import Activation, Layer, NetworkSpec, QFormat
 from amaranth_nn.lanes import pack_lanes, unpack_lanes
 from amaranth_nn.plan import FIFO_LATENCY, MEMORY_STAGES, ConverterPlan, DensePlan, dense_ii
+from amaranth_nn.spec import Flatten, MaxPool
 
 
 def test_errors():
@@ -107,3 +108,13 @@ def test_converter_timing():
     assert plan.delay == 6
     assert plan.output_times([0, 5, 6]) == [6, 11, 12, 13]
     assert plan.register_bits == 2 * 7 * 6
+
+
+def test_dense_plan_takes_a_dense_or_conv_layer_of_any_spec():
+    fmt = QFormat(8, 4)
+    dense = Layer("dense0", np.ones((3, 4), int), [0, 0, 0], QFormat(8, 6), QFormat(16, 10), fmt)
+    spec = NetworkSpec(fmt, [MaxPool("pool0", (4, 2), 2), Flatten("flat0", (2, 2)), dense])
+    assert DensePlan(spec, 2, pe=1, simd=1).ii == 3 * 4
+    with pytest.raises(ValueError, match=r"^Layer 0 \('pool0'\) is a maxpool layer; the dense "
+                                         r"engine computes a dense or conv layer$"):
+        DensePlan(spec, 0, pe=1, simd=1)
