@@ -11,6 +11,7 @@
 import numpy as np
 
 from amaranth_nn import Activation, Layer, NetworkSpec, QFormat
+from amaranth_nn.spec import AvgPool, MaxPool, ScaleShift
 
 
 def random_layer(rng, name, n, m, in_format, *, w_width=None, out_width=None, shift=None,
@@ -92,3 +93,62 @@ def mlp_spec(sizes, *, seed=0, input_format=None, weight_format=None, bias_width
                             Activation.identity() if last else Activation.relu()))
         fmt = out
     return NetworkSpec(input_format, layers, name=name)
+
+
+def random_activation(rng, fmt):
+    """Identity, ReLU or a HardTanh of random bounds inside ``fmt``."""
+    kind = str(rng.choice(["identity", "relu", "hardtanh"]))
+    if kind == "hardtanh":
+        lo, hi = sorted(int(v) for v in rng.integers(fmt.min, fmt.max + 1, size=2))
+        return Activation.hardtanh(lo, hi)
+    return Activation(kind)
+
+
+def random_scale_shift(rng, name, shape, in_format, *, a_width=None, out_width=None, shift=None,
+                       activation=None):
+    """A random scale-and-shift layer over ``shape`` after ``in_format`` (formats and shifts
+    drawn as :func:`random_layer` draws them: saturation on both sides, negative shifts)."""
+    a_width = a_width or int(rng.integers(2, 17))
+    af = QFormat(a_width, int(rng.integers(-2, a_width + 6)))
+    out_width = out_width or int(rng.integers(2, 17))
+    if shift is None:
+        shift = int(rng.integers(-2, max(0, in_format.width + a_width - 1 - out_width) + 3))
+    bias_frac = in_format.frac + af.frac
+    bf = QFormat(min(62, in_format.width + a_width + int(rng.integers(0, 6))), bias_frac)
+    of = QFormat(out_width, bias_frac - shift)
+    activation = activation or random_activation(rng, of)
+    channels = shape[-1]
+    scale = rng.integers(af.min, af.max + 1, size=channels)
+    scale[rng.random(channels) < 0.1] = 0
+    scale[rng.random(channels) < 0.1] = af.min
+    bias_scale = 1 << max(0, min(bf.width - 1, shift + out_width - 1))
+    bias = np.clip(rng.integers(-bias_scale, bias_scale, size=channels), bf.min, bf.max)
+    return ScaleShift(name, tuple(shape), scale, bias, af, bf, of, activation)
+
+
+def scale_shift_spec(rng, shape, *, in_width=None, relu_before=False, **layer_kwargs):
+    """A random spec whose last layer is a scale-and-shift over ``shape``; with
+    ``relu_before``, a first scale-and-shift with a ReLU feeds it (an unsigned input)."""
+    in_width = in_width or int(rng.integers(2, 17))
+    fmt = QFormat(in_width, int(rng.integers(-2, in_width + 4)))
+    layers = []
+    if relu_before:
+        layers.append(random_scale_shift(rng, "relu0", shape, fmt, activation=Activation.relu()))
+    layers.append(random_scale_shift(rng, "scale0", shape,
+                                     layers[-1].output_format if layers else fmt,
+                                     **layer_kwargs))
+    return NetworkSpec(fmt, layers, name="scale_shift")
+
+
+def pool_spec(kind, shape, kernel, stride=None, *, input_format=None, relu_before=False,
+              rng=None):
+    """A spec whose last layer is a ``"maxpool"`` or ``"avgpool"`` over ``shape``; with
+    ``relu_before`` (and an ``rng``), a random scale-and-shift with a ReLU feeds it."""
+    fmt = input_format or QFormat(8, 4)
+    layers = []
+    if relu_before:
+        layers.append(random_scale_shift(rng, "relu0", shape, fmt, activation=Activation.relu()))
+    pool = MaxPool if kind == "maxpool" else AvgPool
+    layers.append(pool("pool0", tuple(shape), tuple(kernel),
+                       None if stride is None else tuple(stride)))
+    return NetworkSpec(fmt, layers, name=kind)

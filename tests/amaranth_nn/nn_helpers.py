@@ -50,3 +50,22 @@ def layer_inputs(spec, index, x):
     if index == 0:
         return np.asarray(x)
     return golden.run_layers(spec, x)[index - 1]
+
+
+def run_samples(dut, x, *, channels, out_channels, stalls=(0.0, 0.0), seed=0):
+    """Run samples ``x`` (``(batch, size)``, stream order) through a block of the stream format:
+    each position of ``channels`` elements as ``ceil(channels/plan.in_lanes)`` beats.
+
+    Returns
+    -------
+    outputs : numpy.ndarray, shape (batch, output size)
+    padding : numpy.ndarray
+        The lanes past ``out_channels`` of every output position.
+    run : StreamRun
+    """
+    plan = dut.plan
+    x = np.asarray(x)
+    words = pack_beats(x.reshape(-1, channels), plan.in_lanes, plan.in_width)
+    run = run_streams(dut, words, len(x) * plan.out_beats, stalls=stalls, seed=seed)
+    out, pad = unpack_beats(run.outputs, plan.out_lanes, plan.out_width, out_channels)
+    return out.reshape(len(x), -1), pad, run
