@@ -13,6 +13,7 @@ from amaranth_nn import Activation, golden
 from amaranth_nn.lanes import unpack_lanes
 from amaranth_nn.scale_plan import ScalePlan
 from amaranth_nn.scale_shift import ScaleShift
+from amaranth_nn.targets import ECP5Target
 
 STALLS = [(0.0, 0.0), (0.3, 0.0), (0.0, 0.3), (0.4, 0.4)]
 
@@ -175,3 +176,18 @@ def test_ecp5_arch_instantiates_registered_multipliers():
     assert text.count("MULT18X18D ") == 3
     assert text.count('.REG_OUTPUT_CLK("CLK0")') == 3
     assert "MULT18X18D" not in verilog.convert(ScaleShift(plan), name="scale")
+
+
+@pytest.mark.parametrize("shape, lanes, relu", [((3, 7), 3, False), ((2, 4), 4, True)])
+def test_ecp5_architecture_with_modelled_multipliers(shape, lanes, relu):
+    # The ECP5 target's LUT ROMs, operand sign extension and product slicing in the simulator,
+    # with a behavioural model of the registered multiplier: the same timing as the generic one.
+    rng = np.random.default_rng(lanes)
+    spec = scale_shift_spec(rng, shape, in_width=9, a_width=10, relu_before=relu)
+    dut, run = check_layer(spec, lanes, random_inputs(rng, spec, 3),
+                           arch=ECP5Target(model_multipliers=True))
+    assert run.out_cycles[:dut.plan.out_beats] == dut.plan.output_times(
+        run.in_cycles[:dut.plan.in_beats])
+    _, stalled = check_layer(spec, lanes, random_inputs(rng, spec, 3), stalls=(0.3, 0.3),
+                             arch=ECP5Target(model_multipliers=True))
+    assert len(stalled.outputs) == 3 * dut.plan.out_beats
