@@ -1,8 +1,10 @@
-"""The pooling engine: a reducer of windows in kernel order.
+"""The pooling engine: a sliding window in kernel order, then a reducer.
 
 :class:`PoolReducer` elaborates a :class:`~amaranth_nn.pool_plan.ReducerPlan`: it takes every
 output position's window, kernel position after kernel position, and keeps one partial result
-per beat of a position (the max, or the sum for an average).
+per beat of a position (the max, or the sum for an average). :class:`Pool` elaborates a
+:class:`~amaranth_nn.pool_plan.PoolPlan`: the :class:`~amaranth_nn.sliding.SlidingWindow`
+that makes those windows from a stream of positions, then the reducer.
 """
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed
@@ -10,10 +12,11 @@ from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
 from .plumbing import CreditQueue, delay
-from .pool_plan import ReducerPlan
+from .pool_plan import PoolPlan, ReducerPlan
+from .sliding import SlidingWindow
 from .unused import rejecting
 
-__all__ = ["PoolReducer"]
+__all__ = ["PoolReducer", "Pool"]
 
 
 class PoolReducer(wiring.Component):
@@ -118,4 +121,56 @@ class PoolReducer(wiring.Component):
             queue.w.valid.eq(delay(m, valid & emit, 1, "out_valid")),
             queue.w.payload.eq(Cat(outputs)),
         ]
+        return m
+
+
+class Pool(wiring.Component):
+    """One max or average pooling layer of a spec: a sliding window in kernel order, then the
+    reducer.
+
+    Bit-exact with :func:`amaranth_nn.golden.run`. The
+    :class:`~amaranth_nn.sliding.SlidingWindow` of :attr:`PoolPlan.window
+    <amaranth_nn.pool_plan.PoolPlan.window>` emits every output position's window, kernel
+    position by kernel position, and the :class:`PoolReducer` of :attr:`PoolPlan.reducer
+    <amaranth_nn.pool_plan.PoolPlan.reducer>` reduces it.
+
+    Parameters
+    ----------
+    plan : PoolPlan
+        ``PoolPlan(spec, index, lanes=...)``.
+
+    Members
+    -------
+    i : ``In(stream.Signature(data.ArrayLayout(signed(W), lanes)))``
+        Each sample's positions in raster order, ``ceil(C/lanes)`` beats each; lanes past
+        ``C`` are ignored.
+    o : ``Out(stream.Signature(data.ArrayLayout(signed(W), lanes)))``
+        The pooled positions in the same format; lanes past ``C`` are zero.
+
+    Raises
+    ------
+    TypeError
+        If ``plan`` is not a PoolPlan.
+    """
+
+    def __init__(self, plan):
+        with rejecting(self):
+            if not isinstance(plan, PoolPlan):
+                raise TypeError(f"Plan must be a PoolPlan, not {plan!r}")
+        self._plan = plan
+        layout = data.ArrayLayout(signed(plan.in_width), plan.lanes)
+        super().__init__({"i": In(stream.Signature(layout)), "o": Out(stream.Signature(layout))})
+
+    @property
+    def plan(self):
+        """The :class:`~amaranth_nn.pool_plan.PoolPlan` this layer elaborates."""
+        return self._plan
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.window = window = SlidingWindow(self._plan.window)
+        m.submodules.reducer = reducer = PoolReducer(self._plan.reducer)
+        wiring.connect(m, wiring.flipped(self.i), window.i)
+        wiring.connect(m, window.o, reducer.i)
+        wiring.connect(m, reducer.o, wiring.flipped(self.o))
         return m

@@ -3,16 +3,21 @@
 :class:`ReducerPlan` holds, for one ``maxpool`` or ``avgpool`` layer at one lane count, what
 :class:`~amaranth_nn.pool.PoolReducer` is built from: the window beats it takes (in kernel
 order), the width of its partial results, its register chain and the timing derived from it.
+:class:`PoolPlan` is the whole layer, :class:`~amaranth_nn.pool.Pool`: a
+:class:`~amaranth_nn.window_plan.WindowPlan` in kernel order, then the reducer.
 """
 
 from functools import cached_property
+
+from amaranth.hdl import signed
 
 from .block_plan import layer_at, where_of
 from .fixedpoint import signed_width
 from .lanes import ceil_div
 from .plan import FIFO_LATENCY, check_count
+from .window_plan import WindowPlan
 
-__all__ = ["POOL_KINDS", "REDUCER_STAGES", "ReducerPlan"]
+__all__ = ["POOL_KINDS", "REDUCER_STAGES", "ReducerPlan", "PoolPlan"]
 
 #: The layer kinds a pooling plan takes.
 POOL_KINDS = ("maxpool", "avgpool")
@@ -199,3 +204,121 @@ class ReducerPlan:
     def __repr__(self):
         return (f"ReducerPlan(layer {self._index} {self._layer.name!r}, {self.kind}, "
                 f"lanes {self._lanes}, ii {self.ii})")
+
+
+class PoolPlan:
+    """One pooling layer at ``lanes`` lanes: a sliding-window generator in kernel order
+    (:attr:`window`, a :class:`~amaranth_nn.window_plan.WindowPlan`) followed by the reducer
+    (:attr:`reducer`, a :class:`ReducerPlan`).
+
+    A sample streams in as its positions, ``ceil(C/lanes)`` beats each, and out as its pooled
+    positions in the same format. In steady state the generator supplies one window beat per
+    cycle, so a sample takes ``ii = max(positions_out * K * G, positions_in * G)`` cycles (the
+    second only when the stride skips inputs).
+
+    Parameters
+    ----------
+    spec : NetworkSpec
+    index : int
+        Which layer of ``spec`` (a ``maxpool`` or ``avgpool`` layer).
+    lanes : int
+        Channels per beat, in and out, 1 to the layer's channels.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :class:`ReducerPlan`.
+    """
+
+    def __init__(self, spec, index, *, lanes):
+        self._reducer = ReducerPlan(spec, index, lanes=lanes)
+        layer = self._reducer.layer
+        self._window = WindowPlan(signed(self._reducer.width), layer.spatial_in,
+                                  layer.output_channels, layer.kernel, layer.stride,
+                                  layer.padding, lanes, lanes, order="kernel")
+
+    @property
+    def window(self):
+        """The :class:`~amaranth_nn.window_plan.WindowPlan` of the generator."""
+        return self._window
+
+    @property
+    def reducer(self):
+        """The :class:`ReducerPlan`."""
+        return self._reducer
+
+    @property
+    def spec(self):
+        return self._reducer.spec
+
+    @property
+    def index(self):
+        return self._reducer.index
+
+    @property
+    def layer(self):
+        return self._reducer.layer
+
+    @property
+    def kind(self):
+        return self._reducer.kind
+
+    @property
+    def lanes(self):
+        return self._reducer.lanes
+
+    @property
+    def in_lanes(self):
+        return self._reducer.lanes
+
+    @property
+    def out_lanes(self):
+        return self._reducer.lanes
+
+    @property
+    def in_width(self):
+        return self._reducer.width
+
+    @property
+    def out_width(self):
+        return self._reducer.width
+
+    @property
+    def in_beats(self):
+        """Input beats per sample, ``positions_in * G``."""
+        return self._window.in_beats
+
+    @property
+    def out_beats(self):
+        """Output beats per sample, ``positions_out * G``."""
+        return self._reducer.out_beats
+
+    @property
+    def ii(self):
+        """Cycles per sample in steady state: the generator's, one beat per cycle on its busier
+        side (the reducer takes one window beat per cycle)."""
+        return max(self._window.ii, self._reducer.ii)
+
+    @property
+    def multipliers(self):
+        return 0
+
+    @property
+    def roms(self):
+        return ()
+
+    @property
+    def register_bits(self):
+        """Flip-flops of the generator's output queue and of the reducer."""
+        return self._window.register_bits + self._reducer.register_bits
+
+    def output_times(self, arrivals):
+        """Transfer cycles of an isolated sample's output beats (sink always ready): the
+        generator's window beats, then the reducer's outputs
+        (:meth:`WindowPlan.output_times <amaranth_nn.window_plan.WindowPlan.output_times>`,
+        :meth:`ReducerPlan.output_times`)."""
+        return self._reducer.output_times(self._window.output_times(arrivals))
+
+    def __repr__(self):
+        return (f"PoolPlan(layer {self.index} {self.layer.name!r}, {self.kind}, lanes "
+                f"{self.lanes}, ii {self.ii})")

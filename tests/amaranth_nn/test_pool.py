@@ -1,18 +1,19 @@
 """Pooling on the Amaranth simulator: the reducer alone (fed windows in kernel order from
-software), bit-exact against the golden model, with the timing of its plan."""
+software), and the whole layer (sliding window, then reducer), bit-exact against the golden
+model, with the timing of their plans."""
 
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from nn_helpers import layer_inputs, pack_positions
+from nn_helpers import layer_inputs, pack_positions, run_samples
 from specs import pool_spec, random_inputs, random_spec
 
 from amaranth_nn import QFormat, golden
 from amaranth_nn.lanes import unpack_beats
 from amaranth_nn.models import MODELS
-from amaranth_nn.pool import PoolReducer
-from amaranth_nn.pool_plan import ReducerPlan
+from amaranth_nn.pool import Pool, PoolReducer
+from amaranth_nn.pool_plan import PoolPlan, ReducerPlan
 from amaranth_nn.simulate import run_streams
 from amaranth_nn.spec import NetworkSpec
 from amaranth_nn.windows import windows
@@ -64,7 +65,7 @@ def pools(draw):
     return kind, (*spatial, channels), kernel, stride
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(pool=pools(), data=st.data())
 def test_reducer_bit_exact(pool, data):
     kind, shape, kernel, stride = pool
@@ -175,3 +176,99 @@ def test_errors():
         ReducerPlan(random_spec(np.random.default_rng(0), [3, 2]), 0, lanes=1)
     with pytest.raises(TypeError, match=r"^Plan must be a ReducerPlan, not 'x'$"):
         PoolReducer("x")
+
+
+def check_pool(spec, lanes, x, *, index=None, stalls=(0.0, 0.0), seed=0):
+    """Run ``x`` (network inputs) through pooling layer ``index`` (default: the last), sliding
+    window and reducer; assert bit-exactness and zero padding lanes."""
+    index = len(spec.layers) - 1 if index is None else index
+    dut = Pool(PoolPlan(spec, index, lanes=lanes))
+    channels = spec.layers[index].output_channels
+    out, pad, run = run_samples(dut, layer_inputs(spec, index, x), channels=channels,
+                                out_channels=channels, stalls=stalls, seed=seed)
+    expected = golden.run_layers(spec, x)[index]
+    assert out.shape == expected.shape
+    assert (out == expected).all(), (out, expected)
+    assert (pad == 0).all()
+    return dut.plan, run
+
+
+@settings(max_examples=60, deadline=None)
+@given(pool=pools(), data=st.data())
+def test_pool_bit_exact(pool, data):
+    kind, shape, kernel, stride = pool
+    seed = data.draw(st.integers(0, 2**32 - 1), label="seed")
+    rng = np.random.default_rng(seed)
+    width = data.draw(st.integers(2, 16), label="width")
+    spec = pool_spec(kind, shape, kernel, stride, input_format=QFormat(width, 3),
+                     relu_before=data.draw(st.booleans(), label="relu"), rng=rng)
+    lanes = data.draw(st.integers(1, shape[-1]), label="lanes")
+    x = random_inputs(rng, spec, data.draw(st.integers(1, 3), label="batch"))
+    check_pool(spec, lanes, x, stalls=data.draw(st.sampled_from(STALLS), label="stalls"),
+               seed=seed)
+
+
+@pytest.mark.parametrize("kind, shape, kernel, stride, lanes",
+                         [("maxpool", (12, 4), (3,), (2,), 3),
+                          ("avgpool", (4, 4, 3), (2, 2), (2, 2), 2),
+                          ("maxpool", (5, 6, 2), (3, 2), (1, 2), 2),
+                          ("maxpool", (9, 3), (2,), (4,), 1),
+                          ("avgpool", (6, 2), (1,), (2,), 1)])
+def test_pool_steady_state_ii_and_output_times(kind, shape, kernel, stride, lanes):
+    rng = np.random.default_rng(lanes)
+    spec = pool_spec(kind, shape, kernel, stride)
+    plan, run = check_pool(spec, lanes, random_inputs(rng, spec, 5))
+    layer = spec.layers[0]
+    groups = -(-shape[-1] // lanes)
+    assert plan.ii == max(layer.positions_out * layer.window, np.prod(shape[:-1])) * groups
+    starts = np.array(run.out_cycles[::plan.out_beats])
+    assert (np.diff(starts) == plan.ii).all()
+    assert run.out_cycles[:plan.out_beats] == plan.output_times(run.in_cycles[:plan.in_beats])
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_pool_output_times_with_source_stalls(seed):
+    rng = np.random.default_rng(seed)
+    spec = pool_spec("maxpool", (5, 4, 3), (2, 2), (1, 1))
+    plan, run = check_pool(spec, 2, random_inputs(rng, spec, 1), stalls=(0.5, 0.0), seed=seed)
+    assert np.diff(run.in_cycles).max() > 1  # the source did stall
+    assert run.out_cycles == plan.output_times(run.in_cycles)
+
+
+@pytest.mark.parametrize("name, lanes", [("mnist1d", 16), ("mnist1d", 3), ("digits-conv", 8),
+                                         ("digits-conv", 5)])
+def test_pool_model_pools(name, lanes):
+    """The models' pools as single layers, sliding window and reducer, on the test set."""
+    spec, indices = model_pools(name)
+    x = np.load(MODELS[name].file(MODELS[name].test_file))["x"][:2]
+    for index in indices:
+        check_pool(spec, min(lanes, spec.layers[index].output_channels), x, index=index,
+                   stalls=(0.2, 0.2), seed=index)
+
+
+def test_pool_plan():
+    spec = pool_spec("maxpool", (6, 4, 7), (2, 3), (2, 1), input_format=QFormat(6, 1))
+    plan = PoolPlan(spec, 0, lanes=3)
+    assert (plan.index, plan.in_lanes, plan.out_lanes, plan.kind) == (0, 3, 3, "maxpool")
+    assert (plan.in_width, plan.out_width) == (6, 6)
+    assert (plan.in_beats, plan.out_beats) == (24 * 3, 6 * 3)
+    assert plan.ii == 6 * 6 * 3 == plan.reducer.ii
+    assert plan.window.order == "kernel"
+    assert (plan.window.in_lanes, plan.window.out_lanes) == (3, 3)
+    assert plan.window.out_beats == plan.reducer.in_beats
+    assert (plan.multipliers, plan.roms) == (0, ())
+    assert plan.register_bits == plan.window.register_bits + plan.reducer.register_bits
+    # A stride past the kernel skips inputs: the input side is the busier one.
+    sparse = PoolPlan(pool_spec("maxpool", (9, 2), (2,), (4,)), 0, lanes=1)
+    assert sparse.ii == sparse.in_beats == 18
+
+
+def test_pool_errors():
+    with pytest.raises(TypeError, match=r"^Plan must be a PoolPlan, not 'x'$"):
+        Pool("x")
+    spec = pool_spec("avgpool", (4, 3), (2,))
+    with pytest.raises(TypeError, match=r"^Plan must be a PoolPlan, not ReducerPlan"):
+        Pool(ReducerPlan(spec, 0, lanes=1))
+    with pytest.raises(ValueError, match=r"^Lanes must be from 1 to 3 \(the channels of layer 0 "
+                                         r"\('pool0'\)\), not 4$"):
+        PoolPlan(spec, 0, lanes=4)

@@ -41,7 +41,7 @@ def shapes(draw):
     return (*spatial, draw(st.integers(1, 11), label="channels"))
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=50, deadline=None)
 @given(shape=shapes(), data=st.data())
 def test_random_layer_bit_exact(shape, data):
     seed = data.draw(st.integers(0, 2**32 - 1), label="seed")
