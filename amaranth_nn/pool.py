@@ -105,18 +105,22 @@ class PoolReducer(wiring.Component):
                   for j in range(lanes)] for n in range(groups)]
         with m.If(valid):
             for j in range(lanes):
+                # One mux level before the register: a max takes the beat when it starts the
+                # window or is larger; a sum adds the beat to the partial or to the rounding.
                 head = chain[0][j]
-                combined = Mux(x[j] > head, x[j], head) if plan.kind == "maxpool" \
-                    else head + x[j]
-                m.d.sync += chain[-1][j].eq(Mux(first, x[j] + plan.rounding, combined))
+                if plan.kind == "maxpool":
+                    new = Mux(first | (x[j] > head), x[j], head)
+                else:
+                    new = x[j] + Mux(first, plan.rounding, head)
+                m.d.sync += chain[-1][j].eq(new)
                 for n in range(groups - 1):
                     m.d.sync += chain[n][j].eq(chain[n + 1][j])
         padded_from = plan.channels - (groups - 1) * lanes
-        last = delay(m, last, 1, "out_last")
+        out_last = delay(m, last, 1, "out_last")
         outputs = []
         for j in range(lanes):
             y = chain[-1][j] >> shift if shift else chain[-1][j]
-            outputs.append(Mux(last, 0, y[:width]) if j >= padded_from else y[:width])
+            outputs.append(Mux(out_last, 0, y[:width]) if j >= padded_from else y[:width])
         m.d.comb += [
             queue.w.valid.eq(delay(m, valid & emit, 1, "out_valid")),
             queue.w.payload.eq(Cat(outputs)),
