@@ -272,3 +272,13 @@ def test_pool_errors():
     with pytest.raises(ValueError, match=r"^Lanes must be from 1 to 3 \(the channels of layer 0 "
                                          r"\('pool0'\)\), not 4$"):
         PoolPlan(spec, 0, lanes=4)
+
+
+def test_average_of_62_bit_integers():
+    fmt = QFormat(62, 0)
+    spec = pool_spec("avgpool", (4, 4, 3), (4, 4), input_format=fmt)
+    rng = np.random.default_rng(4)
+    x = np.concatenate([random_inputs(rng, spec, 2), [[fmt.min] * 48, [fmt.max] * 48]])
+    plan, _ = check_reducer(spec, 2, x)
+    assert plan.partial_width == 66
+    check_pool(spec, 3, x, stalls=(0.2, 0.2))

@@ -191,3 +191,12 @@ def test_ecp5_architecture_with_modelled_multipliers(shape, lanes, relu):
     _, stalled = check_layer(spec, lanes, random_inputs(rng, spec, 3), stalls=(0.3, 0.3),
                              arch=ECP5Target(model_multipliers=True))
     assert len(stalled.outputs) == 3 * dut.plan.out_beats
+
+
+def test_accumulator_wider_than_64_bits():
+    rng = np.random.default_rng(62)
+    spec = scale_shift_spec(rng, (2, 3), in_width=40, a_width=32, out_width=48)
+    fmt = spec.input_format
+    x = np.concatenate([random_inputs(rng, spec, 2), [[fmt.min] * 6, [fmt.max] * 6]])
+    dut, _ = check_layer(spec, 2, x)
+    assert dut.plan.acc_width > 64
