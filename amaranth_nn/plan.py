@@ -131,6 +131,29 @@ def check_folding(spec, folding):
     return tuple(result)
 
 
+def _weighted_layer(spec, index):
+    """Layer ``index`` of ``spec``, checked to be a dense or conv layer (one that the dense
+    engine computes).
+
+    Raises
+    ------
+    TypeError
+        If ``spec`` is not a NetworkSpec or ``index`` not an integer.
+    ValueError
+        If ``index`` is out of range, or the layer is of another kind (naming it).
+    """
+    check_spec(spec)
+    if not isinstance(index, int) or isinstance(index, bool):
+        raise TypeError(f"Layer index must be an integer, not {index!r}")
+    if not 0 <= index < len(spec.layers):
+        raise ValueError(f"Layer index must be from 0 to {len(spec.layers) - 1}, not {index}")
+    layer = spec.layers[index]
+    if layer.kind not in ("dense", "conv"):
+        raise ValueError(f"Layer {index} ({layer.name!r}) is a {layer.kind} layer; the dense "
+                         f"engine computes a dense or conv layer")
+    return layer
+
+
 def _operand_shape(lo, hi):
     """Smallest shape holding every integer in ``[lo, hi]``: unsigned when ``lo >= 0``."""
     if lo >= 0:
@@ -212,12 +235,17 @@ class DensePlan:
     ``B = ceil(N/simd)`` beats, the ``M`` outputs are ``G = ceil(M/pe)`` groups (output beats),
     and a vector takes ``ii = G * B`` cycles.
 
+    A conv layer is the same engine on its :attr:`~amaranth_nn.layers.Conv.weight_matrix`:
+    ``N = K*C_in`` (a window, in window order), ``M = C_out``, and :attr:`vectors` (its output
+    positions) vectors per sample; :class:`~amaranth_nn.conv_plan.ConvPlan` puts the window
+    generator before it.
+
     Parameters
     ----------
     spec : NetworkSpec
         The network.
     index : int
-        Which layer of ``spec``.
+        Which layer of ``spec``: a dense or conv layer.
     pe : int
         Output neurons in parallel, 1 to ``out_features``.
     simd : int
@@ -228,20 +256,17 @@ class DensePlan:
     TypeError
         If ``spec`` is not a NetworkSpec, or ``index``, ``pe`` or ``simd`` is not an integer.
     ValueError
-        If ``index``, ``pe`` or ``simd`` is out of range (the message names the layer).
+        If ``index``, ``pe`` or ``simd`` is out of range, or the layer is neither dense nor conv
+        (the message names the layer).
     """
 
     def __init__(self, spec, index, *, pe, simd):
-        check_dense_only(spec)
-        if not isinstance(index, int) or isinstance(index, bool):
-            raise TypeError(f"Layer index must be an integer, not {index!r}")
-        if not 0 <= index < len(spec.layers):
-            raise ValueError(f"Layer index must be from 0 to {len(spec.layers) - 1}, not {index}")
-        layer = spec.layers[index]
+        layer = _weighted_layer(spec, index)
         where = f"layer {index} ({layer.name!r})"
-        check_count("Pe", pe, layer.out_features, f"the out_features of {where}")
-        check_count("Simd", simd, layer.in_features, f"the in_features of {where}")
-        self._spec, self._index, self._layer = spec, index, layer
+        matrix = layer.multiplier_matrix
+        check_count("Pe", pe, matrix.shape[0], f"the out_features of {where}")
+        check_count("Simd", simd, matrix.shape[1], f"the in_features of {where}")
+        self._spec, self._index, self._layer, self._matrix = spec, index, layer, matrix
         self._pe, self._simd = pe, simd
 
     @property
@@ -266,12 +291,25 @@ class DensePlan:
         return self._simd
 
     @property
+    def matrix(self):
+        """The weights as ``(out_features, in_features)``: a conv layer's columns in window
+        order."""
+        return self._matrix
+
+    @property
     def in_features(self):
-        return self._layer.in_features
+        """``N``: the input vector's length (``K*C_in`` for a conv layer)."""
+        return self._matrix.shape[1]
 
     @property
     def out_features(self):
-        return self._layer.out_features
+        """``M``: the outputs per vector (``C_out`` for a conv layer)."""
+        return self._matrix.shape[0]
+
+    @property
+    def vectors(self):
+        """Vectors per sample: 1, or a conv layer's output positions."""
+        return self._layer.positions_out if self._layer.kind == "conv" else 1
 
     @property
     def in_beats(self):
@@ -318,7 +356,7 @@ class DensePlan:
     @cached_property
     def w_shape(self):
         """Shape of the weight operand, from the actual weights (unsigned if none is negative)."""
-        w = self._layer.weights
+        w = self._matrix
         return _operand_shape(min(int(w.min()), 0), max(int(w.max()), 0))
 
     @property
@@ -345,7 +383,7 @@ class DensePlan:
     @cached_property
     def product_width(self):
         """Width of one product ``x * w`` (at most the accumulator width)."""
-        w = self._layer.weights
+        w = self._matrix
         lo, hi = self.input_range
         products = [int(v) * int(x) for v in (int(w.min()), int(w.max()), 0) for x in (lo, hi)]
         return min(signed_width(min(products), max(products)), self.acc_width)
@@ -406,22 +444,31 @@ class DensePlan:
         return max(2, ceil_div(beats + self.stages["clamp"] + FIFO_LATENCY + 1, beats))
 
     def output_times(self, arrivals):
-        """Transfer cycles of an isolated vector's output beats (sink always ready).
+        """Transfer cycles of the output beats of isolated vectors (sink always ready).
 
         Parameters
         ----------
         arrivals : sequence of int
-            Transfer cycles of the vector's :attr:`in_beats` input beats.
+            Transfer cycles of the input beats of one or more consecutive vectors
+            (:attr:`in_beats` each).
 
         Returns
         -------
         list of int
-            ``s + g*B + pipeline_depth`` for each output beat ``g``, where
-            ``s = max_j(arrivals[j] + B - j)`` is when the last input of group 0 issues.
+            Input beat ``j`` of a vector issues (for its first group) at
+            ``i_j = max(i_(j-1) + 1, arrivals[j] + 1)``, the later groups follow back to back,
+            and output beat ``g`` is transferred at its group's last issue plus
+            :attr:`pipeline_depth`. For one vector, ``s + g*B + pipeline_depth`` with
+            ``s = max_j(arrivals[j] + B - j)``.
         """
-        beats = self.in_beats
-        last_issue = max(a + beats - j for j, a in enumerate(arrivals))
-        return [last_issue + g * beats + self.pipeline_depth for g in range(self.out_beats)]
+        beats, times, issue = self.in_beats, [], None
+        for start in range(0, len(arrivals), beats):
+            for a in arrivals[start:start + beats]:
+                issue = a + 1 if issue is None else max(issue + 1, a + 1)
+            for g in range(self.out_beats):
+                times.append(issue + g * beats + self.pipeline_depth)
+            issue += (self.out_beats - 1) * beats
+        return times
 
     # ROM contents.
 
@@ -446,7 +493,7 @@ class DensePlan:
         """One :class:`Rom` per PE: word ``g*B + b`` of PE ``p`` holds
         ``W[g*pe + p, b*simd + k]`` in lane ``k`` (zero where the indices pass the matrix), in
         the weight operand's width."""
-        w, pe, simd, beats = self._layer.weights, self._pe, self._simd, self.in_beats
+        w, pe, simd, beats = self._matrix, self._pe, self._simd, self.in_beats
         width = self.w_shape.width
         roms = []
         for p in range(pe):

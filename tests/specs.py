@@ -4,6 +4,9 @@
   negative shifts, saturation on both sides), for the bit-exactness tests;
 - :func:`mlp_spec`: an MLP of chosen sizes and formats, ReLU on every layer but the last, for
   the tests that need a known shape (the protocol's byte counts, a board build);
+- :func:`random_conv_spec`: conv layers (1-D or 2-D) of chosen shapes with random formats,
+  weights and activations, as :func:`random_spec` draws them, for the conv hardware tests (the
+  torch_bridge tests' ``random_conv_spec`` draws a network of every layer kind);
 - :func:`single_layer_spec`: one layer of given integers;
 - :func:`random_inputs`: input vectors with the format's extremes mixed in.
 """
@@ -11,12 +14,12 @@
 import numpy as np
 
 from amaranth_nn import Activation, Layer, NetworkSpec, QFormat
-from amaranth_nn.spec import AvgPool, MaxPool, ScaleShift
+from amaranth_nn.spec import AvgPool, Conv, MaxPool, ScaleShift
 
 
-def random_layer(rng, name, n, m, in_format, *, w_width=None, out_width=None, shift=None,
-                 activation=None, w_frac=None):
-    """A random dense layer with ``n`` inputs and ``m`` outputs after ``in_format``."""
+def _random_formats(rng, n, in_format, *, w_width=None, out_width=None, shift=None,
+                    activation=None, w_frac=None):
+    """Random weight, bias and output formats and an activation for a fan-in of ``n``."""
     w_width = w_width or int(rng.integers(2, 17))
     w_frac = int(rng.integers(-2, w_width + 6)) if w_frac is None else w_frac
     out_width = out_width or int(rng.integers(2, 17))
@@ -35,14 +38,52 @@ def random_layer(rng, name, n, m, in_format, *, w_width=None, out_width=None, sh
             activation = Activation.hardtanh(lo, hi)
         else:
             activation = Activation(str(kind))
-    weights = rng.integers(wf.min, wf.max + 1, size=(m, n))
+    return wf, bf, of, activation, shift
+
+
+def _random_numbers(rng, shape, wf, bf, shift, out_width):
+    """Random weights of ``shape`` (some zero, some the format's minimum) and biases."""
+    weights = rng.integers(wf.min, wf.max + 1, size=shape)
     # Some sparse and some extreme weights.
-    weights[rng.random((m, n)) < 0.1] = 0
-    weights[rng.random((m, n)) < 0.05] = wf.min
-    bias_scale = 1 << max(0, min(bias_width - 1, shift + out_width - 1))
-    bias = rng.integers(-bias_scale, bias_scale, size=m)
-    bias = np.clip(bias, bf.min, bf.max)
+    weights[rng.random(shape) < 0.1] = 0
+    weights[rng.random(shape) < 0.05] = wf.min
+    bias_scale = 1 << max(0, min(bf.width - 1, shift + out_width - 1))
+    bias = rng.integers(-bias_scale, bias_scale, size=shape[0])
+    return weights, np.clip(bias, bf.min, bf.max)
+
+
+def random_layer(rng, name, n, m, in_format, **kwargs):
+    """A random dense layer with ``n`` inputs and ``m`` outputs after ``in_format`` (keywords:
+    ``w_width``, ``out_width``, ``shift``, ``activation``, ``w_frac``)."""
+    wf, bf, of, activation, shift = _random_formats(rng, n, in_format, **kwargs)
+    weights, bias = _random_numbers(rng, (m, n), wf, bf, shift, of.width)
     return Layer(name, weights, bias, wf, bf, of, activation)
+
+
+def random_conv_layer(rng, name, input_shape, out_channels, kernel, stride, padding, in_format,
+                      **kwargs):
+    """A random conv layer (1-D or 2-D by ``input_shape``) after ``in_format``; the keywords
+    of :func:`random_layer`."""
+    fan_in = int(np.prod(kernel)) * input_shape[-1]
+    wf, bf, of, activation, shift = _random_formats(rng, fan_in, in_format, **kwargs)
+    weights, bias = _random_numbers(rng, (out_channels, *kernel, input_shape[-1]), wf, bf,
+                                    shift, of.width)
+    return Conv(name, input_shape, weights, bias, wf, bf, of, activation, stride=stride,
+                padding=padding)
+
+
+def random_conv_spec(rng, input_shape, convs, *, in_width=None, **layer_kwargs):
+    """A random spec of conv layers: ``convs`` holds ``(out_channels, kernel, stride,
+    padding)`` per layer (tuples, one entry per axis of ``input_shape[:-1]``)."""
+    in_width = in_width or int(rng.integers(2, 13))
+    fmt = QFormat(in_width, int(rng.integers(-2, in_width + 4)))
+    input_format, layers, shape = fmt, [], tuple(input_shape)
+    for index, (out_channels, kernel, stride, padding) in enumerate(convs):
+        layer = random_conv_layer(rng, f"conv{index}", shape, out_channels, kernel, stride,
+                                  padding, fmt, **layer_kwargs)
+        layers.append(layer)
+        fmt, shape = layer.output_format, layer.output_shape
+    return NetworkSpec(input_format, layers, name="random_conv")
 
 
 def single_layer_spec(weights, bias, *, x_fmt, w_fmt, b_width, y_fmt, activation):
@@ -104,25 +145,12 @@ def random_activation(rng, fmt):
     return Activation(kind)
 
 
-def random_scale_shift(rng, name, shape, in_format, *, a_width=None, out_width=None, shift=None,
-                       activation=None):
-    """A random scale-and-shift layer over ``shape`` after ``in_format`` (formats and shifts
-    drawn as :func:`random_layer` draws them: saturation on both sides, negative shifts)."""
-    a_width = a_width or int(rng.integers(2, 17))
-    af = QFormat(a_width, int(rng.integers(-2, a_width + 6)))
-    out_width = out_width or int(rng.integers(2, 17))
-    if shift is None:
-        shift = int(rng.integers(-2, max(0, in_format.width + a_width - 1 - out_width) + 3))
-    bias_frac = in_format.frac + af.frac
-    bf = QFormat(min(62, in_format.width + a_width + int(rng.integers(0, 6))), bias_frac)
-    of = QFormat(out_width, bias_frac - shift)
-    activation = activation or random_activation(rng, of)
-    channels = shape[-1]
-    scale = rng.integers(af.min, af.max + 1, size=channels)
-    scale[rng.random(channels) < 0.1] = 0
-    scale[rng.random(channels) < 0.1] = af.min
-    bias_scale = 1 << max(0, min(bf.width - 1, shift + out_width - 1))
-    bias = np.clip(rng.integers(-bias_scale, bias_scale, size=channels), bf.min, bf.max)
+def random_scale_shift(rng, name, shape, in_format, *, a_width=None, **kwargs):
+    """A random scale-and-shift layer over ``shape`` after ``in_format``, its formats and numbers
+    drawn as :func:`random_layer` draws a dense layer's (keywords: ``a_width``, the scale width,
+    and ``out_width``, ``shift``, ``activation``)."""
+    af, bf, of, activation, shift = _random_formats(rng, 1, in_format, w_width=a_width, **kwargs)
+    scale, bias = _random_numbers(rng, (shape[-1],), af, bf, shift, of.width)
     return ScaleShift(name, tuple(shape), scale, bias, af, bf, of, activation)
 
 

@@ -145,8 +145,12 @@ def test_layers_without_hardware_are_refused_before_anything_is_built():
                r"do; conv, pooling, flatten and scale-and-shift hardware comes later\); the "
                r"golden model, amaranth_nn.golden, runs this network$")
     for build in (lambda: NetworkPlan(spec, [(1, 1)] * 3), lambda: plan_network(spec),
-                  lambda: choose_folding(spec, 64), lambda: Network(spec),
-                  lambda: DensePlan(spec, 2, pe=1, simd=1)):
+                  lambda: choose_folding(spec, 64), lambda: Network(spec)):
         with pytest.raises(NoHardwareYet, match=message):
             build()
     assert issubclass(NoHardwareYet, ValueError)
+    # The dense engine's plan takes a dense or conv layer of any spec, and nothing else.
+    assert DensePlan(spec, 2, pe=1, simd=1).ii == 3 * 4
+    with pytest.raises(ValueError, match=r"^Layer 0 \('pool0'\) is a maxpool layer; the dense "
+                                         r"engine computes a dense or conv layer$"):
+        DensePlan(spec, 0, pe=1, simd=1)
