@@ -10,6 +10,8 @@ from .converter import WidthConverter
 from .dense import DenseLayer
 from .folding import plan_network
 from .network_plan import check_hardware
+from .pool import Pool
+from .scale_shift import ScaleShift
 from .targets import check_arch
 from .unused import rejecting
 
@@ -24,10 +26,21 @@ def _conv(plan, arch):
     return ConvLayer(plan, arch=arch)
 
 
+def _pool(plan, arch):
+    return Pool(plan)
+
+
+def _scale_shift(plan, arch):
+    return ScaleShift(plan, arch=arch)
+
+
 #: The component of every block kind: ``kind -> build(plan, arch)``.
 COMPONENTS = {
     "dense": _dense,
     "conv": _conv,
+    "maxpool": _pool,
+    "avgpool": _pool,
+    "scale_shift": _scale_shift,
 }
 
 

@@ -21,6 +21,8 @@ the same rule holds for the first block's input and the last block's output.
 from .conv_plan import ConvPlan
 from .ii import block_ii, channels, positions
 from .plan import ConverterPlan, DensePlan, check_count
+from .pool_plan import PoolPlan
+from .scale_plan import ScalePlan
 from .spec import SpecError, check_spec
 
 __all__ = ["NoHardwareYet", "PLANS", "check_hardware", "check_folding", "block_in_lanes",
@@ -42,11 +44,22 @@ def _conv_plan(spec, index, entry, in_lanes):
     return ConvPlan(spec, index, pe=pe, simd=simd, in_lanes=in_lanes)
 
 
+def _pool_plan(spec, index, entry, in_lanes):
+    return PoolPlan(spec, index, lanes=entry[0])
+
+
+def _scale_plan(spec, index, entry, in_lanes):
+    return ScalePlan(spec, index, lanes=entry[0])
+
+
 #: The plan of every block kind: ``kind -> build(spec, index, entry, in_lanes)``, ``entry`` the
 #: layer's checked folding entry and ``in_lanes`` its input stream's lanes.
 PLANS = {
     "dense": _dense_plan,
     "conv": _conv_plan,
+    "maxpool": _pool_plan,
+    "avgpool": _pool_plan,
+    "scale_shift": _scale_plan,
 }
 
 #: The kinds that are blocks (every kind but flatten), and how their folding is written.

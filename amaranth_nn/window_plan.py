@@ -11,6 +11,7 @@ distinct banks.
 
 from functools import cached_property
 from math import prod
+from numbers import Integral
 
 from amaranth.hdl import Shape
 
@@ -30,16 +31,17 @@ WINDOW_STAGES = 3
 
 def _axes(name, value, axes, minimum=1):
     """``value`` as a tuple of ``axes`` integers of at least ``minimum``."""
-    if isinstance(value, int) and not isinstance(value, bool):
+    if isinstance(value, Integral) and not isinstance(value, bool):
         value = (value,) * axes
     try:
         items = tuple(value)
     except TypeError:
         raise TypeError(f"{name} must be an integer or a tuple of {axes}, not {value!r}") \
             from None
-    if len(items) != axes or not all(isinstance(v, int) and not isinstance(v, bool)
+    if len(items) != axes or not all(isinstance(v, Integral) and not isinstance(v, bool)
                                      for v in items):
         raise TypeError(f"{name} must be an integer or a tuple of {axes}, not {value!r}")
+    items = tuple(int(v) for v in items)
     if any(v < minimum for v in items):
         raise ValueError(f"{name} must be at least {minimum} in every axis, not {list(items)}")
     return items
@@ -91,8 +93,9 @@ class WindowPlan:
             raise TypeError(f"Spatial must be (L,) or (H, W), not {spatial!r}")
         axes = len(spatial)
         spatial = _axes("Spatial", spatial, axes)
-        if not isinstance(channels, int) or isinstance(channels, bool):
+        if not isinstance(channels, Integral) or isinstance(channels, bool):
             raise TypeError(f"Channels must be an integer, not {channels!r}")
+        channels = int(channels)
         if channels < 1:
             raise ValueError(f"Channels must be a positive integer, not {channels}")
         kernel = _axes("Kernel", kernel, axes)

@@ -137,6 +137,52 @@ def mlp_spec(sizes, *, seed=0, input_format=None, weight_format=None, bias_width
     return NetworkSpec(input_format, layers, name=name)
 
 
+def random_activation(rng, fmt):
+    """Identity, ReLU or a HardTanh of random bounds inside ``fmt``."""
+    kind = str(rng.choice(["identity", "relu", "hardtanh"]))
+    if kind == "hardtanh":
+        lo, hi = sorted(int(v) for v in rng.integers(fmt.min, fmt.max + 1, size=2))
+        return Activation.hardtanh(lo, hi)
+    return Activation(kind)
+
+
+def random_scale_shift(rng, name, shape, in_format, *, a_width=None, **kwargs):
+    """A random scale-and-shift layer over ``shape`` after ``in_format``, its formats and numbers
+    drawn as :func:`random_layer` draws a dense layer's (keywords: ``a_width``, the scale width,
+    and ``out_width``, ``shift``, ``activation``)."""
+    af, bf, of, activation, shift = _random_formats(rng, 1, in_format, w_width=a_width, **kwargs)
+    scale, bias = _random_numbers(rng, (shape[-1],), af, bf, shift, of.width)
+    return ScaleShift(name, tuple(shape), scale, bias, af, bf, of, activation)
+
+
+def scale_shift_spec(rng, shape, *, in_width=None, relu_before=False, **layer_kwargs):
+    """A random spec whose last layer is a scale-and-shift over ``shape``; with
+    ``relu_before``, a first scale-and-shift with a ReLU feeds it (an unsigned input)."""
+    in_width = in_width or int(rng.integers(2, 17))
+    fmt = QFormat(in_width, int(rng.integers(-2, in_width + 4)))
+    layers = []
+    if relu_before:
+        layers.append(random_scale_shift(rng, "relu0", shape, fmt, activation=Activation.relu()))
+    layers.append(random_scale_shift(rng, "scale0", shape,
+                                     layers[-1].output_format if layers else fmt,
+                                     **layer_kwargs))
+    return NetworkSpec(fmt, layers, name="scale_shift")
+
+
+def pool_spec(kind, shape, kernel, stride=None, *, input_format=None, relu_before=False,
+              rng=None):
+    """A spec whose last layer is a ``"maxpool"`` or ``"avgpool"`` over ``shape``; with
+    ``relu_before`` (and an ``rng``), a random scale-and-shift with a ReLU feeds it."""
+    fmt = input_format or QFormat(8, 4)
+    layers = []
+    if relu_before:
+        layers.append(random_scale_shift(rng, "relu0", shape, fmt, activation=Activation.relu()))
+    pool = MaxPool if kind == "maxpool" else AvgPool
+    layers.append(pool("pool0", tuple(shape), tuple(kernel),
+                       None if stride is None else tuple(stride)))
+    return NetworkSpec(fmt, layers, name=kind)
+
+
 def stream_spec(rng, input_shape, layers, *, name="stream"):
     """A spec of any layer kinds with random small integers, for the folding and stream tests.
 

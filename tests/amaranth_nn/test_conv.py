@@ -99,12 +99,14 @@ def test_steady_state_ii_and_output_times(input_shape, conv, pe, simd, in_lanes)
     layer = plan.layer
     engine = layer.positions_out * -(-layer.out_channels // pe) * -(-layer.window_size // simd)
     assert plan.ii == max(engine, plan.in_beats)
-    # An isolated sample: every output beat at the cycle the plan says.
-    _, run = check_conv(spec, 0, random_inputs(rng, spec, 1), pe=pe, simd=simd,
-                        in_lanes=in_lanes)
-    t0 = run.in_cycles[0]
-    assert plan.output_times([t - t0 for t in run.in_cycles]) == \
-        [t - t0 for t in run.out_cycles]
+    # An isolated sample, from a source valid on every cycle and from one that stalls: every
+    # output beat at the cycle the plan says.
+    for stalls in ((0.0, 0.0), (0.5, 0.0)):
+        _, run = check_conv(spec, 0, random_inputs(rng, spec, 1), pe=pe, simd=simd,
+                            in_lanes=in_lanes, stalls=stalls, seed=pe)
+        t0 = run.in_cycles[0]
+        assert plan.output_times([t - t0 for t in run.in_cycles]) == \
+            [t - t0 for t in run.out_cycles]
 
 
 @pytest.mark.parametrize("model, index, pe, simd, in_lanes", [

@@ -81,11 +81,13 @@ def test_steady_state_ii_and_output_times(args):
     starts = np.array(run.out_cycles[::plan.out_beats])
     assert (np.diff(starts) == plan.ii).all(), (np.diff(starts), plan.ii)
     assert plan.ii == max(plan.in_beats, plan.out_beats)
-    # An isolated sample: every output beat at the cycle the plan says.
-    run = run_windows(plan, 1)
-    t0 = run.in_cycles[0]
-    assert plan.output_times([t - t0 for t in run.in_cycles]) == \
-        [t - t0 for t in run.out_cycles]
+    # An isolated sample, from a source valid on every cycle and from one that stalls: every
+    # output beat at the cycle the plan says.
+    for stalls in ((0.0, 0.0), (0.5, 0.0)):
+        run = run_windows(plan, 1, stalls=stalls, seed=3)
+        t0 = run.in_cycles[0]
+        assert plan.output_times([t - t0 for t in run.in_cycles]) == \
+            [t - t0 for t in run.out_cycles]
 
 
 def test_line_buffer_is_banked_memory():
