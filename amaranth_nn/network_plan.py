@@ -407,8 +407,8 @@ class NetworkPlan:
         beat, for a sample entering an idle network with the sink always ready and the source
         valid on every cycle.
 
-        By this recurrence over the blocks (:meth:`output_times` evaluates it), exact for dense
-        networks:
+        By this recurrence over the blocks (:meth:`output_times` evaluates it), equal to the
+        simulated hardware's for every kind of block (``tests/amaranth_nn/test_network.py``):
 
         - input beat ``j`` is transferred at cycle ``a_j = j``;
         - a block transfers its output beats at the cycles its plan's ``output_times`` gives
@@ -418,8 +418,8 @@ class NetworkPlan:
           ``D = 9 + ceil(log2(simd))`` is its :attr:`~amaranth_nn.plan.DensePlan.pipeline_depth`;
         - a width converter transfers output beat ``k`` of each position at
           ``o_k = max(o_(k-1) + 1, a_(j(k)) + 6)``, where ``j(k)`` is the input beat of that
-          position holding the beat's last element (this assumes it never holds its writer
-          back, as when it regroups one vector per sample);
+          position holding the beat's last element (its output side is then busy, so a writer
+          waiting for a free bank delays no output);
         - the latency is the cycle of the last output beat.
 
         Without width converters a dense network's latency is

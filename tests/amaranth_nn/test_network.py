@@ -269,3 +269,64 @@ def test_conv_network_bit_exact_with_planned_ii_and_latency(folding):
     assert net.plan.check_ii()
     assert (result.ii, result.latency) == (net.ii, net.latency)
     assert list(result.out_cycles[0] - result.in_cycles[0, 0]) == net.output_times()
+
+
+def every_kind_specs(rng):
+    """Networks of every layer kind, 1-D and 2-D, with converters wherever lanes differ."""
+    return [
+        stream_spec(rng, (8, 6), [("scale_shift",), ("maxpool", (2,)),
+                                  ("conv", 4, (3,), (1,), (0,)), ("avgpool", (2,)), ("flatten",),
+                                  ("dense", 3)]),
+        stream_spec(rng, (4, 4, 3), [("conv", 5, (3, 3), (1, 1), (1, 1)), ("scale_shift",),
+                                     ("maxpool", (2, 2)), ("conv", 4, (2, 2), (1, 1), (0, 0)),
+                                     ("flatten",), ("dense", 3)]),
+        stream_spec(rng, (9, 5), [("maxpool", (3,)), ("scale_shift",), ("flatten",),
+                                  ("dense", 4)]),
+    ]
+
+
+def random_folding(rng, spec):
+    """A random folding of ``spec`` that keeps the stream rules."""
+    while True:
+        folding = []
+        for layer in spec.layers:
+            if layer.kind == "dense":
+                folding.append((int(rng.integers(1, layer.out_features + 1)),
+                                int(rng.integers(1, layer.in_features + 1))))
+            elif layer.kind == "conv":
+                folding.append((int(rng.integers(1, layer.out_channels + 1)),
+                                int(rng.integers(1, layer.window_size + 1))))
+            elif layer.kind == "flatten":
+                folding.append(None)
+            else:
+                folding.append(int(rng.integers(1, layer.input_shape[-1] + 1)))
+        try:
+            return check_folding(spec, folding)
+        except ValueError:
+            continue
+
+
+@pytest.mark.parametrize("seed", range(9))
+def test_network_of_every_kind_with_planned_ii_latency_and_output_times(seed):
+    rng = np.random.default_rng(seed)
+    spec = every_kind_specs(rng)[seed % 3]
+    folding = random_folding(rng, spec)
+    result = check_network(spec, random_inputs(rng, spec, 4), folding)
+    net = result.network
+    assert net.plan.check_ii()
+    assert (result.ii, result.latency) == (net.ii, net.latency)
+    assert list(result.out_cycles[0] - result.in_cycles[0, 0]) == net.output_times()
+
+
+def test_converter_of_many_positions_that_holds_its_writer_back():
+    """6 lanes to 1 on each of 8 positions: the converter reads 6 beats per position written in
+    one, so its writer waits for a free bank; the output times are those of the plan."""
+    rng = np.random.default_rng(5)
+    spec = every_kind_specs(rng)[0]
+    folding = [6, 1, (4, 12), 4, None, (3, 4)]
+    result = check_network(spec, random_inputs(rng, spec, 4), folding)
+    net = result.network
+    assert net.plan.converters[0].in_lanes == 6 and net.plan.converters[0].out_lanes == 1
+    assert net.plan.converter_positions[0] == 8
+    assert (result.ii, result.latency) == (net.ii, net.latency)
+    assert list(result.out_cycles[0] - result.in_cycles[0, 0]) == net.output_times()
