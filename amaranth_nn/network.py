@@ -84,12 +84,15 @@ class Network(wiring.Component):
 
     Members
     -------
-    i : ``In(stream.Signature(data.ArrayLayout(signed(spec.input_format.width), simd0)))``
-        Input vectors of ``spec.input_size`` integers, :attr:`in_beats` beats each: lane ``k``
-        of beat ``b`` is element ``b*simd0 + k``; lanes past the end are ignored.
-    o : ``Out(stream.Signature(data.ArrayLayout(signed(spec.output_format.width), pe_last)))``
-        Output vectors, :attr:`out_beats` beats each, in the same order; lanes past the end
-        are zero.
+    i : ``In(stream.Signature(data.ArrayLayout(signed(spec.input_format.width), L_in)))``
+        Input samples as flat vectors of ``spec.input_size`` integers (stream order),
+        :attr:`in_beats` beats each: lane ``k`` of beat ``b`` is element ``b*L_in + k``; lanes
+        past the end are ignored. ``L_in`` is ``plan.in_lanes``: the first layer's ``simd``, or
+        the input channels of a first convolution.
+    o : ``Out(stream.Signature(data.ArrayLayout(signed(spec.output_format.width), L_out)))``
+        Output samples as flat vectors, :attr:`out_beats` beats each, in the same order; lanes
+        past the end are zero. ``L_out`` is ``plan.out_lanes``, the last layer's ``pe`` (or
+        lanes).
 
     Raises
     ------

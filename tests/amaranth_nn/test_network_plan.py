@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 from specs import random_spec, stream_spec
 
+from amaranth_nn.folding import default_folding, plan_network
 from amaranth_nn.ii import block_ii, block_multipliers, conv_ii, pool_ii, scale_shift_ii
 from amaranth_nn.models import MODEL_DIR
 from amaranth_nn.network_plan import (
@@ -186,3 +187,21 @@ def test_shipped_conv_models_check_their_folding():
     spec = NetworkSpec.load(MODEL_DIR / "mnist1d.json")
     folding = check_folding(spec, [(1, 5), 1, (8, 5), 8, (2, 6), 2, None, (1, 2)])
     assert folding == ((1, 5), (1, 1), (8, 5), (8, 8), (2, 6), (2, 2), (2, 2), (1, 2))
+
+
+@pytest.mark.parametrize("name, ii, latency, in_beats, out_beats", [
+    ("mnist1d", 640, 1376, 40, 10),
+    ("digits-conv", 1024, 2223, 64, 10),
+])
+def test_default_plans_of_the_shipped_conv_models(name, ii, latency, in_beats, out_beats):
+    """Measured equal in simulation by tests/amaranth_nn/test_cli.py."""
+    spec = NetworkSpec.load(MODEL_DIR / f"{name}.json")
+    plan = plan_network(spec)
+    assert plan.folding == default_folding(spec)
+    assert plan.check_ii()
+    assert (plan.ii, plan.latency, plan.in_beats, plan.out_beats) == (ii, latency, in_beats,
+                                                                      out_beats)
+    assert plan.in_lanes == 1  # one input position (one channel) per beat
+    assert plan.converters == (None,) * (len(plan.layers) - 1)
+    assert plan.multipliers == sum(pe * simd for layer, (pe, simd) in zip(
+        spec.layers, plan.folding, strict=True) if layer.kind in ("conv", "dense"))
