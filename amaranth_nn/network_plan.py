@@ -163,11 +163,11 @@ def _check_flat(spec, index, lanes, what):
     shape = layer.output_shape
     if not flat_lanes_fit(shape, lanes):
         c = channels(shape)
-        option = "pe" if layer.kind in _PAIR_KINDS else "lanes"
+        option = "a pe" if layer.kind in _PAIR_KINDS else "lanes"
         raise ValueError(f"{what} takes the stream of {_where(spec, index)} as a flat vector, "
                          f"but its {lanes} lanes per beat do not divide the {c} channels of "
                          f"each of its {positions(shape)} positions: give {_where(spec, index)} "
-                         f"a {option} dividing {c} ({', '.join(map(str, _divisors(c)))})")
+                         f"{option} dividing {c} ({', '.join(map(str, _divisors(c)))})")
 
 
 def check_folding(spec, folding):

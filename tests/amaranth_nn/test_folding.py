@@ -223,3 +223,24 @@ def test_networks_of_vectors_are_folded_layer_by_layer():
     folding = choose_folding(spec, 64)
     assert folding == ((4, 8), (2, 4), (2, 2))
     assert ii_and_cost(spec, folding) == (64, 44)
+
+
+def test_conv_model_folding_on_the_command_line():
+    spec = NetworkSpec.load(MODEL_DIR / "mnist1d.json")
+    parser = argparse.ArgumentParser()
+    add_folding_arguments(parser)
+    args = parser.parse_args(["--pe", "1,1,8,8,2,2,-,1", "--simd", "5,1,5,8,6,2,-,2"])
+    assert folding_from_args(args, spec) == (default_folding(spec), None)
+    args = parser.parse_args(["--pe", "1,1,8,8,2,3,-,1", "--simd", "5,1,5,8,6,3,-,2"])
+    with pytest.raises(CommandError, match=(
+            r"^--pe 1,1,8,8,2,3,-,1 --simd 5,1,5,8,6,3,-,2: layer 6 \('flatten0'\) takes the "
+            r"stream of layer 5 \('maxpool2'\) as a flat vector, but its 3 lanes per beat do not "
+            r"divide the 16 channels of each of its 5 positions: give layer 5 \('maxpool2'\) "
+            r"lanes dividing 16 \(1, 2, 4, 8, 16\)$")):
+        folding_from_args(args, spec)
+    args = parser.parse_args(["--pe", "1,2,8,8,2,2,-,1", "--simd", "5,1,5,8,6,2,-,2"])
+    with pytest.raises(CommandError, match=(
+            r"^--pe 1,2,8,8,2,2,-,1 --simd 5,1,5,8,6,2,-,2: Folding of layer 1 \('maxpool0'\) "
+            r"must be its lanes, an integer or a \(lanes, lanes\) pair of equal values, not "
+            r"\(2, 1\): a maxpool layer has as many lanes out as in$")):
+        folding_from_args(args, spec)

@@ -145,7 +145,7 @@ def test_network_input_and_output_are_flat_vectors():
     with pytest.raises(ValueError, match=(
             r"^The network's output takes the stream of layer 1 \('scale_shift1'\) as a flat "
             r"vector, but its 4 lanes per beat do not divide the 6 channels of each of its 2 "
-            r"positions: give layer 1 \('scale_shift1'\) a lanes dividing 6 \(1, 2, 3, 6\)$")):
+            r"positions: give layer 1 \('scale_shift1'\) lanes dividing 6 \(1, 2, 3, 6\)$")):
         check_folding(spec, [2, 4])
     assert check_folding(spec, [2, 3]) == ((2, 2), (3, 3))
 
