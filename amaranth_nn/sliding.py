@@ -166,21 +166,35 @@ class SlidingWindow(wiring.Component):
         need = Signal(range(plan.positions_in), init=plan.needed(0, 0))
         rows_in = Signal(kh, init=plan.row_valid(0))
         cols_in = Signal(kw, init=plan.col_valid(0))
-        m.d.comb += [
-            go.eq(((ahead > 0) | ((ahead == 0) & (wpos > need))) & queue.ok),
-            queue.take.eq(go),
-        ]
+        # Whether the current window's data is in: a register, computed from the next state.
+        avail = Signal()
+        m.d.comb += [go.eq(avail & queue.ok), queue.take.eq(go)]
         out_done = Signal()
         m.d.comb += out_done.eq(window_done & ox_last & oy_last)
+        need_nx = Signal.like(need)
+        m.d.comb += need_nx.eq(
+            Array(Const(plan.needed_row(y), need.shape()) for y in range(oh))[nx_oy]
+            + Array(Const(plan.needed_col(x), need.shape()) for x in range(ow))[nx_ox])
+        ahead_next = Signal.like(ahead)
+        m.d.comb += ahead_next.eq(ahead + (w1_valid & w1_pos & w1_sample) - out_done)
+        # wpos_next > need_next, from comparisons of registers only: wpos_next is wpos, wpos + 1
+        # or 0 (a new sample), need_next is need or the next window's.
+        written = Mux(w1_valid & w1_pos & ~w1_sample,
+                      Mux(window_done, wpos >= need_nx, wpos >= need),
+                      Mux(window_done, wpos > need_nx, wpos > need)) \
+            & ~(w1_valid & w1_pos & w1_sample)
+        with m.If(window_done):
+            m.d.sync += need.eq(need_nx)
+        m.d.sync += [
+            ahead.eq(ahead_next),
+            avail.eq((ahead_next > 0) | ((ahead_next == 0) & written)),
+        ]
         with m.If(window_done):
             m.d.sync += [
                 base.eq(base + step),
                 step.eq(Mux(nx_ox_last, Mux(nx_oy_last, t_step, y_step), x_step)),
                 ox_last.eq(nx_ox_last),
                 oy_last.eq(nx_oy_last),
-                need.eq(Array(Const(plan.needed_row(y), need.shape()) for y in range(oh))[nx_oy]
-                        + Array(Const(plan.needed_col(x), need.shape())
-                                for x in range(ow))[nx_ox]),
                 rows_in.eq(Array(Const(plan.row_valid(y), kh) for y in range(oh))[nx_oy]),
                 cols_in.eq(Array(Const(plan.col_valid(x), kw) for x in range(ow))[nx_ox]),
             ]
@@ -200,7 +214,6 @@ class SlidingWindow(wiring.Component):
         m.d.sync += [
             lead.eq(lead_next),
             w_ready.eq(Mux(pos_done, lead_next <= room, lead_next <= cap - channels)),
-            ahead.eq(ahead + (w1_valid & w1_pos & w1_sample) - out_done),
         ]
 
         # Stage 1: each lane's address and mask, from the beat's table.
