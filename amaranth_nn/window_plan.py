@@ -241,6 +241,11 @@ class WindowPlan:
         return self.bank_depth, self.shape.width
 
     @property
+    def memory_bits(self):
+        """Bits of the line buffer, ``capacity * width``."""
+        return self.capacity * self.shape.width
+
+    @property
     def register_bits(self):
         """Flip-flops of the output FIFO's entries (the bulk of the generator's registers)."""
         return self.fifo_depth * self.out_lanes * self.shape.width

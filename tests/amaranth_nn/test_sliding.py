@@ -100,6 +100,7 @@ def test_line_buffer_is_banked_memory():
     assert plan.capacity % plan.banks == 0
     assert plan.row_stride % plan.banks == (5 * 16) % plan.banks
     assert plan.line_buffer_shape == (plan.capacity // 128, 8)
+    assert plan.memory_bits == plan.capacity * 8
     plan = WindowPlan(signed(8), (8, 8), 1, 3, 1, 1, 1, 9)
     assert (plan.banks, plan.row_stride) == (16, 19)
 
