@@ -26,15 +26,20 @@ from .window_plan import WindowPlan
 __all__ = ["SlidingWindow"]
 
 
-def _counter(m, value, limit, step, name):
-    """``(wrap, next)``: a counter of ``value`` from 0 to ``limit - 1`` that steps when ``step``;
-    ``wrap`` is whether it steps past its last value."""
+def _counter(m, limit, step, name, start=0):
+    """A counter from 0 to ``limit - 1`` (from ``start`` after reset) that steps when ``step``,
+    with its ``last`` flag in a register; returns ``(value, last, wrap)``, ``wrap`` being whether
+    it steps past its last value in this cycle."""
+    value = Signal(range(limit), name=name, init=start)
+    last = Signal(name=f"{name}_last", init=start == limit - 1)
     wrap = Signal(name=f"{name}_wrap")
-    m.d.comb += wrap.eq(step & (value == limit - 1))
-    nxt = Signal.like(value, name=f"{name}_next")
-    m.d.comb += nxt.eq(Mux(step, Mux(wrap, 0, value + 1), value))
-    m.d.sync += value.eq(nxt)
-    return wrap, nxt
+    m.d.comb += wrap.eq(step & last)
+    with m.If(step):
+        m.d.sync += [
+            value.eq(Mux(last, 0, value + 1)),
+            last.eq(Mux(last, limit == 1, value == limit - 2)),
+        ]
+    return value, last, wrap
 
 
 class SlidingWindow(wiring.Component):
@@ -97,18 +102,15 @@ class SlidingWindow(wiring.Component):
         w_ready = Signal(init=1)
         take = Signal()
         m.d.comb += [self.i.ready.eq(w_ready), take.eq(self.i.valid & w_ready)]
-        in_beat = Signal(range(bpp))
-        ix = Signal(range(wid))
-        iy = Signal(range(height))
+        in_beat, _, pos_done = _counter(m, bpp, take, "in_beat")
+        _, ix_last, row_done = _counter(m, wid, pos_done, "ix")
+        _, iy_last, sample_done = _counter(m, height, row_done, "iy")
         w_addr = Signal(range(cap), init=plan.first_address % cap)
-        pos_done, _ = _counter(m, in_beat, bpp, take, "in_beat")
-        row_done, _ = _counter(m, ix, wid, pos_done, "ix")
-        sample_done, _ = _counter(m, iy, height, row_done, "iy")
         p_step, r_step, s_step = plan.position_steps()
-        w_advance = Signal(range(max(p_step, r_step, s_step) + 1))
-        m.d.comb += w_advance.eq(Mux(pos_done, Mux(row_done, Mux(sample_done, s_step, r_step),
-                                                   p_step), 0))
-        m.d.sync += w_addr.eq(w_addr + w_advance)
+        w_step = Signal(range(max(p_step, r_step, s_step) + 1))
+        m.d.comb += w_step.eq(Mux(ix_last, Mux(iy_last, s_step, r_step), p_step))
+        with m.If(pos_done):
+            m.d.sync += w_addr.eq(w_addr + w_step)
 
         w1_valid = Signal()
         w1_addr = Signal(range(cap))
@@ -147,40 +149,71 @@ class SlidingWindow(wiring.Component):
         # Reader: one window beat per cycle while its data is in and the queue has room.
         m.submodules.queue = queue = CreditQueue(self.o.payload.shape(), plan.fifo_depth)
         wiring.connect(m, queue.o, wiring.flipped(self.o))
-        beat = Signal(range(bpw))
-        ox = Signal(range(ow))
-        oy = Signal(range(oh))
+        # The current window is described by registers (its table entries, whether it is the
+        # last of its row and of its sample, its base and the step to the next base); the
+        # next window's coordinates are registers too, so that its table entries come from
+        # flip-flops when the reader moves to it.
+        go = Signal()
+        beat, _, window_done = _counter(m, bpw, go, "beat")
+        nx_ox, nx_ox_last, nx_row = _counter(m, ow, window_done, "nx_ox", start=1 % ow)
+        nx_oy, nx_oy_last, _ = _counter(m, oh, nx_row, "nx_oy", start=(ow == 1) % oh)
+        ox_last = Signal(init=ow == 1)
+        oy_last = Signal(init=oh == 1)
+        x_step, y_step, t_step = plan.steps()
+        step = Signal(range(max(x_step, y_step, t_step) + 1),
+                      init=(t_step if oh == 1 else y_step) if ow == 1 else x_step)
         base = Signal(range(cap))
         need = Signal(range(plan.positions_in), init=plan.needed(0, 0))
         rows_in = Signal(kh, init=plan.row_valid(0))
         cols_in = Signal(kw, init=plan.col_valid(0))
-        go = Signal()
-        m.d.comb += [
-            go.eq(((ahead > 0) | ((ahead == 0) & (wpos > need))) & queue.ok),
-            queue.take.eq(go),
-        ]
-        window_done, _ = _counter(m, beat, bpw, go, "beat")
-        out_row_done, ox_next = _counter(m, ox, ow, window_done, "ox")
-        out_done, oy_next = _counter(m, oy, oh, out_row_done, "oy")
-        x_step, y_step, t_step = plan.steps()
-        r_advance = Signal(range(max(x_step, y_step, t_step) + 1))
-        m.d.comb += r_advance.eq(Mux(window_done, Mux(out_row_done,
-                                                      Mux(out_done, t_step, y_step), x_step), 0))
+        # Whether the current window's data is in: a register, computed from the next state.
+        avail = Signal()
+        m.d.comb += [go.eq(avail & queue.ok), queue.take.eq(go)]
+        out_done = Signal()
+        m.d.comb += out_done.eq(window_done & ox_last & oy_last)
+        need_nx = Signal.like(need)
+        m.d.comb += need_nx.eq(
+            Array(Const(plan.needed_row(y), need.shape()) for y in range(oh))[nx_oy]
+            + Array(Const(plan.needed_col(x), need.shape()) for x in range(ow))[nx_ox])
+        ahead_next = Signal.like(ahead)
+        m.d.comb += ahead_next.eq(ahead + (w1_valid & w1_pos & w1_sample) - out_done)
+        # wpos_next > need_next, from comparisons of registers only: wpos_next is wpos, wpos + 1
+        # or 0 (a new sample), need_next is need or the next window's.
+        written = Mux(w1_valid & w1_pos & ~w1_sample,
+                      Mux(window_done, wpos >= need_nx, wpos >= need),
+                      Mux(window_done, wpos > need_nx, wpos > need)) \
+            & ~(w1_valid & w1_pos & w1_sample)
+        with m.If(window_done):
+            m.d.sync += need.eq(need_nx)
         m.d.sync += [
-            base.eq(base + r_advance),
-            need.eq(Array(Const(plan.needed_row(y), need.shape()) for y in range(oh))[oy_next]
-                    + Array(Const(plan.needed_col(x), need.shape()) for x in range(ow))[ox_next]),
-            rows_in.eq(Array(Const(plan.row_valid(y), kh) for y in range(oh))[oy_next]),
-            cols_in.eq(Array(Const(plan.col_valid(x), kw) for x in range(ow))[ox_next]),
+            ahead.eq(ahead_next),
+            avail.eq((ahead_next > 0) | ((ahead_next == 0) & written)),
         ]
+        with m.If(window_done):
+            m.d.sync += [
+                base.eq(base + step),
+                step.eq(Mux(nx_ox_last, Mux(nx_oy_last, t_step, y_step), x_step)),
+                ox_last.eq(nx_ox_last),
+                oy_last.eq(nx_oy_last),
+                rows_in.eq(Array(Const(plan.row_valid(y), kh) for y in range(oh))[nx_oy]),
+                cols_in.eq(Array(Const(plan.col_valid(x), kw) for x in range(ow))[nx_ox]),
+            ]
 
-        # The line buffer's room: the writer's next position against the reader's base.
+        # The line buffer's room: the writer's next position against the reader's base. The
+        # steps of the previous cycle are applied from registers (the reader's a cycle late,
+        # which only holds the writer back); the writer's ready, a register, takes a step of
+        # this cycle into account.
+        delta = Signal(signed(max(w_step.shape().width, step.shape().width) + 1))
+        m.d.sync += delta.eq(Mux(pos_done, w_step, 0) - Mux(window_done, step, 0))
         lead_next = Signal.like(lead)
-        m.d.comb += lead_next.eq(lead + w_advance - r_advance)
+        room = Signal(signed(cap.bit_length() + 1))
+        m.d.comb += [
+            lead_next.eq(lead + delta),
+            room.eq(cap - channels - w_step),
+        ]
         m.d.sync += [
             lead.eq(lead_next),
-            w_ready.eq(lead_next + channels <= cap),
-            ahead.eq(ahead + (w1_valid & w1_pos & w1_sample) - out_done),
+            w_ready.eq(Mux(pos_done, lead_next <= room, lead_next <= cap - channels)),
         ]
 
         # Stage 1: each lane's address and mask, from the beat's table.

@@ -126,14 +126,17 @@ class WindowPlan:
 
     @property
     def kernel2(self):
+        """``(kh, kw)``: ``(1, k)`` in 1-D."""
         return self.kernel if len(self.kernel) == 2 else (1, *self.kernel)
 
     @property
     def stride2(self):
+        """``(sy, sx)``: ``(1, s)`` in 1-D."""
         return self.stride if len(self.stride) == 2 else (1, *self.stride)
 
     @property
     def padding2(self):
+        """``(py, px)``: ``(0, p)`` in 1-D."""
         return self.padding if len(self.padding) == 2 else (0, *self.padding)
 
     @property
@@ -239,6 +242,11 @@ class WindowPlan:
     def line_buffer_shape(self):
         """``(depth, width)`` of each bank."""
         return self.bank_depth, self.shape.width
+
+    @property
+    def memory_bits(self):
+        """Bits of the line buffer, ``capacity * width``."""
+        return self.capacity * self.shape.width
 
     @property
     def register_bits(self):

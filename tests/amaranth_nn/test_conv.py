@@ -17,9 +17,11 @@ from amaranth_nn.lanes import pack_beats, unpack_beats
 from amaranth_nn.models import MODELS
 from amaranth_nn.simulate import run_streams
 from amaranth_nn.sliding import SlidingWindow
+from amaranth_nn.targets import ECP5Target
 
 
-def check_conv(spec, index, x, *, pe, simd, in_lanes, stalls=(0.0, 0.0), seed=0):
+def check_conv(spec, index, x, *, pe, simd, in_lanes, stalls=(0.0, 0.0), seed=0,
+               arch="auto"):
     """Run network inputs ``x`` through conv layer ``index`` alone; assert bit-exactness with
     the golden model; returns ``(layer, run)``."""
     plan = ConvPlan(spec, index, pe=pe, simd=simd, in_lanes=in_lanes)
@@ -27,7 +29,7 @@ def check_conv(spec, index, x, *, pe, simd, in_lanes, stalls=(0.0, 0.0), seed=0)
     inputs = layer_inputs(spec, index, x)
     words = pack_beats(inputs.reshape(-1, layer.in_channels), in_lanes, plan.in_width)
     assert len(words) == len(x) * plan.in_beats
-    dut = ConvLayer(plan)
+    dut = ConvLayer(plan, arch=arch)
     run = run_streams(dut, words, len(x) * plan.out_beats, stalls=stalls, seed=seed)
     out, pad = unpack_beats(run.outputs, pe, plan.out_width, layer.out_channels)
     expected = golden.run_layers(spec, x)[index]
@@ -64,7 +66,12 @@ def test_random_conv_bit_exact(shape, data):
     stalls = data.draw(st.sampled_from([(0.0, 0.0), (0.3, 0.0), (0.0, 0.3), (0.4, 0.4)]),
                        label="stalls")
     x = random_inputs(rng, spec, data.draw(st.integers(1, 3), label="batch"))
-    check_conv(spec, 0, x, pe=pe, simd=simd, in_lanes=in_lanes, stalls=stalls, seed=seed)
+    dut, run = check_conv(spec, 0, x, pe=pe, simd=simd, in_lanes=in_lanes, stalls=stalls,
+                          seed=seed)
+    if len(x) == 1 and stalls[1] == 0:  # an isolated sample, sink always ready
+        t0 = run.in_cycles[0]
+        assert dut.plan.output_times([t - t0 for t in run.in_cycles]) == \
+            [t - t0 for t in run.out_cycles]
 
 
 @pytest.mark.parametrize("pe, simd, in_lanes", [(2, 3, 2), (3, 5, 1), (1, 18, 3)])
@@ -122,6 +129,16 @@ def test_embedded_model_conv_layers(model, index, pe, simd, in_lanes):
     spec = MODELS[model].spec()
     x, _ = MODELS[model].test_set()
     check_conv(spec, index, x[:2], pe=pe, simd=simd, in_lanes=in_lanes, stalls=(0.2, 0.2))
+
+
+def test_ecp5_architecture_with_modelled_multipliers():
+    """The ECP5 form of the engine (LUT ROMs, registered 18x18 multipliers) behind the window
+    generator, bit-exact."""
+    spec = MODELS["digits-conv"].spec()
+    x, _ = MODELS["digits-conv"].test_set()
+    dut, _ = check_conv(spec, 0, x[:2], pe=4, simd=5, in_lanes=1, stalls=(0.2, 0.2),
+                        arch=ECP5Target(model_multipliers=True))
+    assert isinstance(dut.arch, ECP5Target)
 
 
 def test_plan_figures_and_engine_instances():
