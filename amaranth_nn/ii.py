@@ -5,19 +5,19 @@ of ``L`` lanes (a vector is one position). A block takes at most one beat per cy
 (cycles per sample in steady state) is at least its input beats per sample,
 :func:`stream_beats`, and at least the cycles its arithmetic needs:
 
-=============== ===================================== =====================================
-kind            folding                               compute cycles per sample
-=============== ===================================== =====================================
-``dense``       ``(pe, simd)``                        ``ceil(M/pe) * ceil(N/simd)``
-``conv``        ``(pe, simd)``                        ``P_out * ceil(C_out/pe) * ceil(K*C_in/simd)``
-``maxpool``,    ``lanes``                             ``P_out * K * ceil(C/lanes)``
-``avgpool``
-``scale_shift`` ``lanes``                             ``P * ceil(C/lanes)``
-=============== ===================================== =====================================
+========================= =============== ==================================================
+kind                      folding         compute cycles per sample
+========================= =============== ==================================================
+``dense``                 ``(pe, simd)``  ``ceil(M/pe) * ceil(N/simd)``
+``conv``                  ``(pe, simd)``  ``P_out * ceil(C_out/pe) * ceil(K*C_in/simd)``
+``maxpool``, ``avgpool``  ``lanes``       ``P_out * K * ceil(C/lanes)``
+``scale_shift``           ``lanes``       ``P * ceil(C/lanes)``
+========================= =============== ==================================================
 
-(``K`` is the kernel's positions.) The plans of the blocks (:mod:`amaranth_nn.plan` and the
-plans of the other kinds) use these functions; folding (:mod:`amaranth_nn.folding`) uses them
-without building any plan.
+(``K`` is the kernel's positions.) Folding (:mod:`amaranth_nn.folding`) chooses by these
+without building any plan; every block's plan computes the same II
+(:meth:`NetworkPlan.check_ii <amaranth_nn.network_plan.NetworkPlan.check_ii>`, tested for
+networks of every kind).
 """
 
 from math import prod
