@@ -205,3 +205,21 @@ def test_default_plans_of_the_shipped_conv_models(name, ii, latency, in_beats, o
     assert plan.converters == (None,) * (len(plan.layers) - 1)
     assert plan.multipliers == sum(pe * simd for layer, (pe, simd) in zip(
         spec.layers, plan.folding, strict=True) if layer.kind in ("conv", "dense"))
+
+
+@pytest.mark.parametrize("name, target, folding, multipliers, latency", [
+    ("mnist1d", 320, "2x5, 2, 8x10, 8, 1x24, 1, -, 3x1", 117, 826),
+    ("mnist1d", 640, "1x5, 1, 8x5, 8, 2x6, 2, -, 1x2", 59, 1376),
+    ("mnist1d", 1280, "3x1, 3, 4x5, 4, 1x6, 1, -, 1x1", 30, 2584),
+    ("digits-conv", 512, "1x9, 1, 2x18, 2, -, 1x2", 47, 1185),
+    ("digits-conv", 1024, "1x5, 1, 1x18, 1, -, 1x1", 24, 2223),
+    ("digits-conv", 4096, "2x1, 2, 1x5, 1, -, 1x1", 8, 5578),
+])
+def test_conv_model_table_of_docs_gateware(name, target, folding, multipliers, latency):
+    spec = NetworkSpec.load(MODEL_DIR / f"{name}.json")
+    plan = plan_network(spec, target_ii=target)
+    text = ", ".join("-" if layer.kind == "flatten" else f"{pe}x{simd}"
+                     if layer.kind in ("conv", "dense") else str(pe)
+                     for layer, (pe, simd) in zip(spec.layers, plan.folding, strict=True))
+    assert (text, plan.multipliers, plan.latency) == (folding, multipliers, latency)
+    assert plan.ii <= target and plan.converters == (None,) * (len(plan.layers) - 1)
