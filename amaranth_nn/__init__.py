@@ -1,10 +1,10 @@
 """amaranth-nn: fixed-point neural networks as bit-exact, pipelined Amaranth HDL.
 
 The numeric core (:mod:`.fixedpoint`, :mod:`.spec`, :mod:`.golden`) needs only numpy. The
-hardware is described by plans (:mod:`.plan`, :mod:`.folding`) and built by the engines
-(:mod:`.dense`, :mod:`.converter`, :mod:`.network`) from target primitives (:mod:`.targets`)
-and stream plumbing (:mod:`.plumbing`), with Amaranth only; nothing in this package imports
-torch.
+hardware is described by plans (:mod:`.ii`, :mod:`.plan`, :mod:`.network_plan`,
+:mod:`.folding`) and built by the engines (:mod:`.dense`, :mod:`.converter`, :mod:`.network`)
+from target primitives (:mod:`.targets`) and stream plumbing (:mod:`.plumbing`), with Amaranth
+only; nothing in this package imports torch.
 """
 
 from . import golden
@@ -14,7 +14,8 @@ from .dense import DenseLayer
 from .fixedpoint import Activation, QFormat, quantize, requantize, signed_width
 from .folding import DEFAULT_TARGET_II, choose_folding, default_folding, plan_network
 from .network import Network
-from .plan import ConverterPlan, DensePlan, NetworkPlan
+from .network_plan import NetworkPlan
+from .plan import ConverterPlan, DensePlan
 from .spec import Layer, NetworkSpec, SpecError
 
 __all__ = [

@@ -1,6 +1,6 @@
 """Resources of a design before synthesis, and the fit check that a build runs first.
 
-Everything here is computed from the :class:`~amaranth_nn.plan.NetworkPlan` in milliseconds:
+Everything here is computed from the :class:`~amaranth_nn.network_plan.NetworkPlan` in milliseconds:
 
 - **DSP blocks**, exactly: each multiplier needs the blocks its operand and product widths
   take on the device (:meth:`amaranth_nn.devices.DspBlock.blocks`; narrow products go to LUTs).
@@ -23,7 +23,8 @@ from dataclasses import dataclass
 
 from .devices import Device
 from .folding import choose_folding
-from .plan import BLOCK_ROM_BITS, NetworkPlan
+from .network_plan import NetworkPlan
+from .plan import BLOCK_ROM_BITS
 
 __all__ = ["Resources", "FitCheck", "DoesNotFit", "layer_features", "converter_features",
            "dsp_blocks", "block_rams", "estimate", "check_fit", "fitting_target_ii",

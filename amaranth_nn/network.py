@@ -1,27 +1,59 @@
-"""A whole network as one stream component: dense layers chained, width converters between."""
+"""A whole network as one stream component: the blocks of its layers chained, width converters
+between."""
 
 from amaranth import Module, signed
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.wiring import In, Out
 
+from .conv import ConvLayer
 from .converter import WidthConverter
 from .dense import DenseLayer
 from .folding import plan_network
+from .network_plan import check_hardware
+from .pool import Pool
+from .scale_shift import ScaleShift
 from .targets import check_arch
 from .unused import rejecting
 
-__all__ = ["Network"]
+__all__ = ["COMPONENTS", "Network"]
+
+
+def _dense(plan, arch):
+    return DenseLayer(plan, arch=arch)
+
+
+def _conv(plan, arch):
+    return ConvLayer(plan, arch=arch)
+
+
+def _pool(plan, arch):
+    return Pool(plan)
+
+
+def _scale_shift(plan, arch):
+    return ScaleShift(plan, arch=arch)
+
+
+#: The component of every block kind: ``kind -> build(plan, arch)``.
+COMPONENTS = {
+    "dense": _dense,
+    "conv": _conv,
+    "maxpool": _pool,
+    "avgpool": _pool,
+    "scale_shift": _scale_shift,
+}
 
 
 class Network(wiring.Component):
     """The hardware of a :class:`~amaranth_nn.spec.NetworkSpec`, bit-exact with the golden model.
 
-    Every layer is a :class:`~amaranth_nn.dense.DenseLayer` with its own ``(pe, simd)``. The
-    layers are chained stream to stream; where a layer's ``pe`` differs from the next layer's
-    ``simd`` a :class:`~amaranth_nn.converter.WidthConverter` regroups the elements. The
-    :attr:`plan` holds every layer's and converter's facts (widths, ROM words, timing). All
-    layers run at once, on consecutive vectors, so the network takes :attr:`ii` (the largest
-    layer II) cycles per vector in steady state.
+    Every layer but a flatten is a block, built by its kind (:data:`COMPONENTS`: a dense layer
+    is a :class:`~amaranth_nn.dense.DenseLayer` with its own ``(pe, simd)``) from its plan. The
+    blocks are chained stream to stream; where a block's out lanes differ from the next block's
+    in lanes a :class:`~amaranth_nn.converter.WidthConverter` regroups the elements of each
+    position. The :attr:`plan` holds every block's and converter's facts (widths, ROM words,
+    timing). All blocks run at once, on consecutive samples, so the network takes :attr:`ii`
+    (the largest block II) cycles per sample in steady state.
 
     Use it inside your own design like any component::
 
@@ -35,13 +67,14 @@ class Network(wiring.Component):
     ----------
     spec : NetworkSpec
         The network.
-    folding : sequence of (int, int), optional
-        ``(pe, simd)`` per layer, ``1 <= pe <= out_features`` and ``1 <= simd <= in_features``.
+    folding : sequence, optional
+        One entry per layer (:mod:`amaranth_nn.folding`): ``(pe, simd)`` for a dense layer,
+        ``1 <= pe <= out_features`` and ``1 <= simd <= in_features``.
     target_ii : int, optional
         Instead of ``folding``: the largest acceptable II, from which the folding is chosen by
         :func:`~amaranth_nn.folding.choose_folding` (the fewest multipliers, a width converter
         counting as one). With neither,
-        :func:`~amaranth_nn.folding.default_folding` (target II 64).
+        :func:`~amaranth_nn.folding.default_folding` (target II 64 for a network of vectors).
     arch : str or Target
         Which FPGA primitives to build, one of :data:`~amaranth_nn.targets.ARCHES` or a
         :class:`~amaranth_nn.targets.Target`: ``"auto"`` (the default) builds registered
@@ -51,12 +84,15 @@ class Network(wiring.Component):
 
     Members
     -------
-    i : ``In(stream.Signature(data.ArrayLayout(signed(spec.input_format.width), simd0)))``
-        Input vectors of ``spec.input_size`` integers, :attr:`in_beats` beats each: lane ``k``
-        of beat ``b`` is element ``b*simd0 + k``; lanes past the end are ignored.
-    o : ``Out(stream.Signature(data.ArrayLayout(signed(spec.output_format.width), pe_last)))``
-        Output vectors, :attr:`out_beats` beats each, in the same order; lanes past the end
-        are zero.
+    i : ``In(stream.Signature(data.ArrayLayout(signed(spec.input_format.width), L_in)))``
+        Input samples as flat vectors of ``spec.input_size`` integers (stream order),
+        :attr:`in_beats` beats each: lane ``k`` of beat ``b`` is element ``b*L_in + k``; lanes
+        past the end are ignored. ``L_in`` is ``plan.in_lanes``: the first layer's ``simd``, or
+        the input channels of a first convolution.
+    o : ``Out(stream.Signature(data.ArrayLayout(signed(spec.output_format.width), L_out)))``
+        Output samples as flat vectors, :attr:`out_beats` beats each, in the same order; lanes
+        past the end are zero. ``L_out`` is ``plan.out_lanes``, the last layer's ``pe`` (or
+        lanes).
 
     Raises
     ------
@@ -67,10 +103,13 @@ class Network(wiring.Component):
         If both ``folding`` and ``target_ii`` are given, ``folding`` has the wrong length, a
         ``pe`` or ``simd`` is outside ``1`` to its layer's size (the message names the layer),
         ``target_ii`` is less than 1, or ``arch`` is an unknown name.
+    NoHardwareYet
+        For a layer whose kind has no component yet.
     """
 
     def __init__(self, spec, folding=None, *, target_ii=None, arch="auto"):
         with rejecting(self):
+            check_hardware(spec, COMPONENTS)
             self._plan = plan_network(spec, folding, target_ii=target_ii)
             self._arch = check_arch(arch)
         self._input_signature = stream.Signature(data.ArrayLayout(
@@ -100,7 +139,8 @@ class Network(wiring.Component):
 
     @property
     def plan(self):
-        """The :class:`~amaranth_nn.plan.NetworkPlan`: every layer's and converter's plan."""
+        """The :class:`~amaranth_nn.network_plan.NetworkPlan`: every block's and converter's
+        plan."""
         return self._plan
 
     @property
@@ -109,52 +149,54 @@ class Network(wiring.Component):
 
     @property
     def folding(self):
-        """``(pe, simd)`` of every layer, as a tuple of pairs."""
+        """The checked folding, a pair per layer (:attr:`NetworkPlan.folding
+        <amaranth_nn.network_plan.NetworkPlan.folding>`)."""
         return self._plan.folding
 
     @property
     def ii(self):
-        """Cycles per vector in steady state: the largest layer II,
-        ``max(ceil(M/pe) * ceil(N/simd))``."""
+        """Cycles per sample in steady state: the largest block II (for a dense network,
+        ``max(ceil(M/pe) * ceil(N/simd))``)."""
         return self._plan.ii
 
     @property
     def in_beats(self):
-        """Input beats per vector, ``ceil(input_size / simd0)``."""
+        """Input beats per sample (for a dense network, ``ceil(input_size / simd0)``)."""
         return self._plan.in_beats
 
     @property
     def out_beats(self):
-        """Output beats per vector, ``ceil(output_size / pe_last)``."""
+        """Output beats per sample (for a dense network, ``ceil(output_size / pe_last)``)."""
         return self._plan.out_beats
 
     @property
     def multipliers(self):
-        """Total multipliers, the sum of ``pe * simd``."""
+        """Total multipliers (the sum of ``pe * simd`` for a dense network)."""
         return self._plan.multipliers
 
     @property
     def latency(self):
-        """Cycles from the first input beat of a vector entering an idle network to its last
-        output beat; see :attr:`NetworkPlan.latency <amaranth_nn.plan.NetworkPlan.latency>`."""
+        """Cycles from the first input beat of a sample entering an idle network to its last
+        output beat; see :attr:`NetworkPlan.latency
+        <amaranth_nn.network_plan.NetworkPlan.latency>`."""
         return self._plan.latency
 
     def output_times(self, arrivals=None):
-        """Transfer cycles of an isolated vector's output beats; see
-        :meth:`NetworkPlan.output_times <amaranth_nn.plan.NetworkPlan.output_times>`."""
+        """Transfer cycles of an isolated sample's output beats; see
+        :meth:`NetworkPlan.output_times <amaranth_nn.network_plan.NetworkPlan.output_times>`."""
         return self._plan.output_times(arrivals)
 
     def elaborate(self, platform):
         m = Module()
         previous = wiring.flipped(self.i)
         converters = self._plan.converters + (None,)
-        for index, (layer, converter) in enumerate(zip(self._plan.layers, converters,
-                                                       strict=True)):
-            block = m.submodules[f"layer{index}"] = DenseLayer(layer, arch=self._arch)
+        for plan, converter in zip(self._plan.layers, converters, strict=True):
+            kind = self.spec.layers[plan.index].kind
+            block = m.submodules[f"layer{plan.index}"] = COMPONENTS[kind](plan, self._arch)
             wiring.connect(m, previous, block.i)
             previous = block.o
             if converter is not None:
-                block = m.submodules[f"convert{index}"] = WidthConverter(converter)
+                block = m.submodules[f"convert{plan.index}"] = WidthConverter(converter)
                 wiring.connect(m, previous, block.i)
                 previous = block.o
         wiring.connect(m, previous, wiring.flipped(self.o))

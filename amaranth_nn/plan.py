@@ -5,8 +5,8 @@ hls4ml keeps a layer's configuration apart from its kernel). :class:`DensePlan` 
 dense layer at one ``(pe, simd)``: the operand, product and accumulator shapes, the ROM words in
 the hardware's layout, the pipeline's register chain and every timing figure derived from it
 (``ii``, ``pipeline_depth``, :meth:`DensePlan.output_times`, the output FIFO depth), and the
-multiplier count. :class:`ConverterPlan` does the same for a width converter, and
-:class:`NetworkPlan` for a whole network.
+multiplier count. :class:`ConverterPlan` does the same for a width converter;
+:class:`~amaranth_nn.network_plan.NetworkPlan` joins the plans of a whole network.
 
 The engines (:class:`~amaranth_nn.dense.DenseLayer`,
 :class:`~amaranth_nn.converter.WidthConverter`, :class:`~amaranth_nn.network.Network`)
@@ -20,12 +20,12 @@ from functools import cached_property
 from amaranth.hdl import signed, unsigned
 
 from .fixedpoint import signed_width
+from .ii import dense_ii
 from .lanes import ceil_div, pack_lanes
-from .spec import SpecError, check_spec
+from .spec import check_spec
 
 __all__ = ["MEMORY_STAGES", "FIFO_LATENCY", "CONVERTER_STAGES", "BLOCK_ROM_BITS", "dense_ii",
-           "check_count", "NoHardwareYet", "check_dense_only", "check_folding", "Rom",
-           "DensePlan", "ConverterPlan", "NetworkPlan"]
+           "check_count", "Rom", "DensePlan", "ConverterPlan"]
 
 #: Registers from a memory address to its data in a register: an address register or the
 #: synchronous read, the memory, and two data registers (block RAM can absorb one as its output
@@ -45,11 +45,6 @@ CONVERTER_STAGES = 3
 BLOCK_ROM_BITS = 2048
 
 
-def dense_ii(in_features, out_features, pe, simd):
-    """Cycles per vector of a dense layer at ``(pe, simd)``: ``ceil(M/pe) * ceil(N/simd)``."""
-    return ceil_div(out_features, pe) * ceil_div(in_features, simd)
-
-
 def check_count(name, value, limit, what):
     """Check a ``pe``/``simd``-style argument: an integer from 1 to ``limit``; returns it.
 
@@ -67,68 +62,27 @@ def check_count(name, value, limit, what):
     return value
 
 
-class NoHardwareYet(SpecError):
-    """A layer of a valid spec whose kind has no hardware yet (a ValueError, as every
-    SpecError; the command lines print it as one ``error:`` line and exit 2)."""
-
-
-def check_dense_only(spec):
-    """``spec`` if it is a NetworkSpec of dense layers only, which is what the hardware builds.
-
-    Every plan, and so every network, simulation, export and build, calls this before it
-    constructs anything.
+def _weighted_layer(spec, index):
+    """Layer ``index`` of ``spec``, checked to be a dense or conv layer (one that the dense
+    engine computes).
 
     Raises
     ------
     TypeError
-        If ``spec`` is not a NetworkSpec.
-    NoHardwareYet
-        ``"layer 0 ('conv0'): a conv layer has no hardware yet ..."``, for the first layer of
-        another kind.
+        If ``spec`` is not a NetworkSpec or ``index`` not an integer.
+    ValueError
+        If ``index`` is out of range, or the layer is of another kind (naming it).
     """
     check_spec(spec)
-    for index, layer in enumerate(spec.layers):
-        if layer.kind != "dense":
-            raise NoHardwareYet(f"layer {index} ({layer.name!r})", None,
-                                f"a {layer.kind} layer has no hardware yet (only dense layers "
-                                f"do; conv, pooling, flatten and scale-and-shift hardware comes "
-                                f"later); the golden model, amaranth_nn.golden, runs this "
-                                f"network")
-    return spec
-
-
-def check_folding(spec, folding):
-    """Check the shape of a folding for ``spec``; returns it as a tuple of ``(pe, simd)`` pairs.
-
-    The ranges of ``pe`` and ``simd`` are checked by :class:`DensePlan`.
-
-    Raises
-    ------
-    TypeError
-        If ``folding`` is not a sequence of pairs.
-    ValueError
-        If it does not have one pair per layer.
-    NoHardwareYet
-        If a layer is not dense (:func:`check_dense_only`).
-    """
-    check_dense_only(spec)
-    try:
-        pairs = list(folding)
-    except TypeError:
-        raise TypeError(f"Folding must be a sequence of (pe, simd) pairs, not {folding!r}") \
-            from None
-    if len(pairs) != len(spec.layers):
-        raise ValueError(f"Folding must have one (pe, simd) pair per layer ({len(spec.layers)}), "
-                         f"not {len(pairs)}")
-    result = []
-    for index, pair in enumerate(pairs):
-        try:
-            pe, simd = pair
-        except (TypeError, ValueError):
-            raise TypeError(f"Folding of layer {index} must be a (pe, simd) pair, not "
-                            f"{pair!r}") from None
-        result.append((pe, simd))
-    return tuple(result)
+    if not isinstance(index, int) or isinstance(index, bool):
+        raise TypeError(f"Layer index must be an integer, not {index!r}")
+    if not 0 <= index < len(spec.layers):
+        raise ValueError(f"Layer index must be from 0 to {len(spec.layers) - 1}, not {index}")
+    layer = spec.layers[index]
+    if layer.kind not in ("dense", "conv"):
+        raise ValueError(f"Layer {index} ({layer.name!r}) is a {layer.kind} layer; the dense "
+                         f"engine computes a dense or conv layer")
+    return layer
 
 
 def _operand_shape(lo, hi):
@@ -212,12 +166,17 @@ class DensePlan:
     ``B = ceil(N/simd)`` beats, the ``M`` outputs are ``G = ceil(M/pe)`` groups (output beats),
     and a vector takes ``ii = G * B`` cycles.
 
+    A conv layer is the same engine on its :attr:`~amaranth_nn.layers.Conv.weight_matrix`:
+    ``N = K*C_in`` (a window, in window order), ``M = C_out``, and :attr:`vectors` (its output
+    positions) vectors per sample; :class:`~amaranth_nn.conv_plan.ConvPlan` puts the window
+    generator before it.
+
     Parameters
     ----------
     spec : NetworkSpec
         The network.
     index : int
-        Which layer of ``spec``.
+        Which layer of ``spec``: a dense or conv layer.
     pe : int
         Output neurons in parallel, 1 to ``out_features``.
     simd : int
@@ -228,20 +187,17 @@ class DensePlan:
     TypeError
         If ``spec`` is not a NetworkSpec, or ``index``, ``pe`` or ``simd`` is not an integer.
     ValueError
-        If ``index``, ``pe`` or ``simd`` is out of range (the message names the layer).
+        If ``index``, ``pe`` or ``simd`` is out of range, or the layer is neither dense nor conv
+        (the message names the layer).
     """
 
     def __init__(self, spec, index, *, pe, simd):
-        check_dense_only(spec)
-        if not isinstance(index, int) or isinstance(index, bool):
-            raise TypeError(f"Layer index must be an integer, not {index!r}")
-        if not 0 <= index < len(spec.layers):
-            raise ValueError(f"Layer index must be from 0 to {len(spec.layers) - 1}, not {index}")
-        layer = spec.layers[index]
+        layer = _weighted_layer(spec, index)
         where = f"layer {index} ({layer.name!r})"
-        check_count("Pe", pe, layer.out_features, f"the out_features of {where}")
-        check_count("Simd", simd, layer.in_features, f"the in_features of {where}")
-        self._spec, self._index, self._layer = spec, index, layer
+        matrix = layer.multiplier_matrix
+        check_count("Pe", pe, matrix.shape[0], f"the out_features of {where}")
+        check_count("Simd", simd, matrix.shape[1], f"the in_features of {where}")
+        self._spec, self._index, self._layer, self._matrix = spec, index, layer, matrix
         self._pe, self._simd = pe, simd
 
     @property
@@ -266,12 +222,25 @@ class DensePlan:
         return self._simd
 
     @property
+    def matrix(self):
+        """The weights as ``(out_features, in_features)``: a conv layer's columns in window
+        order."""
+        return self._matrix
+
+    @property
     def in_features(self):
-        return self._layer.in_features
+        """``N``: the input vector's length (``K*C_in`` for a conv layer)."""
+        return self._matrix.shape[1]
 
     @property
     def out_features(self):
-        return self._layer.out_features
+        """``M``: the outputs per vector (``C_out`` for a conv layer)."""
+        return self._matrix.shape[0]
+
+    @property
+    def vectors(self):
+        """Vectors per sample: 1, or a conv layer's output positions."""
+        return self._layer.positions_out if self._layer.kind == "conv" else 1
 
     @property
     def in_beats(self):
@@ -318,7 +287,7 @@ class DensePlan:
     @cached_property
     def w_shape(self):
         """Shape of the weight operand, from the actual weights (unsigned if none is negative)."""
-        w = self._layer.weights
+        w = self._matrix
         return _operand_shape(min(int(w.min()), 0), max(int(w.max()), 0))
 
     @property
@@ -345,7 +314,7 @@ class DensePlan:
     @cached_property
     def product_width(self):
         """Width of one product ``x * w`` (at most the accumulator width)."""
-        w = self._layer.weights
+        w = self._matrix
         lo, hi = self.input_range
         products = [int(v) * int(x) for v in (int(w.min()), int(w.max()), 0) for x in (lo, hi)]
         return min(signed_width(min(products), max(products)), self.acc_width)
@@ -406,22 +375,31 @@ class DensePlan:
         return max(2, ceil_div(beats + self.stages["clamp"] + FIFO_LATENCY + 1, beats))
 
     def output_times(self, arrivals):
-        """Transfer cycles of an isolated vector's output beats (sink always ready).
+        """Transfer cycles of the output beats of isolated vectors (sink always ready).
 
         Parameters
         ----------
         arrivals : sequence of int
-            Transfer cycles of the vector's :attr:`in_beats` input beats.
+            Transfer cycles of the input beats of one or more consecutive vectors
+            (:attr:`in_beats` each).
 
         Returns
         -------
         list of int
-            ``s + g*B + pipeline_depth`` for each output beat ``g``, where
-            ``s = max_j(arrivals[j] + B - j)`` is when the last input of group 0 issues.
+            Input beat ``j`` of a vector issues (for its first group) at
+            ``i_j = max(i_(j-1) + 1, arrivals[j] + 1)``, the later groups follow back to back,
+            and output beat ``g`` is transferred at its group's last issue plus
+            :attr:`pipeline_depth`. For one vector, ``s + g*B + pipeline_depth`` with
+            ``s = max_j(arrivals[j] + B - j)``.
         """
-        beats = self.in_beats
-        last_issue = max(a + beats - j for j, a in enumerate(arrivals))
-        return [last_issue + g * beats + self.pipeline_depth for g in range(self.out_beats)]
+        beats, times, issue = self.in_beats, [], None
+        for start in range(0, len(arrivals), beats):
+            for a in arrivals[start:start + beats]:
+                issue = a + 1 if issue is None else max(issue + 1, a + 1)
+            for g in range(self.out_beats):
+                times.append(issue + g * beats + self.pipeline_depth)
+            issue += (self.out_beats - 1) * beats
+        return times
 
     # ROM contents.
 
@@ -446,7 +424,7 @@ class DensePlan:
         """One :class:`Rom` per PE: word ``g*B + b`` of PE ``p`` holds
         ``W[g*pe + p, b*simd + k]`` in lane ``k`` (zero where the indices pass the matrix), in
         the weight operand's width."""
-        w, pe, simd, beats = self._layer.weights, self._pe, self._simd, self.in_beats
+        w, pe, simd, beats = self._matrix, self._pe, self._simd, self.in_beats
         width = self.w_shape.width
         roms = []
         for p in range(pe):
@@ -561,133 +539,3 @@ class ConverterPlan:
     def __repr__(self):
         return (f"ConverterPlan({self.length} x {self.width} bits, {self.in_lanes} -> "
                 f"{self.out_lanes} lanes)")
-
-
-class NetworkPlan:
-    """The plans of a whole network: one :class:`DensePlan` per layer, and a
-    :class:`ConverterPlan` where a layer's ``pe`` differs from the next layer's ``simd``.
-
-    Parameters
-    ----------
-    spec : NetworkSpec
-    folding : sequence of (int, int)
-        ``(pe, simd)`` per layer; see :mod:`amaranth_nn.folding` to choose one.
-
-    Raises
-    ------
-    TypeError, ValueError
-        For a folding of the wrong shape, or a ``pe``/``simd`` out of its layer's range.
-    """
-
-    def __init__(self, spec, folding):
-        folding = check_folding(spec, folding)
-        self._spec = spec
-        self._layers = tuple(DensePlan(spec, index, pe=pe, simd=simd)
-                             for index, (pe, simd) in enumerate(folding))
-        converters = []
-        for before, after in zip(self._layers, self._layers[1:], strict=False):
-            converters.append(None if before.pe == after.simd else ConverterPlan(
-                before.out_width, before.pe, after.simd, before.out_features))
-        self._converters = tuple(converters)
-
-    @property
-    def spec(self):
-        return self._spec
-
-    @property
-    def layers(self):
-        """The :class:`DensePlan` of every layer."""
-        return self._layers
-
-    @property
-    def converters(self):
-        """The :class:`ConverterPlan` after each layer but the last, or ``None`` where the
-        layer's ``pe`` equals the next layer's ``simd``."""
-        return self._converters
-
-    @property
-    def folding(self):
-        """``(pe, simd)`` of every layer."""
-        return tuple((layer.pe, layer.simd) for layer in self._layers)
-
-    @property
-    def ii(self):
-        """Cycles per vector in steady state: the largest layer II (the layers overlap)."""
-        return max(layer.ii for layer in self._layers)
-
-    @property
-    def in_lanes(self):
-        """Elements per input beat (the first layer's ``simd``)."""
-        return self._layers[0].simd
-
-    @property
-    def out_lanes(self):
-        """Elements per output beat (the last layer's ``pe``)."""
-        return self._layers[-1].pe
-
-    @property
-    def in_beats(self):
-        return self._layers[0].in_beats
-
-    @property
-    def out_beats(self):
-        return self._layers[-1].out_beats
-
-    @property
-    def multipliers(self):
-        """Total multipliers, the sum of ``pe * simd``."""
-        return sum(layer.multipliers for layer in self._layers)
-
-    @property
-    def roms(self):
-        """Every ROM, layer by layer."""
-        return tuple(rom for layer in self._layers for rom in layer.roms)
-
-    def blocks(self):
-        """The layers and converters in stream order."""
-        for layer, converter in zip(self._layers, self._converters + (None,), strict=True):
-            yield layer
-            if converter is not None:
-                yield converter
-
-    def output_times(self, arrivals=None):
-        """Transfer cycles of an isolated vector's output beats, by the latency recurrence.
-
-        Parameters
-        ----------
-        arrivals : sequence of int, optional
-            Transfer cycles of the vector's input beats; by default ``0, 1, 2, ...`` (source
-            valid on every cycle).
-        """
-        times = list(range(self.in_beats)) if arrivals is None else list(arrivals)
-        for block in self.blocks():
-            times = block.output_times(times)
-        return times
-
-    @property
-    def latency(self):
-        """Cycles from the transfer of a vector's first input beat to that of its last output
-        beat, for a vector entering an idle network with the sink always ready and the source
-        valid on every cycle.
-
-        Exact, by this recurrence over the blocks (:meth:`output_times` evaluates it):
-
-        - input beat ``j`` is transferred at cycle ``a_j = j``;
-        - a dense layer with ``B = ceil(N/simd)`` input beats issues the last beat of its first
-          output group at ``s = max_j(a_j + B - j)`` and transfers output beat ``g`` at
-          ``e_g = s + g*B + D``, where ``D = 9 + ceil(log2(simd))`` is its
-          :attr:`~DensePlan.pipeline_depth`;
-        - a width converter transfers output beat ``k`` at
-          ``o_k = max(o_(k-1) + 1, a_(j(k)) + 6)``, where ``j(k)`` is the input beat holding
-          the beat's last element;
-        - the latency is the cycle of the last output beat.
-
-        Without width converters this is
-        ``latency = (B_0 - 1) + sum_l (II_l - B_l + D_l + 1)``; for a single layer,
-        ``II + D``.
-        """
-        return self.output_times()[-1]
-
-    def __repr__(self):
-        folding = ", ".join(f"{pe}x{simd}" for pe, simd in self.folding)
-        return f"NetworkPlan({self._spec!r}, folding {folding}, ii {self.ii})"

@@ -4,6 +4,7 @@ Each bad input must give one line on stderr that names the option and the value 
 status 2, and no work done (nothing on stdout, no file written).
 """
 
+import json
 import subprocess
 import sys
 import zipfile
@@ -124,25 +125,19 @@ def test_package_lists_the_commands():
         assert " ".join(cli.COMMANDS[command].split()) in " ".join(done.stdout.split())
 
 
-NO_HARDWARE = ("error: layer 0 ('conv0'): a conv layer has no hardware yet (only dense layers do; "
-               "conv, pooling, flatten and scale-and-shift hardware comes later); the golden "
-               "model, amaranth_nn.golden, runs this network")
-
-
-@pytest.mark.parametrize("command", ["simulate", "build"])
-@pytest.mark.parametrize("model", ["mnist1d", "digits-conv"])
-def test_conv_models_have_no_hardware_yet(command, model, tmp_path):
-    """The real exit status and one line, before anything is built or written."""
-    out = ["--out", str(tmp_path / "build")] if command == "build" else []
-    done = subprocess.run([sys.executable, "-m", f"amaranth_nn.{command}", "--model", model,
-                           *out], cwd=ROOT, capture_output=True, text=True)
-    assert (done.returncode, done.stdout, done.stderr) == (2, "", NO_HARDWARE + "\n")
-    assert not (tmp_path / "build").exists()
-
-
-@pytest.mark.parametrize("command", COMMANDS)
-def test_conv_models_have_no_hardware_yet_in_every_command(command, tmp_path, cli_error):
-    assert _run(cli_error, command, tmp_path, ["--model", "mnist1d"]) == NO_HARDWARE
+@pytest.mark.parametrize("model, ii, latency", [("mnist1d", 640, 1376),
+                                                ("digits-conv", 1024, 2223)])
+def test_conv_models_simulate_and_export(model, ii, latency, tmp_path, capsys):
+    """The conv models run on the command line at their default folding, bit for bit."""
+    assert simulate_cli.main(["--model", model, "--limit", "3", "--backend", "pysim",
+                              "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert f"II        {ii} cycles measured, {ii} by the formula" in out
+    assert f"latency   {latency} cycles measured, {latency} by the formula" in out
+    assert "mismatches 0: every output equals the golden model" in out
+    assert export_cli.main(["--model", model, "--out", str(tmp_path / "exported")]) == 0
+    manifest = json.loads((tmp_path / "exported" / "manifest.json").read_text())
+    assert (manifest["ii"], manifest["latency"]) == (ii, latency)
 
 
 def test_model_registry():

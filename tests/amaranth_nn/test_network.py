@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from nn_helpers import draw_network, sizes
-from specs import random_inputs, random_spec
+from specs import random_inputs, random_spec, stream_spec
 
 from amaranth_nn import golden
 from amaranth_nn.folding import (
@@ -19,10 +19,10 @@ from amaranth_nn.folding import (
     default_folding,
     plan_network,
 )
+from amaranth_nn.ii import dense_ii
 from amaranth_nn.lanes import ceil_div, pack_beats, unpack_beats
 from amaranth_nn.models import default_spec, default_test_set
 from amaranth_nn.network import Network
-from amaranth_nn.plan import dense_ii
 from amaranth_nn.simulate import run_streams, simulate
 from amaranth_nn.targets import ECP5Target
 
@@ -192,8 +192,8 @@ def test_target_ii_and_folding_arguments():
     with pytest.raises(ValueError, match=r"^Folding must have one \(pe, simd\) pair per layer "
                                          r"\(2\), not 1$"):
         Network(spec, [(1, 1)])
-    with pytest.raises(TypeError, match=r"^Folding of layer 1 must be a \(pe, simd\) pair, "
-                                        r"not 5$"):
+    with pytest.raises(TypeError, match=r"^Folding of layer 1 \('dense1'\) must be a \(pe, "
+                                        r"simd\) pair, not 5$"):
         Network(spec, [(1, 1), 5])
     with pytest.raises(TypeError, match=r"^Folding must be a sequence of \(pe, simd\) pairs, "
                                         r"not 3$"):
@@ -252,3 +252,81 @@ def test_every_pe_simd_pair_of_a_tiny_layer():
     x = random_inputs(rng, spec, 2)
     for pe, simd in itertools.product(range(1, 5), range(1, 4)):
         check_network(spec, x, [(pe, simd)])
+
+
+@pytest.mark.parametrize("folding", [
+    None,                                # the default: no converter
+    [(1, 1), (2, 3), None, (3, 2)],      # conv -> conv at other lanes, no converter
+    [(3, 6), (1, 2), None, (3, 6)],      # converter after the flatten, 1 -> 6 lanes
+    [(2, 4), (2, 9), None, (1, 1)],      # converter after the flatten, 2 -> 1 lanes
+])
+def test_conv_network_bit_exact_with_planned_ii_and_latency(folding):
+    rng = np.random.default_rng(11)
+    spec = stream_spec(rng, (6, 2), [("conv", 3, (3,), (1,), (1,)),
+                                     ("conv", 2, (3,), (1,), (1,)), ("flatten",), ("dense", 3)])
+    result = check_network(spec, random_inputs(rng, spec, 6), folding)
+    net = result.network
+    assert net.plan.check_ii()
+    assert (result.ii, result.latency) == (net.ii, net.latency)
+    assert list(result.out_cycles[0] - result.in_cycles[0, 0]) == net.output_times()
+
+
+def every_kind_specs(rng):
+    """Networks of every layer kind, 1-D and 2-D, with converters wherever lanes differ."""
+    return [
+        stream_spec(rng, (8, 6), [("scale_shift",), ("maxpool", (2,)),
+                                  ("conv", 4, (3,), (1,), (0,)), ("avgpool", (2,)), ("flatten",),
+                                  ("dense", 3)]),
+        stream_spec(rng, (4, 4, 3), [("conv", 5, (3, 3), (1, 1), (1, 1)), ("scale_shift",),
+                                     ("maxpool", (2, 2)), ("conv", 4, (2, 2), (1, 1), (0, 0)),
+                                     ("flatten",), ("dense", 3)]),
+        stream_spec(rng, (9, 5), [("maxpool", (3,)), ("scale_shift",), ("flatten",),
+                                  ("dense", 4)]),
+    ]
+
+
+def random_folding(rng, spec):
+    """A random folding of ``spec`` that keeps the stream rules."""
+    while True:
+        folding = []
+        for layer in spec.layers:
+            if layer.kind == "dense":
+                folding.append((int(rng.integers(1, layer.out_features + 1)),
+                                int(rng.integers(1, layer.in_features + 1))))
+            elif layer.kind == "conv":
+                folding.append((int(rng.integers(1, layer.out_channels + 1)),
+                                int(rng.integers(1, layer.window_size + 1))))
+            elif layer.kind == "flatten":
+                folding.append(None)
+            else:
+                folding.append(int(rng.integers(1, layer.input_shape[-1] + 1)))
+        try:
+            return check_folding(spec, folding)
+        except ValueError:
+            continue
+
+
+@pytest.mark.parametrize("seed", range(9))
+def test_network_of_every_kind_with_planned_ii_latency_and_output_times(seed):
+    rng = np.random.default_rng(seed)
+    spec = every_kind_specs(rng)[seed % 3]
+    folding = random_folding(rng, spec)
+    result = check_network(spec, random_inputs(rng, spec, 4), folding)
+    net = result.network
+    assert net.plan.check_ii()
+    assert (result.ii, result.latency) == (net.ii, net.latency)
+    assert list(result.out_cycles[0] - result.in_cycles[0, 0]) == net.output_times()
+
+
+def test_converter_of_many_positions_that_holds_its_writer_back():
+    """6 lanes to 1 on each of 8 positions: the converter reads 6 beats per position written in
+    one, so its writer waits for a free bank; the output times are those of the plan."""
+    rng = np.random.default_rng(5)
+    spec = every_kind_specs(rng)[0]
+    folding = [6, 1, (4, 12), 4, None, (3, 4)]
+    result = check_network(spec, random_inputs(rng, spec, 4), folding)
+    net = result.network
+    assert net.plan.converters[0].in_lanes == 6 and net.plan.converters[0].out_lanes == 1
+    assert net.plan.converter_positions[0] == 8
+    assert (result.ii, result.latency) == (net.ii, net.latency)
+    assert list(result.out_cycles[0] - result.in_cycles[0, 0]) == net.output_times()

@@ -8,18 +8,9 @@ import numpy as np
 import pytest
 from specs import random_spec, single_layer_spec
 
-from amaranth_nn import Activation, Layer, Network, NetworkSpec, QFormat, choose_folding
-from amaranth_nn.folding import plan_network
+from amaranth_nn import Activation, Layer, NetworkSpec, QFormat
 from amaranth_nn.lanes import pack_lanes, unpack_lanes
-from amaranth_nn.plan import (
-    FIFO_LATENCY,
-    MEMORY_STAGES,
-    ConverterPlan,
-    DensePlan,
-    NetworkPlan,
-    NoHardwareYet,
-    dense_ii,
-)
+from amaranth_nn.plan import FIFO_LATENCY, MEMORY_STAGES, ConverterPlan, DensePlan, dense_ii
 from amaranth_nn.spec import Flatten, MaxPool
 
 
@@ -110,22 +101,6 @@ def test_register_chain_and_timing(simd):
     assert times == [plan.in_beats + g * plan.in_beats + plan.pipeline_depth for g in range(3)]
 
 
-def test_network_plan():
-    spec = random_spec(np.random.default_rng(3), [13, 11, 7, 3])
-    plan = NetworkPlan(spec, [(5, 2), (2, 5), (3, 7)])
-    assert plan.folding == ((5, 2), (2, 5), (3, 7))
-    assert plan.converters[0] is None
-    converter = plan.converters[1]
-    assert (converter.in_lanes, converter.out_lanes, converter.length) == (2, 7, 7)
-    assert converter.width == spec.layers[1].output_format.width
-    assert plan.ii == max(layer.ii for layer in plan.layers) == 3 * 7
-    assert plan.multipliers == 10 + 10 + 21
-    assert (plan.in_lanes, plan.out_lanes, plan.in_beats, plan.out_beats) == (2, 3, 7, 1)
-    assert len(plan.roms) == sum(pe + 1 for pe, _ in plan.folding)
-    assert list(plan.blocks()) == [plan.layers[0], plan.layers[1], converter, plan.layers[2]]
-    assert plan.latency == plan.output_times()[-1]
-
-
 def test_converter_timing():
     plan = ConverterPlan(6, 3, 2, 7)
     assert (plan.in_beats, plan.out_beats) == (3, 4)
@@ -135,18 +110,11 @@ def test_converter_timing():
     assert plan.register_bits == 2 * 7 * 6
 
 
-def test_layers_without_hardware_are_refused_before_anything_is_built():
-    """Conv, pooling, flatten and scale-and-shift layers have no hardware yet: every plan (and
-    so every network, simulation, export and build) refuses them first, naming the layer."""
+def test_dense_plan_takes_a_dense_or_conv_layer_of_any_spec():
     fmt = QFormat(8, 4)
     dense = Layer("dense0", np.ones((3, 4), int), [0, 0, 0], QFormat(8, 6), QFormat(16, 10), fmt)
     spec = NetworkSpec(fmt, [MaxPool("pool0", (4, 2), 2), Flatten("flat0", (2, 2)), dense])
-    message = (r"^layer 0 \('pool0'\): a maxpool layer has no hardware yet \(only dense layers "
-               r"do; conv, pooling, flatten and scale-and-shift hardware comes later\); the "
-               r"golden model, amaranth_nn.golden, runs this network$")
-    for build in (lambda: NetworkPlan(spec, [(1, 1)] * 3), lambda: plan_network(spec),
-                  lambda: choose_folding(spec, 64), lambda: Network(spec),
-                  lambda: DensePlan(spec, 2, pe=1, simd=1)):
-        with pytest.raises(NoHardwareYet, match=message):
-            build()
-    assert issubclass(NoHardwareYet, ValueError)
+    assert DensePlan(spec, 2, pe=1, simd=1).ii == 3 * 4
+    with pytest.raises(ValueError, match=r"^Layer 0 \('pool0'\) is a maxpool layer; the dense "
+                                         r"engine computes a dense or conv layer$"):
+        DensePlan(spec, 0, pe=1, simd=1)

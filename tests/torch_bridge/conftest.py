@@ -8,7 +8,7 @@ import torch
 from specs import random_inputs  # noqa: F401 (re-exported for the torch_bridge tests)
 from torch import nn
 
-from amaranth_nn.fixedpoint import Activation, QFormat
+from amaranth_nn.fixedpoint import QFormat
 from amaranth_nn.spec import AvgPool, Conv, Flatten, Layer, MaxPool, NetworkSpec, ScaleShift
 
 
@@ -50,14 +50,6 @@ def rng():
     return np.random.default_rng(1234)
 
 
-def _random_activation(rng, fmt):
-    kind = str(rng.choice(["identity", "relu", "hardtanh"]))
-    if kind == "hardtanh":
-        lo, hi = sorted(int(v) for v in rng.integers(fmt.min, fmt.max + 1, size=2))
-        return Activation.hardtanh(lo, hi)
-    return Activation(kind)
-
-
 def _random_formats(rng, in_fmt):
     wf = QFormat(int(rng.integers(2, 12)), int(rng.integers(-2, 12)))
     bf = QFormat(int(rng.integers(2, 30)), in_fmt.frac + wf.frac)
@@ -79,7 +71,7 @@ def random_conv_spec(rng):
     layers = [Conv("conv", (*spatial, channels),
                    rng.integers(wf.min, wf.max + 1, (out, *kernel, channels)),
                    rng.integers(bf.min, bf.max + 1, out), wf, bf, of,
-                   _random_activation(rng, of), stride=stride, padding=padding)]
+                   specs.random_activation(rng, of), stride=stride, padding=padding)]
     shape = layers[-1].output_shape
     if all(n >= 2 for n in shape[:-1]):
         pool = AvgPool if rng.random() < 0.5 else MaxPool
@@ -88,11 +80,11 @@ def random_conv_spec(rng):
     sf, bf, of2 = _random_formats(rng, of)
     layers.append(ScaleShift("scale", shape, rng.integers(sf.min, sf.max + 1, shape[-1]),
                              rng.integers(bf.min, bf.max + 1, shape[-1]), sf, bf, of2,
-                             _random_activation(rng, of2)))
+                             specs.random_activation(rng, of2)))
     layers.append(Flatten("flatten", shape))
     wf, bf, of3 = _random_formats(rng, of2)
     size = layers[-1].output_size
     layers.append(Layer("dense", rng.integers(wf.min, wf.max + 1, (3, size)),
                         rng.integers(bf.min, bf.max + 1, 3), wf, bf, of3,
-                        _random_activation(rng, of3)))
+                        specs.random_activation(rng, of3)))
     return NetworkSpec(fmt, layers)

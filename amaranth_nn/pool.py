@@ -1,0 +1,180 @@
+"""The pooling engine: a sliding window in kernel order, then a reducer.
+
+:class:`PoolReducer` elaborates a :class:`~amaranth_nn.pool_plan.ReducerPlan`: it takes every
+output position's window, kernel position after kernel position, and keeps one partial result
+per beat of a position (the max, or the sum for an average). :class:`Pool` elaborates a
+:class:`~amaranth_nn.pool_plan.PoolPlan`: the :class:`~amaranth_nn.sliding.SlidingWindow`
+that makes those windows from a stream of positions, then the reducer.
+"""
+
+from amaranth.hdl import Cat, Module, Mux, Signal, signed
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.wiring import In, Out
+
+from .plumbing import CreditQueue, delay
+from .pool_plan import PoolPlan, ReducerPlan
+from .sliding import SlidingWindow
+from .unused import rejecting
+
+__all__ = ["PoolReducer", "Pool"]
+
+
+class PoolReducer(wiring.Component):
+    """Max or average pooling of windows that arrive in kernel order.
+
+    A window is ``K*G`` beats (``G = ceil(C/lanes)``): beat ``b`` holds kernel position
+    ``b // G``, lanes channels ``(b % G)*lanes + j``. The ``G`` partial results sit in a shift
+    register of ``G`` words, so that the head is always the partial of the beat that comes
+    next: a beat of the first kernel position starts its partial (the average's with the
+    rounding constant), every other one combines with it (the larger, or the sum), and on the
+    last kernel position the new partial is the output beat (the average's shifted right by
+    ``log2(K)``; it cannot leave the input range, so nothing saturates). The input beat is
+    registered first; the output beat goes into a credit-counted queue, which the input waits
+    for only on the last kernel position.
+
+    Parameters
+    ----------
+    plan : ReducerPlan
+        ``ReducerPlan(spec, index, lanes=...)``.
+
+    Members
+    -------
+    i : ``In(stream.Signature(data.ArrayLayout(signed(W), lanes)))``
+        Window beats in kernel order; lanes past ``C`` are ignored.
+    o : ``Out(stream.Signature(data.ArrayLayout(signed(W), lanes)))``
+        Each output position as ``G`` beats; lanes past ``C`` are zero.
+
+    Raises
+    ------
+    TypeError
+        If ``plan`` is not a ReducerPlan.
+    """
+
+    def __init__(self, plan):
+        with rejecting(self):
+            if not isinstance(plan, ReducerPlan):
+                raise TypeError(f"Plan must be a ReducerPlan, not {plan!r}")
+        self._plan = plan
+        layout = data.ArrayLayout(signed(plan.width), plan.lanes)
+        super().__init__({"i": In(stream.Signature(layout)), "o": Out(stream.Signature(layout))})
+
+    @property
+    def plan(self):
+        """The :class:`~amaranth_nn.pool_plan.ReducerPlan` this reducer elaborates."""
+        return self._plan
+
+    def elaborate(self, platform):
+        m = Module()
+        plan = self._plan
+        lanes, groups, kernel = plan.lanes, plan.beats_per_position, plan.window
+        width, partial_width, shift = plan.width, plan.partial_width, plan.shift
+
+        # Where the next beat sits in its window: its group and kernel position, as flags.
+        m.submodules.queue = queue = CreditQueue(self.o.payload.shape(), plan.fifo_depth)
+        wiring.connect(m, queue.o, wiring.flipped(self.o))
+        group_last = Signal(init=groups == 1)
+        k_first = Signal(init=1)
+        k_last = Signal(init=kernel == 1)
+        ready, go = Signal(), Signal()
+        m.d.comb += [
+            ready.eq(~k_last | queue.ok),
+            self.i.ready.eq(ready),
+            go.eq(self.i.valid & ready),
+            queue.take.eq(go & k_last),
+        ]
+        group = Signal(range(groups))
+        position = Signal(range(kernel))
+        with m.If(go):
+            if groups > 1:
+                m.d.sync += [group.eq(Mux(group_last, 0, group + 1)),
+                             group_last.eq(group == groups - 2)]
+            with m.If(group_last):
+                if kernel > 1:
+                    m.d.sync += [position.eq(Mux(k_last, 0, position + 1)),
+                                 k_first.eq(k_last),
+                                 k_last.eq(position == kernel - 2)]
+
+        # Stage 1: the beat and its flags. Stage 2: the partials; the newest is the output.
+        x = [Signal(signed(width), name=f"x_{j}") for j in range(lanes)]
+        valid, first, emit, last = (delay(m, flag, 1, name) for flag, name in
+                                    ((go, "valid"), (k_first, "first"), (k_last, "emit"),
+                                     (group_last, "last")))
+        with m.If(go):
+            m.d.sync += [x[j].eq(self.i.payload[j]) for j in range(lanes)]
+        chain = [[Signal(signed(partial_width), name=f"partial_{n}_{j}", reset_less=True)
+                  for j in range(lanes)] for n in range(groups)]
+        with m.If(valid):
+            for j in range(lanes):
+                # One mux level before the register: a max takes the beat when it starts the
+                # window or is larger; a sum adds the beat to the partial or to the rounding.
+                head = chain[0][j]
+                if plan.kind == "maxpool":
+                    new = Mux(first | (x[j] > head), x[j], head)
+                else:
+                    new = x[j] + Mux(first, plan.rounding, head)
+                m.d.sync += chain[-1][j].eq(new)
+                for n in range(groups - 1):
+                    m.d.sync += chain[n][j].eq(chain[n + 1][j])
+        padded_from = plan.channels - (groups - 1) * lanes
+        out_last = delay(m, last, 1, "out_last")
+        outputs = []
+        for j in range(lanes):
+            y = chain[-1][j] >> shift if shift else chain[-1][j]
+            outputs.append(Mux(out_last, 0, y[:width]) if j >= padded_from else y[:width])
+        m.d.comb += [
+            queue.w.valid.eq(delay(m, valid & emit, 1, "out_valid")),
+            queue.w.payload.eq(Cat(outputs)),
+        ]
+        return m
+
+
+class Pool(wiring.Component):
+    """One max or average pooling layer of a spec: a sliding window in kernel order, then the
+    reducer.
+
+    Bit-exact with :func:`amaranth_nn.golden.run`. The
+    :class:`~amaranth_nn.sliding.SlidingWindow` of :attr:`PoolPlan.window
+    <amaranth_nn.pool_plan.PoolPlan.window>` emits every output position's window, kernel
+    position by kernel position, and the :class:`PoolReducer` of :attr:`PoolPlan.reducer
+    <amaranth_nn.pool_plan.PoolPlan.reducer>` reduces it.
+
+    Parameters
+    ----------
+    plan : PoolPlan
+        ``PoolPlan(spec, index, lanes=...)``.
+
+    Members
+    -------
+    i : ``In(stream.Signature(data.ArrayLayout(signed(W), lanes)))``
+        Each sample's positions in raster order, ``ceil(C/lanes)`` beats each; lanes past
+        ``C`` are ignored.
+    o : ``Out(stream.Signature(data.ArrayLayout(signed(W), lanes)))``
+        The pooled positions in the same format; lanes past ``C`` are zero.
+
+    Raises
+    ------
+    TypeError
+        If ``plan`` is not a PoolPlan.
+    """
+
+    def __init__(self, plan):
+        with rejecting(self):
+            if not isinstance(plan, PoolPlan):
+                raise TypeError(f"Plan must be a PoolPlan, not {plan!r}")
+        self._plan = plan
+        layout = data.ArrayLayout(signed(plan.in_width), plan.lanes)
+        super().__init__({"i": In(stream.Signature(layout)), "o": Out(stream.Signature(layout))})
+
+    @property
+    def plan(self):
+        """The :class:`~amaranth_nn.pool_plan.PoolPlan` this layer elaborates."""
+        return self._plan
+
+    def elaborate(self, platform):
+        m = Module()
+        m.submodules.window = window = SlidingWindow(self._plan.window)
+        m.submodules.reducer = reducer = PoolReducer(self._plan.reducer)
+        wiring.connect(m, wiring.flipped(self.i), window.i)
+        wiring.connect(m, window.o, reducer.i)
+        wiring.connect(m, reducer.o, wiring.flipped(self.o))
+        return m

@@ -1,0 +1,260 @@
+"""The plan of a scale-and-shift layer: everything its hardware is built from, in plain Python.
+
+A :class:`ScalePlan` holds, for one ``scale_shift`` layer at one lane count, the stream format
+(a position is ``ceil(C/lanes)`` beats), the operand, product and accumulator shapes (from the
+actual integers, as :class:`~amaranth_nn.plan.DensePlan` sizes them), the scale and bias ROMs in
+the hardware's layout, the register chain and the timing derived from it.
+:class:`~amaranth_nn.scale_shift.ScaleShift` elaborates it.
+"""
+
+from functools import cached_property
+
+from .block_plan import layer_at, where_of
+from .fixedpoint import signed_width
+from .lanes import ceil_div, pack_lanes
+from .plan import FIFO_LATENCY, MEMORY_STAGES, Rom, _operand_shape, check_count
+
+__all__ = ["ScalePlan"]
+
+
+class ScalePlan:
+    """One scale-and-shift layer, ``y = act(requantize(a_c * x + b_c))``, at ``lanes`` lanes.
+
+    A sample of ``P`` positions of ``C`` channels streams in and out as ``P * G`` beats of
+    ``lanes`` lanes, ``G = ceil(C/lanes)``; lane ``k`` of beat ``b`` of a position is channel
+    ``b*lanes + k``. Each lane has one multiplier, so a sample takes ``ii = P * G`` cycles.
+
+    Parameters
+    ----------
+    spec : NetworkSpec
+    index : int
+        Which layer of ``spec`` (a ``scale_shift`` layer).
+    lanes : int
+        Elements per beat, 1 to the layer's channels.
+
+    Raises
+    ------
+    TypeError
+        If ``spec`` is not a NetworkSpec, or ``index`` or ``lanes`` is not an integer.
+    ValueError
+        If ``index`` or ``lanes`` is out of range, or the layer is not a scale-and-shift layer
+        (the message names the layer).
+    """
+
+    def __init__(self, spec, index, *, lanes):
+        layer = layer_at(spec, index, ("scale_shift",))
+        check_count("Lanes", lanes, layer.channels, f"the channels of {where_of(spec, index)}")
+        self._spec, self._index, self._layer, self._lanes = spec, index, layer, lanes
+
+    @property
+    def spec(self):
+        return self._spec
+
+    @property
+    def index(self):
+        return self._index
+
+    @property
+    def layer(self):
+        """The :class:`~amaranth_nn.spec.ScaleShift` layer of the spec."""
+        return self._layer
+
+    @property
+    def lanes(self):
+        return self._lanes
+
+    @property
+    def in_lanes(self):
+        return self._lanes
+
+    @property
+    def out_lanes(self):
+        return self._lanes
+
+    @property
+    def channels(self):
+        return self._layer.channels
+
+    @property
+    def positions(self):
+        """Positions per sample (1 for a vector)."""
+        return self._layer.input_size // self.channels
+
+    @property
+    def beats_per_position(self):
+        """``G = ceil(C/lanes)``: the scale and bias ROMs have one word per beat of a position."""
+        return ceil_div(self.channels, self._lanes)
+
+    @property
+    def in_beats(self):
+        """Input beats per sample, ``P * G``."""
+        return self.positions * self.beats_per_position
+
+    @property
+    def out_beats(self):
+        """Output beats per sample, ``P * G``."""
+        return self.in_beats
+
+    @property
+    def ii(self):
+        """Cycles per sample in steady state: one beat per cycle, ``P * ceil(C/lanes)``."""
+        return self.in_beats
+
+    @property
+    def multipliers(self):
+        """One per lane."""
+        return self._lanes
+
+    @property
+    def in_width(self):
+        """Bits per element of the input stream."""
+        return self._spec.input_format_of(self._index).width
+
+    @property
+    def out_width(self):
+        """Bits per element of the output stream."""
+        return self._layer.output_format.width
+
+    # Numbers and their shapes, from the actual contents.
+
+    @property
+    def input_range(self):
+        """Inclusive ``(lo, hi)`` of the integers that can enter the layer."""
+        return self._spec.input_range_of(self._index)
+
+    @cached_property
+    def x_shape(self):
+        """Shape of the input operand: unsigned after a ReLU, as narrow as the range allows."""
+        return _operand_shape(*self.input_range)
+
+    @cached_property
+    def w_shape(self):
+        """Shape of the scale operand, from the actual scales (unsigned if none is negative)."""
+        a = self._layer.scale
+        return _operand_shape(min(int(a.min()), 0), max(int(a.max()), 0))
+
+    @property
+    def shift(self):
+        """Requantization shift ``s = Fx + Fa - Fy``."""
+        return self._layer.shift
+
+    @property
+    def rounding(self):
+        """The rounding constant added to the stored bias, ``2**(s-1)`` (0 when ``s <= 0``)."""
+        return self._layer.rounding
+
+    @cached_property
+    def accumulator_range(self):
+        """Exact bounds of ``a_c * x + b_c`` over every channel, rounding constant included."""
+        lo, hi = self._spec.accumulator_range_of(self._index)
+        return lo + self.rounding, hi + self.rounding
+
+    @cached_property
+    def acc_width(self):
+        """Accumulator width: it holds every value of :attr:`accumulator_range`."""
+        return signed_width(*self.accumulator_range)
+
+    @cached_property
+    def product_width(self):
+        """Width of one product ``a_c * x`` (at most the accumulator width: the sum with the
+        bias wraps harmlessly modulo it)."""
+        a = self._layer.scale
+        lo, hi = self.input_range
+        products = [v * x for v in (int(a.min()), int(a.max()), 0) for x in (lo, hi)]
+        return min(signed_width(min(products), max(products)), self.acc_width)
+
+    @property
+    def scaled_range(self):
+        """Range of the accumulator after the requantization shift, before saturation."""
+        lo, hi = self.accumulator_range
+        if self.shift > 0:
+            return lo >> self.shift, hi >> self.shift
+        return lo << -self.shift, hi << -self.shift
+
+    @property
+    def output_range(self):
+        """Inclusive ``(lo, hi)`` of the outputs: the output format clamped by the activation."""
+        return self._layer.output_range
+
+    # The register chain and the timing derived from it.
+
+    @property
+    def stages(self):
+        """The register chain: for each stage, the cycle after an input beat's transfer at
+        which its data is in the stage's register.
+
+        ``memory`` (the scale word, and the input beat delayed alongside), ``operands`` and
+        ``products`` (the multiplier's registers), ``accumulator`` (product plus bias), and
+        ``clamp`` (requantized, saturated and activated, on its way into the output FIFO).
+        """
+        chain = (("memory", MEMORY_STAGES), ("operands", 1), ("products", 1),
+                 ("accumulator", 1), ("clamp", 1))
+        offsets, cycle = {}, 0
+        for name, registers in chain:
+            cycle += registers
+            offsets[name] = cycle
+        return offsets
+
+    @property
+    def pipeline_depth(self):
+        """Cycles from an input beat's transfer to its output beat's (sink ready): the register
+        chain of :attr:`stages` plus the output FIFO, 9."""
+        return self.stages["clamp"] + FIFO_LATENCY
+
+    @property
+    def fifo_depth(self):
+        """Output FIFO entries for one beat per cycle: the credit loop, from taking a credit on
+        a transfer to its return (:class:`~amaranth_nn.plumbing.CreditQueue`)."""
+        return self.stages["clamp"] + FIFO_LATENCY + 2
+
+    def output_times(self, arrivals):
+        """Transfer cycles of an isolated sample's output beats (sink always ready).
+
+        Parameters
+        ----------
+        arrivals : sequence of int
+            Transfer cycles of the sample's :attr:`in_beats` input beats.
+
+        Returns
+        -------
+        list of int
+            ``arrivals[j] + pipeline_depth`` for each beat ``j``.
+        """
+        return [a + self.pipeline_depth for a in arrivals]
+
+    # ROM contents.
+
+    @cached_property
+    def scale_rom(self):
+        """The scale :class:`~amaranth_nn.plan.Rom` (kind ``"weights"``, ``pe`` 0): word ``b``
+        holds ``scale[b*lanes + k]`` in lane ``k``, in the scale operand's width (zero past the
+        last channel)."""
+        scale, lanes, width = self._layer.scale, self._lanes, self.w_shape.width
+        words = tuple(pack_lanes(scale[b * lanes:(b + 1) * lanes], width)
+                      for b in range(self.beats_per_position))
+        signedness = "signed" if self.w_shape.signed else "unsigned"
+        return Rom(self._index, "weights", 0, lanes, width, self.w_shape.signed, words,
+                   f"word b, lane k = scale[b*{lanes} + k]; {signedness}; zero past the last "
+                   f"channel")
+
+    @cached_property
+    def bias_rom(self):
+        """The bias :class:`~amaranth_nn.plan.Rom`: word ``b`` holds ``bias[b*lanes + k] +
+        rounding`` in lane ``k``, in the accumulator width (zero past the last channel)."""
+        bias, lanes, rounding = self._layer.bias, self._lanes, self.rounding
+        words = tuple(pack_lanes([int(v) + rounding for v in bias[b * lanes:(b + 1) * lanes]],
+                                 self.acc_width)
+                      for b in range(self.beats_per_position))
+        return Rom(self._index, "bias", None, lanes, self.acc_width, True, words,
+                   f"word b, lane k = bias[b*{lanes} + k] + {rounding}; signed; zero past the "
+                   f"last channel")
+
+    @property
+    def roms(self):
+        """The scale ROM, then the bias ROM."""
+        return (self.scale_rom, self.bias_rom)
+
+    def __repr__(self):
+        return (f"ScalePlan(layer {self._index} {self._layer.name!r}, "
+                f"{'x'.join(map(str, self._layer.input_shape))}, lanes {self._lanes}, "
+                f"ii {self.ii})")

@@ -1,0 +1,259 @@
+"""The sliding-window generator: a stream of positions in, every output position's window out.
+
+:class:`SlidingWindow` elaborates a :class:`~amaranth_nn.window_plan.WindowPlan`. Input elements
+go into a circular line buffer in a padded linear layout (element ``(iy, ix, c)`` at
+``(iy + py)*R + (ix + px)*C + c``, modulo the capacity), split over ``banks`` memories by the
+address modulo the banks; the plan's row stride makes the lanes of every beat, in or out, fall
+in distinct banks, so that one beat is written and one read per cycle. Padding cells are never
+written: a lane outside the input reads zero (a mask from the window's position).
+
+Flow control is by counters: a window is issued when its last input position has been written,
+and the writer waits when its next position would overwrite the oldest element the current
+window can still need (everything from the window's base on). The reader runs free behind a
+credit-counted output queue (:class:`~amaranth_nn.plumbing.CreditQueue`): only the queue sees
+the sink's ``ready``.
+"""
+
+from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.lib import data, stream, wiring
+from amaranth.lib.memory import Memory
+from amaranth.lib.wiring import In, Out
+
+from .plumbing import CreditQueue
+from .unused import rejecting
+from .window_plan import WindowPlan
+
+__all__ = ["SlidingWindow"]
+
+
+def _counter(m, limit, step, name, start=0):
+    """A counter from 0 to ``limit - 1`` (from ``start`` after reset) that steps when ``step``,
+    with its ``last`` flag in a register; returns ``(value, last, wrap)``, ``wrap`` being whether
+    it steps past its last value in this cycle."""
+    value = Signal(range(limit), name=name, init=start)
+    last = Signal(name=f"{name}_last", init=start == limit - 1)
+    wrap = Signal(name=f"{name}_wrap")
+    m.d.comb += wrap.eq(step & last)
+    with m.If(step):
+        m.d.sync += [
+            value.eq(Mux(last, 0, value + 1)),
+            last.eq(Mux(last, limit == 1, value == limit - 2)),
+        ]
+    return value, last, wrap
+
+
+class SlidingWindow(wiring.Component):
+    """Sliding windows over a stream of positions, one output beat per cycle.
+
+    See :class:`~amaranth_nn.window_plan.WindowPlan` for the beats in and out and the window
+    orders, and the module docs for the structure.
+
+    Parameters
+    ----------
+    plan : WindowPlan
+
+    Members
+    -------
+    i : ``In(stream.Signature(data.ArrayLayout(shape, in_lanes)))``
+        Each sample's positions, raster order, ``ceil(C/in_lanes)`` beats each; lanes past
+        ``C`` are ignored.
+    o : ``Out(stream.Signature(data.ArrayLayout(shape, out_lanes)))``
+        Each output position's window, :attr:`WindowPlan.beats_per_window` beats.
+
+    Raises
+    ------
+    TypeError
+        If ``plan`` is not a WindowPlan.
+    """
+
+    def __init__(self, plan):
+        with rejecting(self):
+            if not isinstance(plan, WindowPlan):
+                raise TypeError(f"Plan must be a WindowPlan, not {plan!r}")
+        self._plan = plan
+        super().__init__({
+            "i": In(stream.Signature(data.ArrayLayout(plan.shape, plan.in_lanes))),
+            "o": Out(stream.Signature(data.ArrayLayout(plan.shape, plan.out_lanes))),
+        })
+
+    @property
+    def plan(self):
+        return self._plan
+
+    def elaborate(self, platform):
+        m = Module()
+        plan = self._plan
+        banks, cap, width = plan.banks, plan.capacity, plan.shape.width
+        lg = (banks - 1).bit_length()
+        channels, li, lo = plan.channels, plan.in_lanes, plan.out_lanes
+        (height, wid), (oh, ow) = plan.grid, plan.grid_out
+        bpp, bpw = plan.beats_per_position, plan.beats_per_window
+        kh, kw = plan.kernel2
+        span = 4 * (cap + plan.sample_stride)
+        lead = Signal(signed(span.bit_length() + 1), init=plan.first_address)
+        ahead_max = cap // plan.sample_stride + 3
+        ahead = Signal(range(-1, ahead_max + 1))
+        mems = [Memory(shape=unsigned(width), depth=plan.bank_depth, init=[])
+                for _ in range(banks)]
+        for n, mem in enumerate(mems):
+            m.submodules[f"bank{n}"] = mem
+
+        # Writer: count beats, positions and rows; each beat is registered, then written.
+        w_ready = Signal(init=1)
+        take = Signal()
+        m.d.comb += [self.i.ready.eq(w_ready), take.eq(self.i.valid & w_ready)]
+        in_beat, _, pos_done = _counter(m, bpp, take, "in_beat")
+        _, ix_last, row_done = _counter(m, wid, pos_done, "ix")
+        _, iy_last, sample_done = _counter(m, height, row_done, "iy")
+        w_addr = Signal(range(cap), init=plan.first_address % cap)
+        p_step, r_step, s_step = plan.position_steps()
+        w_step = Signal(range(max(p_step, r_step, s_step) + 1))
+        m.d.comb += w_step.eq(Mux(ix_last, Mux(iy_last, s_step, r_step), p_step))
+        with m.If(pos_done):
+            m.d.sync += w_addr.eq(w_addr + w_step)
+
+        w1_valid = Signal()
+        w1_addr = Signal(range(cap))
+        w1_beat = Signal(range(bpp))
+        w1_pos = Signal()
+        w1_sample = Signal()
+        w1_data = Signal(data.ArrayLayout(unsigned(width), li))
+        m.d.sync += [
+            w1_valid.eq(take),
+            w1_addr.eq(w_addr + in_beat * li),
+            w1_beat.eq(in_beat),
+            w1_pos.eq(pos_done),
+            w1_sample.eq(sample_done),
+            w1_data.eq(self.i.payload),
+        ]
+        w_rot = w1_addr[:lg] if lg else Const(0, 1)
+        w_row = w1_addr[lg:] if lg else w1_addr
+        for n, mem in enumerate(mems):
+            port = mem.write_port()
+            lane = Signal(range(banks), name=f"w_lane{n}")
+            m.d.comb += lane.eq((n - w_rot)[:lg] if lg else 0)
+            lanes = [w1_data[k] for k in range(li)] + [Const(0, width)] * (banks - li)
+            channel = w1_beat * li + lane
+            m.d.comb += [
+                port.addr.eq(Mux(Const(n, lg + 1) < w_rot, w_row + 1, w_row)),
+                port.data.eq(Array(lanes)[lane]),
+                port.en.eq(w1_valid & (lane < li) & (channel < channels)),
+            ]
+
+        # Positions written in the writer's sample, and its samples ahead of the reader's (-1
+        # when the reader has finished a sample whose last positions no window needs).
+        wpos = Signal(range(plan.positions_in + 1))
+        with m.If(w1_valid & w1_pos):
+            m.d.sync += wpos.eq(Mux(w1_sample, 0, wpos + 1))
+
+        # Reader: one window beat per cycle while its data is in and the queue has room.
+        m.submodules.queue = queue = CreditQueue(self.o.payload.shape(), plan.fifo_depth)
+        wiring.connect(m, queue.o, wiring.flipped(self.o))
+        # The current window is described by registers (its table entries, whether it is the
+        # last of its row and of its sample, its base and the step to the next base); the
+        # next window's coordinates are registers too, so that its table entries come from
+        # flip-flops when the reader moves to it.
+        go = Signal()
+        beat, _, window_done = _counter(m, bpw, go, "beat")
+        nx_ox, nx_ox_last, nx_row = _counter(m, ow, window_done, "nx_ox", start=1 % ow)
+        nx_oy, nx_oy_last, _ = _counter(m, oh, nx_row, "nx_oy", start=(ow == 1) % oh)
+        ox_last = Signal(init=ow == 1)
+        oy_last = Signal(init=oh == 1)
+        x_step, y_step, t_step = plan.steps()
+        step = Signal(range(max(x_step, y_step, t_step) + 1),
+                      init=(t_step if oh == 1 else y_step) if ow == 1 else x_step)
+        base = Signal(range(cap))
+        need = Signal(range(plan.positions_in), init=plan.needed(0, 0))
+        rows_in = Signal(kh, init=plan.row_valid(0))
+        cols_in = Signal(kw, init=plan.col_valid(0))
+        # Whether the current window's data is in: a register, computed from the next state.
+        avail = Signal()
+        m.d.comb += [go.eq(avail & queue.ok), queue.take.eq(go)]
+        out_done = Signal()
+        m.d.comb += out_done.eq(window_done & ox_last & oy_last)
+        need_nx = Signal.like(need)
+        m.d.comb += need_nx.eq(
+            Array(Const(plan.needed_row(y), need.shape()) for y in range(oh))[nx_oy]
+            + Array(Const(plan.needed_col(x), need.shape()) for x in range(ow))[nx_ox])
+        ahead_next = Signal.like(ahead)
+        m.d.comb += ahead_next.eq(ahead + (w1_valid & w1_pos & w1_sample) - out_done)
+        # wpos_next > need_next, from comparisons of registers only: wpos_next is wpos, wpos + 1
+        # or 0 (a new sample), need_next is need or the next window's.
+        written = Mux(w1_valid & w1_pos & ~w1_sample,
+                      Mux(window_done, wpos >= need_nx, wpos >= need),
+                      Mux(window_done, wpos > need_nx, wpos > need)) \
+            & ~(w1_valid & w1_pos & w1_sample)
+        with m.If(window_done):
+            m.d.sync += need.eq(need_nx)
+        m.d.sync += [
+            ahead.eq(ahead_next),
+            avail.eq((ahead_next > 0) | ((ahead_next == 0) & written)),
+        ]
+        with m.If(window_done):
+            m.d.sync += [
+                base.eq(base + step),
+                step.eq(Mux(nx_ox_last, Mux(nx_oy_last, t_step, y_step), x_step)),
+                ox_last.eq(nx_ox_last),
+                oy_last.eq(nx_oy_last),
+                rows_in.eq(Array(Const(plan.row_valid(y), kh) for y in range(oh))[nx_oy]),
+                cols_in.eq(Array(Const(plan.col_valid(x), kw) for x in range(ow))[nx_ox]),
+            ]
+
+        # The line buffer's room: the writer's next position against the reader's base. The
+        # steps of the previous cycle are applied from registers (the reader's a cycle late,
+        # which only holds the writer back); the writer's ready, a register, takes a step of
+        # this cycle into account.
+        delta = Signal(signed(max(w_step.shape().width, step.shape().width) + 1))
+        m.d.sync += delta.eq(Mux(pos_done, w_step, 0) - Mux(window_done, step, 0))
+        lead_next = Signal.like(lead)
+        room = Signal(signed(cap.bit_length() + 1))
+        m.d.comb += [
+            lead_next.eq(lead + delta),
+            room.eq(cap - channels - w_step),
+        ]
+        m.d.sync += [
+            lead.eq(lead_next),
+            w_ready.eq(Mux(pos_done, lead_next <= room, lead_next <= cap - channels)),
+        ]
+
+        # Stage 1: each lane's address and mask, from the beat's table.
+        addr1 = [Signal(range(cap), name=f"addr1_{j}") for j in range(lo)]
+        mask1 = [Signal(name=f"mask1_{j}") for j in range(lo)]
+        valid1 = Signal()
+        m.d.sync += valid1.eq(go)
+        with m.Switch(beat):
+            for b in range(bpw):
+                with m.Case(b):
+                    for j in range(lo):
+                        m.d.sync += addr1[j].eq(base + plan.offset(b, j))
+                        element = plan.element(b, j)
+                        if element is None:
+                            m.d.sync += mask1[j].eq(0)
+                        else:
+                            ky, kx, _ = element
+                            m.d.sync += mask1[j].eq(rows_in[ky] & cols_in[kx])
+
+        # Stage 2: each bank reads the row of the lane that falls in it.
+        rot1 = addr1[0][:lg] if lg else Const(0, 1)
+        rows1 = [a[lg:] if lg else a for a in addr1]
+        rows1 += [rows1[0]] * (banks - lo)
+        reads = []
+        for n, mem in enumerate(mems):
+            port = mem.read_port(domain="sync")
+            m.d.comb += port.addr.eq(Array(rows1)[(n - rot1)[:lg]] if lg else rows1[0])
+            reads.append(port.data)
+        rot2 = Signal.like(rot1)
+        mask2 = [Signal(name=f"mask2_{j}") for j in range(lo)]
+        valid2 = Signal()
+        m.d.sync += [rot2.eq(rot1), valid2.eq(valid1)]
+        m.d.sync += [a.eq(b) for a, b in zip(mask2, mask1, strict=True)]
+
+        # Stage 3: the banks' words rotated into lanes, masked, into the queue.
+        out3 = Signal(data.ArrayLayout(unsigned(width), lo))
+        valid3 = Signal()
+        m.d.sync += valid3.eq(valid2)
+        for j in range(lo):
+            word = Array(reads)[(rot2 + j)[:lg]] if lg else reads[0]
+            m.d.sync += out3[j].eq(Mux(mask2[j], word, 0))
+        m.d.comb += [queue.w.valid.eq(valid3), queue.w.payload.eq(out3)]
+        return m

@@ -1,0 +1,386 @@
+"""The sliding-window generator's plan: every fact of :class:`~amaranth_nn.sliding.SlidingWindow`
+in plain Python.
+
+A sample of ``spatial`` positions of ``channels`` elements streams in, position by position, in
+beats of ``in_lanes`` lanes; the window of every output position streams out in beats of
+``out_lanes`` lanes, in one of two orders (``"window"`` for a convolution, ``"kernel"`` for a
+pool; see :class:`WindowPlan`). The line buffer is a circular buffer of elements in a padded
+linear layout, split into ``banks`` memories so that the lanes of any beat, in or out, lie in
+distinct banks.
+"""
+
+from functools import cached_property
+from math import prod
+from numbers import Integral
+
+from amaranth.hdl import Shape
+
+from .lanes import ceil_div
+from .plan import FIFO_LATENCY, check_count
+from .windows import output_spatial
+
+__all__ = ["ORDERS", "WINDOW_STAGES", "WindowPlan"]
+
+#: The two window orders.
+ORDERS = ("window", "kernel")
+
+#: Registers from issuing a window beat to its lanes on the way into the output FIFO: the lane
+#: addresses, the bank read, and the rotated, masked lanes.
+WINDOW_STAGES = 3
+
+
+def _axes(name, value, axes, minimum=1):
+    """``value`` as a tuple of ``axes`` integers of at least ``minimum``."""
+    if isinstance(value, Integral) and not isinstance(value, bool):
+        value = (value,) * axes
+    try:
+        items = tuple(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer or a tuple of {axes}, not {value!r}") \
+            from None
+    if len(items) != axes or not all(isinstance(v, Integral) and not isinstance(v, bool)
+                                     for v in items):
+        raise TypeError(f"{name} must be an integer or a tuple of {axes}, not {value!r}")
+    items = tuple(int(v) for v in items)
+    if any(v < minimum for v in items):
+        raise ValueError(f"{name} must be at least {minimum} in every axis, not {list(items)}")
+    return items
+
+
+class WindowPlan:
+    """A sliding-window generator over one sample at a time.
+
+    In 2-D the input is ``H x W`` positions (1-D is ``H = 1``) of ``C`` channels, each position
+    ``ceil(C/in_lanes)`` beats (lane ``k`` of beat ``b`` is channel ``b*in_lanes + k``). For
+    each output position (row-major) the window goes out as :attr:`beats_per_window` beats of
+    ``out_lanes`` lanes, zero in the padding and past the end:
+
+    - ``order="window"``: lane ``j`` of beat ``b`` is window element ``e = b*out_lanes + j``,
+      ``e = (ky*kw + kx)*C + c`` (:mod:`amaranth_nn.windows`), zero past ``K*C``;
+      ``ceil(K*C/out_lanes)`` beats;
+    - ``order="kernel"``: ``G = ceil(C/out_lanes)`` beats per kernel position; beat ``b`` is
+      kernel position ``b // G``, lane ``j`` channel ``(b % G)*out_lanes + j``; ``K*G`` beats.
+
+    Parameters
+    ----------
+    shape : shape-like
+        Shape of one element (``signed(width)``).
+    spatial : tuple of int
+        ``(L,)`` or ``(H, W)``.
+    channels : int
+    kernel, stride, padding : int or tuple of int
+        One per axis (an int for all); ``padding < kernel`` and the kernel fits the padded
+        input.
+    in_lanes : int
+        1 to ``channels``.
+    out_lanes : int
+        1 to ``K*C`` (window order) or to ``channels`` (kernel order).
+    order : str
+        ``"window"`` or ``"kernel"``.
+
+    Raises
+    ------
+    TypeError
+        For an argument of the wrong type.
+    ValueError
+        For one out of range.
+    """
+
+    def __init__(self, shape, spatial, channels, kernel, stride, padding, in_lanes, out_lanes,
+                 order="window"):
+        self.shape = Shape.cast(shape)
+        if not isinstance(spatial, (tuple, list)) or len(spatial) not in (1, 2):
+            raise TypeError(f"Spatial must be (L,) or (H, W), not {spatial!r}")
+        axes = len(spatial)
+        spatial = _axes("Spatial", spatial, axes)
+        if not isinstance(channels, Integral) or isinstance(channels, bool):
+            raise TypeError(f"Channels must be an integer, not {channels!r}")
+        channels = int(channels)
+        if channels < 1:
+            raise ValueError(f"Channels must be a positive integer, not {channels}")
+        kernel = _axes("Kernel", kernel, axes)
+        stride = _axes("Stride", stride, axes)
+        padding = _axes("Padding", padding, axes, minimum=0)
+        if any(p >= k for p, k in zip(padding, kernel, strict=True)):
+            raise ValueError(f"Padding must be smaller than the kernel, not {list(padding)} for "
+                             f"the kernel {list(kernel)}")
+        if any(n + 2 * p < k for n, k, p in zip(spatial, kernel, padding, strict=True)):
+            raise ValueError(f"Kernel {list(kernel)} does not fit the input {list(spatial)} "
+                             f"with padding {list(padding)}")
+        if order not in ORDERS:
+            raise ValueError(f"Order must be 'window' or 'kernel', not {order!r}")
+        check_count("In lanes", in_lanes, channels, "the channels")
+        limit = prod(kernel) * channels if order == "window" else channels
+        check_count("Out lanes", out_lanes, limit,
+                    "the window's elements" if order == "window" else "the channels")
+        self.spatial, self.channels = spatial, channels
+        self.kernel, self.stride, self.padding = kernel, stride, padding
+        self.in_lanes, self.out_lanes, self.order = in_lanes, out_lanes, order
+
+    # The 2-D view: 1-D is one row.
+
+    @property
+    def grid(self):
+        """``(H, W)``: ``(1, L)`` in 1-D."""
+        return self.spatial if len(self.spatial) == 2 else (1, *self.spatial)
+
+    @property
+    def kernel2(self):
+        """``(kh, kw)``: ``(1, k)`` in 1-D."""
+        return self.kernel if len(self.kernel) == 2 else (1, *self.kernel)
+
+    @property
+    def stride2(self):
+        """``(sy, sx)``: ``(1, s)`` in 1-D."""
+        return self.stride if len(self.stride) == 2 else (1, *self.stride)
+
+    @property
+    def padding2(self):
+        """``(py, px)``: ``(0, p)`` in 1-D."""
+        return self.padding if len(self.padding) == 2 else (0, *self.padding)
+
+    @property
+    def spatial_out(self):
+        """Output positions along each axis."""
+        return output_spatial(self.spatial, self.kernel, self.stride, self.padding)
+
+    @property
+    def grid_out(self):
+        """``(OH, OW)``: ``(1, L')`` in 1-D."""
+        out = self.spatial_out
+        return out if len(out) == 2 else (1, *out)
+
+    @property
+    def positions_in(self):
+        return prod(self.spatial)
+
+    @property
+    def positions_out(self):
+        return prod(self.spatial_out)
+
+    @property
+    def window(self):
+        """Kernel positions per window, ``K``."""
+        return prod(self.kernel)
+
+    @property
+    def window_size(self):
+        """Elements per window, ``K*C``."""
+        return self.window * self.channels
+
+    @property
+    def beats_per_position(self):
+        """Input beats per position, ``ceil(C/in_lanes)``."""
+        return ceil_div(self.channels, self.in_lanes)
+
+    @property
+    def groups(self):
+        """Beats per kernel position in kernel order, ``G = ceil(C/out_lanes)``."""
+        return ceil_div(self.channels, self.out_lanes)
+
+    @property
+    def beats_per_window(self):
+        """Output beats per window: ``ceil(K*C/out_lanes)`` or ``K*G``."""
+        if self.order == "window":
+            return ceil_div(self.window_size, self.out_lanes)
+        return self.window * self.groups
+
+    @property
+    def in_beats(self):
+        """Input beats per sample, ``positions_in * ceil(C/in_lanes)``."""
+        return self.positions_in * self.beats_per_position
+
+    @property
+    def out_beats(self):
+        """Output beats per sample, ``positions_out * beats_per_window``."""
+        return self.positions_out * self.beats_per_window
+
+    @property
+    def ii(self):
+        """Cycles per sample in steady state: one beat per cycle on the busier side,
+        ``max(out_beats, in_beats)``."""
+        return max(self.out_beats, self.in_beats)
+
+    # The line buffer.
+
+    @property
+    def banks(self):
+        """Memories of the line buffer: the power of two at least ``max(in_lanes,
+        out_lanes)``."""
+        return 1 << (max(self.in_lanes, self.out_lanes) - 1).bit_length()
+
+    @cached_property
+    def row_stride(self):
+        """``R``: the padded layout's row stride, the least ``R >= (W + 2*px)*C`` with
+        ``R = kw*C (mod banks)``, so that element ``e`` of a window sits at an offset equal to
+        ``e`` modulo the banks."""
+        (_, width), (_, kw), (_, px) = self.grid, self.kernel2, self.padding2
+        least = (width + 2 * px) * self.channels
+        return least + (kw * self.channels - least) % self.banks
+
+    @property
+    def sample_stride(self):
+        """Elements of the padded layout per sample, ``(H + 2*py) * R``."""
+        return (self.grid[0] + 2 * self.padding2[0]) * self.row_stride
+
+    @cached_property
+    def capacity(self):
+        """Elements of the circular buffer: a power of two (a multiple of :attr:`banks`) that
+        holds the span from the last window of a sample to the first of the next, plus one
+        position, so that the writer can run ahead."""
+        (height, _), (kh, kw), (sy, _), (py, _) = self.grid, self.kernel2, self.stride2, \
+            self.padding2
+        rows = height + 2 * py - (self.grid_out[0] - 1) * sy + kh
+        span = rows * self.row_stride + (kw + 1) * self.channels
+        return max(self.banks, 1 << (span - 1).bit_length())
+
+    @property
+    def bank_depth(self):
+        return self.capacity // self.banks
+
+    @property
+    def line_buffer_shape(self):
+        """``(depth, width)`` of each bank."""
+        return self.bank_depth, self.shape.width
+
+    @property
+    def memory_bits(self):
+        """Bits of the line buffer, ``capacity * width``."""
+        return self.capacity * self.shape.width
+
+    @property
+    def register_bits(self):
+        """Flip-flops of the output FIFO's entries (the bulk of the generator's registers)."""
+        return self.fifo_depth * self.out_lanes * self.shape.width
+
+    # Addresses and masks.
+
+    def element(self, beat, lane):
+        """``(ky, kx, c)`` of lane ``lane`` of window beat ``beat``, or ``None`` past the end."""
+        kw = self.kernel2[1]
+        if self.order == "window":
+            e = beat * self.out_lanes + lane
+            if e >= self.window_size:
+                return None
+            k, c = divmod(e, self.channels)
+        else:
+            k, g = divmod(beat, self.groups)
+            c = g * self.out_lanes + lane
+            if c >= self.channels:
+                return None
+        return k // kw, k % kw, c
+
+    def offset(self, beat, lane):
+        """Offset of lane ``lane`` of window beat ``beat`` from the window's base in the padded
+        layout, ``ky*R + kx*C + c``; past the end, an offset that keeps the lanes in distinct
+        banks."""
+        element = self.element(beat, lane)
+        if element is None:
+            return self.offset(beat, 0) + lane
+        ky, kx, c = element
+        return ky * self.row_stride + kx * self.channels + c
+
+    def steps(self):
+        """The window base's steps: to the next window in a row, to the next row's first
+        window, and to the next sample's first window."""
+        (oh, ow), (sy, sx) = self.grid_out, self.stride2
+        c, r = self.channels, self.row_stride
+        return (sx * c, sy * r - (ow - 1) * sx * c,
+                self.sample_stride - (oh - 1) * sy * r - (ow - 1) * sx * c)
+
+    def position_steps(self):
+        """The writer's steps: to the next position in a row, to the next row, and to the
+        next sample's first position."""
+        height, width = self.grid
+        c, r = self.channels, self.row_stride
+        return (c, r - (width - 1) * c,
+                self.sample_stride - (height - 1) * r - (width - 1) * c)
+
+    @property
+    def first_address(self):
+        """Padded address of the first input position, ``py*R + px*C``."""
+        return self.padding2[0] * self.row_stride + self.padding2[1] * self.channels
+
+    def needed_row(self, oy):
+        """``row * W`` of the last input row that output row ``oy`` needs."""
+        (height, width), kh, sy, py = self.grid, self.kernel2[0], self.stride2[0], \
+            self.padding2[0]
+        return min(oy * sy - py + kh - 1, height - 1) * width
+
+    def needed_col(self, ox):
+        """The last input column that output column ``ox`` needs."""
+        width, kw, sx, px = self.grid[1], self.kernel2[1], self.stride2[1], self.padding2[1]
+        return min(ox * sx - px + kw - 1, width - 1)
+
+    def needed(self, oy, ox):
+        """Raster index of the last input position the window of ``(oy, ox)`` needs."""
+        return self.needed_row(oy) + self.needed_col(ox)
+
+    def row_valid(self, oy):
+        """Bit ``ky``: whether kernel row ``ky`` of output row ``oy`` lies inside the input."""
+        height, (kh, _), (sy, _), (py, _) = self.grid[0], self.kernel2, self.stride2, \
+            self.padding2
+        return sum(1 << ky for ky in range(kh) if 0 <= oy * sy - py + ky < height)
+
+    def col_valid(self, ox):
+        """Bit ``kx``: whether kernel column ``kx`` of output column ``ox`` lies inside."""
+        width, (_, kw), (_, sx), (_, px) = self.grid[1], self.kernel2, self.stride2, \
+            self.padding2
+        return sum(1 << kx for kx in range(kw) if 0 <= ox * sx - px + kx < width)
+
+    # Timing.
+
+    @property
+    def fifo_depth(self):
+        """Output FIFO entries: the credit loop (issue to write, the FIFO's latency, pop and
+        credit), so that a ready sink sees one beat per cycle."""
+        return WINDOW_STAGES + FIFO_LATENCY + 2
+
+    @property
+    def issue_delay(self):
+        """Cycles from the transfer of the input beat that completes a position to the first
+        cycle a window needing it can issue: the input register, the write and the count."""
+        return 2
+
+    @property
+    def depth(self):
+        """Cycles from issuing a window beat to its transfer (sink ready)."""
+        return WINDOW_STAGES + FIFO_LATENCY
+
+    def window_positions(self):
+        """For every output beat of a sample, the raster index of the input position its
+        window needs last."""
+        (oh, ow) = self.grid_out
+        return [self.needed(oy, ox) for oy in range(oh) for ox in range(ow)
+                for _ in range(self.beats_per_window)]
+
+    def output_times(self, arrivals):
+        """Transfer cycles of an isolated sample's output beats, sink always ready.
+
+        Parameters
+        ----------
+        arrivals : sequence of int
+            Transfer cycles of the sample's :attr:`in_beats` input beats (as accepted: the
+            generator may hold its input back when its buffer is full).
+
+        Returns
+        -------
+        list of int
+            Beat ``n`` issues at ``i_n = max(i_(n-1) + 1, a(p_n) + issue_delay)``, where
+            ``a(p)`` is the transfer of the last beat of input position ``p`` and ``p_n`` the
+            last position the beat's window needs; it is transferred at ``i_n + depth``.
+        """
+        arrivals = list(arrivals)
+        per = self.beats_per_position
+        issue, times = None, []
+        for position in self.window_positions():
+            ready = arrivals[position * per + per - 1] + self.issue_delay
+            issue = ready if issue is None else max(issue + 1, ready)
+            times.append(issue + self.depth)
+        return times
+
+    def __repr__(self):
+        return (f"WindowPlan({'x'.join(map(str, self.spatial))}x{self.channels}, kernel "
+                f"{list(self.kernel)}, stride {list(self.stride)}, padding "
+                f"{list(self.padding)}, lanes {self.in_lanes} -> {self.out_lanes}, "
+                f"{self.order} order)")
