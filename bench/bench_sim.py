@@ -71,7 +71,10 @@ def steady_state(x, backend, vectors, spec=None):
 
 
 def samples_per_second(out):
-    return float(re.search(r"\(([\d.]+) samples/s\)", out)[1])
+    """Samples/s of a ``host`` run, from its sample count and time (more digits than it
+    prints)."""
+    samples = int(re.search(r"^samples +(\d+)$", out, re.M)[1])
+    return samples / float(re.search(r"^time +([\d.]+) s", out, re.M)[1])
 
 
 def conv_rows(name, cache, pysim_vectors, host_pysim):
@@ -98,7 +101,7 @@ def conv_rows(name, cache, pysim_vectors, host_pysim):
     rows.append((f"{name}: steady-state cycles/s (II {net.ii}, latency {net.latency})",
                  f"{p_cps:,.0f} ({pysim.cycles:,} cycles)",
                  f"{v_cps:,.0f} ({verilator.cycles:,} cycles)", f"{v_cps / p_cps:,.0f}x"))
-    rows.append((f"{name}: steady-state samples/s", f"{p_sps:.2f} ({pysim_vectors} samples)",
+    rows.append((f"{name}: steady-state samples/s", f"{p_sps:.3g} ({pysim_vectors} samples)",
                  f"{v_sps:,.0f} ({10 * samples} samples)", ""))
     rows += [(f"{name}: {samples} test samples, `simulate --model {name}`, {label}",
               f"{samples / p_sps:.0f} s at the rate above" if first else "",
@@ -114,7 +117,7 @@ def conv_rows(name, cache, pysim_vectors, host_pysim):
         assert f"exact vs golden    {count}/{count}" in out, out
     accuracy = re.search(r"accuracy \(labels\)  ([\d.]+)", v_out)[1]
     rows.append((f"{name}: `host --port sim` samples/s (divisor 8)",
-                 f"{samples_per_second(p_out):.2f} ({host_pysim} samples)",
+                 f"{samples_per_second(p_out):.3g} ({host_pysim} samples)",
                  f"{samples_per_second(v_out):.1f} ({samples} samples, accuracy {accuracy})",
                  ""))
     return rows
