@@ -113,8 +113,10 @@ class Harness(wiring.Component):
     ----------
     spec : NetworkSpec
         The network.
-    folding : sequence of (int, int), optional
-        ``(pe, simd)`` per layer, passed to :class:`amaranth_nn.network.Network`.
+    folding : sequence, optional
+        One entry per layer (:mod:`amaranth_nn.folding`: ``(pe, simd)`` for a dense or conv
+        layer, the lanes of a pooling or scale-and-shift layer, ``None`` for a flatten),
+        passed to :class:`amaranth_nn.network.Network`.
     target_ii : int, optional
         Target initiation interval, passed to :class:`amaranth_nn.network.Network`.
     divisor : int
