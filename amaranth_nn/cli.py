@@ -40,7 +40,7 @@ __all__ = ["FAILED", "BAD_INPUT", "COMMANDS", "CommandError", "version", "make_p
            "check_int", "check_real", "parse_int_list", "option_check", "int_range",
            "real_range", "add_model_argument", "load_model", "read_arrays", "load_inputs",
            "check_labels", "output_file", "output_dir", "writing", "add_backend_argument",
-           "choose_backend", "describe_backend"]
+           "choose_backend", "describe_backend", "describe_folding"]
 
 #: Exit status of a command whose tool or check failed, or whose design does not fit.
 FAILED = 1
@@ -276,6 +276,26 @@ def describe_backend(backend, build=None):
     if backend == "verilator" and build is not None:
         return f"verilator ({build.describe()})"
     return "pysim (Amaranth's Python simulator)" if backend == "pysim" else backend
+
+
+def describe_folding(spec, folding):
+    """A folding for people: ``"4x8, 2x4, 2x2 (pe x simd per layer)"`` for a dense network;
+    with other kinds, each entry named by its layer's kind: ``"conv 1x5, maxpool 1, flatten,
+    dense 1x2 (pe x simd of a dense or conv layer, lanes of a pooling or scale-and-shift
+    layer)"``."""
+    kinds = spec.kinds
+    if all(kind == "dense" for kind in kinds):
+        return ", ".join(f"{pe}x{simd}" for pe, simd in folding) + " (pe x simd per layer)"
+    items = []
+    for kind, entry in zip(kinds, folding, strict=True):
+        if kind in ("dense", "conv"):
+            items.append(f"{kind} {entry[0]}x{entry[1]}")
+        elif kind == "flatten":
+            items.append(kind)
+        else:
+            items.append(f"{kind} {entry[0]}")
+    return (", ".join(items) + " (pe x simd of a dense or conv layer, lanes of a pooling or "
+                               "scale-and-shift layer)")
 
 
 # Models.

@@ -7,6 +7,8 @@ weight matrix (``C_out x K*C_in``), which computes every window as one vector. N
 builds hardware; :class:`~amaranth_nn.conv.ConvLayer` elaborates it.
 """
 
+from dataclasses import replace
+
 from amaranth.hdl import signed
 
 from .lanes import ceil_div
@@ -147,8 +149,9 @@ class ConvPlan:
 
     @property
     def roms(self):
-        """The engine's ROMs: its weight ROMs, then its bias ROM."""
-        return self._dense.roms
+        """The engine's ROMs (its weight ROMs, then its bias ROM), in the engine's scope: at
+        ``layer{i}.dense.weights{p}`` in the hardware."""
+        return tuple(replace(rom, scope=("dense", *rom.scope)) for rom in self._dense.roms)
 
     def output_times(self, arrivals):
         """Transfer cycles of an isolated sample's output beats (sink always ready).

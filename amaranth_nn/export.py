@@ -22,16 +22,23 @@ files of the names below that are already in it are replaced, and other files ar
   ``i__ready``, ``i__payload``, ``o__valid``, ``o__ready``, ``o__payload``.
 * one ``.hex`` file per ROM, in the hardware's own layout, for ``$readmemh``: one word per
   line, most significant digit first, zero-padded to ``ceil(width/4)`` digits, word 0 first.
-  ``layer{L}_weights_pe{P}.hex`` is PE ``P``'s weight ROM of layer ``L``: word ``g*B + b``
-  (``B = ceil(N/simd)``) holds ``W[g*pe + P, b*simd + k]`` in lane ``k``, lane 0 in the low
-  bits, each lane a two's complement integer of the ROM's lane width (the narrowest width that
-  holds the layer's weights, which may be less than the weight format's width), zero where
-  the indices pass the matrix; unsigned instead when the layer has no negative weight
-  (``"signed"`` in the manifest). ``layer{L}_bias.hex`` holds in word ``g`` and lane ``p`` the
-  bias of neuron ``g*pe + p`` plus the rounding constant ``2**(s-1)`` (``s`` the layer's
-  requantization shift, no constant when ``s <= 0``), in the accumulator width.
-* ``manifest.json``: ports, folding, II and latency, and every ROM's file, depth, width, lanes
-  and lane width (machine-readable form of the above), and ``README.md`` saying the same for
+  ``layer{L}_weights_pe{P}.hex`` is PE ``P``'s weight ROM of a dense or conv layer ``L``: word
+  ``g*B + b`` (``B = ceil(N/simd)``) holds ``W[g*pe + P, b*simd + k]`` in lane ``k``, lane 0 in
+  the low bits, each lane a two's complement integer of the ROM's lane width (the narrowest
+  width that holds the layer's weights, which may be less than the weight format's width),
+  zero where the indices pass the matrix; unsigned instead when the layer has no negative
+  weight (``"signed"`` in the manifest). For a conv layer ``W`` is its weight matrix,
+  ``C_out x K*C_in`` with the columns in window order (``(ky*kw + kx)*C_in + c``), and the
+  ROMs sit in its dense engine (hierarchy ``layer{L}.dense.weights{P}``).
+  ``layer{L}_bias.hex`` holds in word ``g`` and lane ``p`` the bias of neuron (channel)
+  ``g*pe + p`` plus the rounding constant ``2**(s-1)`` (``s`` the layer's requantization shift,
+  no constant when ``s <= 0``), in the accumulator width. A scale-and-shift layer at ``lanes``
+  lanes has ``layer{L}_scale.hex`` (word ``b``, lane ``k``: the scale of channel
+  ``b*lanes + k``, in the scale operand's width) and ``layer{L}_bias.hex`` (the same channels'
+  bias plus rounding). Pooling and flatten layers have no ROM.
+* ``manifest.json``: ports, the layers' kinds, folding, lanes per beat, II and latency, and
+  every ROM's file, hierarchy, depth, width, lanes and lane width (machine-readable form of
+  the above), and ``README.md`` saying the same for
   people.
 
 The hex files hold the ROM words of the network's plan (:class:`amaranth_nn.plan.Rom`), the
@@ -151,7 +158,11 @@ def export(spec, out_dir, folding=None, *, target_ii=None, name="top", progress=
                  "output_size": spec.output_size,
                  "input_format": spec.input_format.to_dict(),
                  "output_format": spec.output_format.to_dict()},
+        "kinds": list(spec.kinds),
         "folding": [list(pair) for pair in network.folding],
+        "folding_text": cli.describe_folding(spec, network.folding),
+        "in_lanes": plan.in_lanes,
+        "out_lanes": plan.out_lanes,
         "ii": network.ii,
         "latency": network.latency,
         "in_beats": network.in_beats,
@@ -161,13 +172,13 @@ def export(spec, out_dir, folding=None, *, target_ii=None, name="top", progress=
         "ports": [{"name": port, "direction": direction, "width": width}
                   for port, direction, width in port_list(network)],
         "streams": {
-            "i": f"{network.in_beats} beats per vector of {spec.input_size} elements; lane k "
-                 f"of beat b (bits [k*{spec.input_format.width}, "
-                 f"(k+1)*{spec.input_format.width})) is element b*{network.folding[0][1]} + k; "
-                 f"transfer when valid and ready",
+            "i": f"{network.in_beats} beats per vector of {spec.input_size} elements (each "
+                 f"sample flattened in stream order); lane k of beat b (bits "
+                 f"[k*{spec.input_format.width}, (k+1)*{spec.input_format.width})) is element "
+                 f"b*{plan.in_lanes} + k; transfer when valid and ready",
             "o": f"{network.out_beats} beats per vector of {spec.output_size} elements; lane "
                  f"k of beat b (bits [k*{spec.output_format.width}, "
-                 f"(k+1)*{spec.output_format.width})) is element b*{network.folding[-1][0]} + "
+                 f"(k+1)*{spec.output_format.width})) is element b*{plan.out_lanes} + "
                  f"k; lanes past the end are zero",
         },
         "hex_format": "$readmemh: one word per line, ceil(width/4) hex digits, word 0 first; "
@@ -187,11 +198,10 @@ def _readme(manifest):
         f"| `{r['file']}` | `{r['hierarchy']}` | {r['depth']} | {r['width']} | "
         f"{r.get('lanes', 1)} x {r.get('lane_width', r['width'])} | {r.get('layout', '')} |"
         for r in manifest["roms"])
-    folding = ", ".join(f"{pe}x{simd}" for pe, simd in manifest["folding"])
     return f"""# {manifest['spec']['name']}: exported by amaranth-nn
 
 `{manifest['verilog']}` holds module `{manifest['top']}`, complete with its ROM contents.
-Folding (pe x simd per layer): {folding}. II {manifest['ii']} cycles per vector, latency
+Folding: {manifest['folding_text']}. II {manifest['ii']} cycles per vector, latency
 {manifest['latency']} cycles (first input beat to last output beat).
 
 Clock `clk` (rising edge), reset `rst` (synchronous, active high).
@@ -229,9 +239,8 @@ def _main(argv):
     out = cli.output_dir(args.out, "--out")
     with cli.writing(out, "--out"):
         manifest = export(spec, out, folding, target_ii=target_ii, name=args.name)
-    folding = ", ".join(f"{pe}x{simd}" for pe, simd in manifest["folding"])
     print(f"model    {spec!r}")
-    print(f"folding  {folding} (pe x simd per layer)")
+    print(f"folding  {manifest['folding_text']}")
     print(f"II       {manifest['ii']} cycles per vector, latency {manifest['latency']} cycles")
     print(f"wrote    {manifest['verilog']}, {len(manifest['roms'])} ROM images, manifest.json "
           f"and README.md to {out}")

@@ -5,11 +5,15 @@ Usage::
     python -m amaranth_nn.host --port /dev/ttyUSB1                 # a board, default model
     python -m amaranth_nn.host --port sim --count 5                # the full-system simulation
     python -m amaranth_nn.host --port sim --count 450 --backend verilator   # compiled, fast
+    python -m amaranth_nn.host --port sim --model mnist1d --count 1000 --backend verilator
     python -m amaranth_nn.host --port /dev/ttyUSB1 --inputs x.npz --model my.json
     python -m amaranth_nn.host --port sim --fault-rate 0.2 --fault-seed 1 --retries 8
 
 The exit status is 0 when every answer equals the golden model, 1 when one does not or the
 board stops answering, and 2 for bad input (see :mod:`amaranth_nn.cli`).
+
+Any model runs: an INFER frame carries a sample as its flat vector of ``spec.input_size``
+integers (a conv model's sequence or image in stream order), whatever its layer kinds.
 
 The client talks to a :class:`~amaranth_nn.link.ByteLink`: a :class:`~amaranth_nn.link.SerialLink`
 for a board, or a :class:`~amaranth_nn.link.SimulatedLink` (``--port sim``) that runs the board

@@ -25,7 +25,7 @@ from .lanes import ceil_div, pack_lanes
 from .spec import check_spec
 
 __all__ = ["MEMORY_STAGES", "FIFO_LATENCY", "CONVERTER_STAGES", "BLOCK_ROM_BITS", "dense_ii",
-           "check_count", "Rom", "DensePlan", "ConverterPlan"]
+           "check_count", "ROM_KINDS", "Rom", "DensePlan", "ConverterPlan"]
 
 #: Registers from a memory address to its data in a register: an address register or the
 #: synchronous read, the memory, and two data registers (block RAM can absorb one as its output
@@ -92,6 +92,15 @@ def _operand_shape(lo, hi):
     return signed(signed_width(lo, hi))
 
 
+#: The kinds of :class:`Rom`: ``kind -> (name in the hardware, file name)``, with ``{L}`` the
+#: layer and ``{P}`` the PE.
+ROM_KINDS = {
+    "weights": ("weights{P}", "layer{L}_weights_pe{P}.hex"),
+    "bias": ("biases", "layer{L}_bias.hex"),
+    "scale": ("scale", "layer{L}_scale.hex"),
+}
+
+
 @dataclass(frozen=True)
 class Rom:
     """One read-only memory of a layer, with its words in the hardware's layout.
@@ -101,7 +110,8 @@ class Rom:
     layer : int
         Index of the layer.
     kind : str
-        ``"weights"`` (one per PE) or ``"bias"``.
+        One of :data:`ROM_KINDS`: ``"weights"`` (one per PE of a dense or conv layer),
+        ``"bias"``, or ``"scale"`` (a scale-and-shift layer's per-channel scales).
     pe : int or None
         The PE of a weight ROM.
     lanes, lane_width : int
@@ -112,6 +122,9 @@ class Rom:
         Every word as a non-negative integer, word 0 first.
     layout : str
         Which integer sits in lane ``k`` of word ``w``, for people.
+    scope : tuple of str
+        The submodules between the layer's block and the memory: ``()`` for a dense or
+        scale-and-shift layer, ``("dense",)`` for a conv layer (its dense engine).
     """
 
     layer: int
@@ -122,23 +135,28 @@ class Rom:
     signed: bool
     words: tuple
     layout: str
+    scope: tuple = ()
+
+    def __post_init__(self):
+        if self.kind not in ROM_KINDS:
+            raise ValueError(f"Rom kind must be one of {', '.join(ROM_KINDS)}, not "
+                             f"{self.kind!r}")
 
     @property
     def name(self):
-        """Name of the memory inside its layer: ``weights{P}`` or ``biases``."""
-        return f"weights{self.pe}" if self.kind == "weights" else "biases"
+        """Name of the memory inside its block: ``weights{P}``, ``biases`` or ``scale``."""
+        return ROM_KINDS[self.kind][0].format(P=self.pe)
 
     @property
     def path(self):
-        """Hierarchy path in a :class:`~amaranth_nn.network.Network`: ``("layer0", "weights3")``."""
-        return (f"layer{self.layer}", self.name)
+        """Hierarchy path in a :class:`~amaranth_nn.network.Network`: ``("layer0",
+        "weights3")``, ``("layer0", "dense", "weights3")`` in a conv layer."""
+        return (f"layer{self.layer}", *self.scope, self.name)
 
     @property
     def file_name(self):
-        """``layer{L}_weights_pe{P}.hex`` or ``layer{L}_bias.hex``."""
-        if self.kind == "weights":
-            return f"layer{self.layer}_weights_pe{self.pe}.hex"
-        return f"layer{self.layer}_bias.hex"
+        """``layer{L}_weights_pe{P}.hex``, ``layer{L}_bias.hex`` or ``layer{L}_scale.hex``."""
+        return ROM_KINDS[self.kind][1].format(L=self.layer, P=self.pe)
 
     @property
     def width(self):

@@ -226,14 +226,14 @@ class ScalePlan:
 
     @cached_property
     def scale_rom(self):
-        """The scale :class:`~amaranth_nn.plan.Rom` (kind ``"weights"``, ``pe`` 0): word ``b``
-        holds ``scale[b*lanes + k]`` in lane ``k``, in the scale operand's width (zero past the
-        last channel)."""
+        """The scale :class:`~amaranth_nn.plan.Rom` (kind ``"scale"``, ``layer{L}_scale.hex``):
+        word ``b`` holds ``scale[b*lanes + k]`` in lane ``k``, in the scale operand's width
+        (zero past the last channel)."""
         scale, lanes, width = self._layer.scale, self._lanes, self.w_shape.width
         words = tuple(pack_lanes(scale[b * lanes:(b + 1) * lanes], width)
                       for b in range(self.beats_per_position))
         signedness = "signed" if self.w_shape.signed else "unsigned"
-        return Rom(self._index, "weights", 0, lanes, width, self.w_shape.signed, words,
+        return Rom(self._index, "scale", None, lanes, width, self.w_shape.signed, words,
                    f"word b, lane k = scale[b*{lanes} + k]; {signedness}; zero past the last "
                    f"channel")
 

@@ -456,9 +456,9 @@ def _main(argv):
 
     net = result.network
     batch = len(result.outputs)
-    folding = ", ".join(f"{pe}x{simd}" for pe, simd in net.folding)
     print(f"model     {spec!r}")
-    print(f"folding   {folding} (pe x simd per layer), {net.multipliers} multipliers")
+    print(f"folding   {cli.describe_folding(spec, net.folding)}, {net.multipliers} "
+          f"multipliers")
     print(f"backend   {cli.describe_backend(result.backend, result.build)}")
     print(f"vectors   {batch}, {result.cycles} cycles in {result.seconds:.3g} s "
           f"({result.cycles / max(result.seconds, 1e-9):.0f} cycles/s)")

@@ -97,22 +97,26 @@ class Harness(wiring.Component):
     """The network behind a UART with the framed protocol of :mod:`boards.protocol`.
 
     The receiver hunts for ``SYNC``, checks the frame type and its exact payload length, writes an
-    INFER payload into an input buffer (a :class:`~amaranth.lib.memory.Memory` of ``simd`` lanes
-    per row) and checks the CRC; only a frame with a good CRC is streamed into the network. The
-    output beats are collected, the argmax is found by a scan (first maximum wins) and the RESULT
-    reply is sent. Every error is counted (see :data:`boards.protocol.COUNTERS`) and answered with
-    a NAK where the frame's tag is known; the receiver then hunts for the next ``SYNC``. A frame
-    whose line goes idle for ``timeout`` cycles is abandoned, so a truncated frame never hangs the
-    link. NAK, STATUS and INFO replies wait in a 4-entry queue behind the RESULTs (one that finds
-    the queue full is dropped); up to 4 inferences may be in flight, and an INFER beyond that,
-    or one arriving while the input buffer is still being fed, is NAKed as an overrun.
+    INFER payload into an input buffer (a :class:`~amaranth.lib.memory.Memory` of
+    ``network.plan.in_lanes`` lanes per row: the flat vector in the network's input beats, so
+    ``C_in`` lanes, one position per beat, for a first convolution) and checks the CRC; only a
+    frame with a good CRC is streamed into the network. The output beats are collected, the
+    argmax is found by a scan (first maximum wins) and the RESULT reply is sent. Every error is
+    counted (see :data:`boards.protocol.COUNTERS`) and answered with a NAK where the frame's
+    tag is known; the receiver then hunts for the next ``SYNC``. A frame whose line goes idle
+    for ``timeout`` cycles is abandoned, so a truncated frame never hangs the link. NAK,
+    STATUS and INFO replies wait in a 4-entry queue behind the RESULTs (one that finds the
+    queue full is dropped); up to 4 inferences may be in flight, and an INFER beyond that, or
+    one arriving while the input buffer is still being fed, is NAKed as an overrun.
 
     Parameters
     ----------
     spec : NetworkSpec
         The network.
-    folding : sequence of (int, int), optional
-        ``(pe, simd)`` per layer, passed to :class:`amaranth_nn.network.Network`.
+    folding : sequence, optional
+        One entry per layer (:mod:`amaranth_nn.folding`: ``(pe, simd)`` for a dense or conv
+        layer, the lanes of a pooling or scale-and-shift layer, ``None`` for a flatten),
+        passed to :class:`amaranth_nn.network.Network`.
     target_ii : int, optional
         Target initiation interval, passed to :class:`amaranth_nn.network.Network`.
     divisor : int
@@ -203,8 +207,10 @@ class Harness(wiring.Component):
         in_width = p.input_width
         in_bytes, out_bytes = p.input_bytes, p.output_bytes
         n_out = spec.output_size
-        simd = net.folding[0][1]
-        pe = net.folding[-1][0]
+        # The network's lanes per beat: a dense first layer's simd, a first convolution's
+        # C_in (one position per beat); the last block's pe or lanes.
+        simd = net.plan.in_lanes
+        pe = net.plan.out_lanes
         in_beats, out_beats = net.in_beats, net.out_beats
 
         # Events and their saturating counters.

@@ -22,7 +22,9 @@ Frame layout (both directions)::
 Payloads:
 
 - :data:`INFER` request: the input vector, ``spec.input_size`` elements of
-  :func:`element_bytes` ``(input width)`` bytes each, two's complement, little-endian.
+  :func:`element_bytes` ``(input width)`` bytes each, two's complement, little-endian. A
+  sample of any shape is its flat vector in stream order (positions in raster order, channels
+  fastest): a MNIST-1D sequence is 40 elements, an 8x8 image 64.
 - :data:`RESULT` reply: the output vector in the same encoding (output width), then the argmax
   class as 2 bytes, little-endian (the first maximum, like :func:`numpy.argmax`).
 - :data:`STATUS` request: empty; :data:`STATUS_REPLY`: the :data:`COUNTERS`, 2 bytes each,

@@ -13,9 +13,9 @@ writes it next to the spec.
   as images.
 
 Each has ``NAME.json``, ``NAME_test.npz`` and the training report ``NAME.report.json``, all
-written by its ``command``. Only dense networks have hardware yet: the conv models run in the
-golden model (``amaranth_nn.golden``), and the hardware command lines refuse them with one
-line.
+written by its ``command``. Each runs in the golden model (``amaranth_nn.golden``) and, bit
+for bit, in the simulated hardware (``simulate``), the export and the simulated board
+(``host --port sim``).
 """
 
 from dataclasses import dataclass

@@ -140,6 +140,17 @@ def test_conv_models_simulate_and_export(model, ii, latency, tmp_path, capsys):
     assert (manifest["ii"], manifest["latency"]) == (ii, latency)
 
 
+def test_describe_folding_names_each_entry_by_its_kind():
+    spec = default_spec()
+    assert cli.describe_folding(spec, ((4, 8), (2, 4), (2, 2))) == \
+        "4x8, 2x4, 2x2 (pe x simd per layer)"
+    spec = MODELS["mnist1d"].spec()
+    folding = ((1, 5), (1, 1), (8, 5), (8, 8), (2, 6), (2, 2), (2, 2), (1, 2))
+    assert cli.describe_folding(spec, folding) == (
+        "conv 1x5, maxpool 1, conv 8x5, maxpool 8, conv 2x6, maxpool 2, flatten, dense 1x2 "
+        "(pe x simd of a dense or conv layer, lanes of a pooling or scale-and-shift layer)")
+
+
 def test_model_registry():
     assert DEFAULT_MODEL == "digits" and list(MODELS) == ["digits", "mnist1d", "digits-conv"]
     digits = MODELS["digits"]

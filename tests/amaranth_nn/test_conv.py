@@ -147,7 +147,10 @@ def test_plan_figures_and_engine_instances():
     assert (plan.in_lanes, plan.out_lanes, plan.in_beats, plan.out_beats) == (16, 4, 20, 80)
     assert plan.ii == plan.engine_ii == 20 * 4 * 10
     assert plan.multipliers == 32
-    assert plan.roms == plan.dense.roms and len(plan.roms) == 5
+    assert [rom.words for rom in plan.roms] == [rom.words for rom in plan.dense.roms]
+    assert len(plan.roms) == 5
+    assert [rom.path for rom in plan.roms] == [("layer2", "dense", f"weights{p}")
+                                               for p in range(4)] + [("layer2", "dense", "biases")]
     assert plan.dense.in_features == 80 and plan.dense.vectors == 20
     assert plan.window.out_lanes == 8 and plan.window.order == "window"
     # The generator and the existing dense engine, on this plan's parts.

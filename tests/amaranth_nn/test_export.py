@@ -6,7 +6,7 @@ import re
 
 import numpy as np
 import pytest
-from specs import mlp_spec
+from specs import mlp_spec, stream_spec
 
 from amaranth_nn import Layer, NetworkSpec, QFormat
 from amaranth_nn.export import EXPORT_FORMAT, main
@@ -14,6 +14,7 @@ from amaranth_nn.export import export as export_network
 from amaranth_nn.folding import plan_network
 from amaranth_nn.hexfile import format_hex, parse_hex
 from amaranth_nn.lanes import unpack_lanes
+from amaranth_nn.models import MODELS
 
 
 def _spec(seed=1, sizes=(7, 5, 3), *, non_negative_last=False):
@@ -34,19 +35,23 @@ def _spec(seed=1, sizes=(7, 5, 3), *, non_negative_last=False):
 
 
 def _decode(out_dir, manifest, spec):
-    """Rebuild every layer's weights and bias (+ rounding) from the hex files alone."""
-    weights = [np.zeros_like(layer.weights) for layer in spec.layers]
-    seen = [np.zeros(layer.weights.shape, dtype=bool) for layer in spec.layers]
-    biases = [np.zeros_like(layer.bias) for layer in spec.layers]
+    """Rebuild every layer's multiplier matrix (``W``; a conv layer's in window order), bias
+    (+ rounding) and scales from the hex files alone: ``{layer: array}`` each, and which matrix
+    entries some lane held."""
+    weights, seen, biases, scales = {}, {}, {}, {}
     for rom in manifest["roms"]:
         words = parse_hex((out_dir / rom["file"]).read_text())
         assert len(words) == rom["depth"]
         assert all(0 <= word < (1 << rom["width"]) for word in words)
         assert rom["lanes"] * rom["lane_width"] == rom["width"]
         index = rom["layer"]
+        layer = spec.layers[index]
+        m, n = layer.multiplier_matrix.shape
+        weights.setdefault(index, np.zeros((m, n), dtype=np.int64))
+        seen.setdefault(index, np.zeros((m, n), dtype=bool))
         pe, simd = manifest["folding"][index]
-        m, n = spec.layers[index].weights.shape
         beats = -(-n // simd)
+        values = biases if rom["kind"] == "bias" else scales
         for address, word in enumerate(words):
             lanes = unpack_lanes(word, rom["lanes"], rom["lane_width"], signed=rom["signed"])
             if rom["kind"] == "weights":
@@ -59,15 +64,17 @@ def _decode(out_dir, manifest, spec):
                         seen[index][row, col] = True
                     else:
                         assert value == 0, f"padding at {rom['file']} word {address} lane {k}"
-            else:
-                assert rom["kind"] == "bias"
-                for p, value in enumerate(lanes):
-                    neuron = address * pe + p
-                    if neuron < m:
-                        biases[index][neuron] = value - rom["rounding"]
-                    else:
-                        assert value == 0
-    return weights, seen, biases
+                continue
+            assert rom["kind"] in ("bias", "scale")
+            offset = rom["rounding"] if rom["kind"] == "bias" else 0
+            vector = values.setdefault(index, np.zeros(m, dtype=np.int64))
+            for k, value in enumerate(lanes):
+                element = address * rom["lanes"] + k
+                if element < m:
+                    vector[element] = value - offset
+                else:
+                    assert value == 0, f"padding at {rom['file']} word {address} lane {k}"
+    return weights, seen, biases, scales
 
 
 @pytest.mark.parametrize("folding", [((2, 3), (2, 2)), ((5, 7), (3, 5)), ((1, 1), (1, 1)),
@@ -75,7 +82,7 @@ def _decode(out_dir, manifest, spec):
 def test_hex_decodes_to_spec_integers(tmp_path, folding):
     spec = _spec()
     manifest = export_network(spec, tmp_path, folding, progress=False)
-    weights, seen, biases = _decode(tmp_path, manifest, spec)
+    weights, seen, biases, _ = _decode(tmp_path, manifest, spec)
     for index, layer in enumerate(spec.layers):
         assert seen[index].all()
         assert (weights[index] == layer.weights).all()
@@ -85,19 +92,38 @@ def test_hex_decodes_to_spec_integers(tmp_path, folding):
         [1 << (s - 1) if s > 0 else 0 for s in shifts]
 
 
-def verilog_roms(text):
-    """``{(layer, memory): words}`` of every memory initialized in the layers' Verilog modules."""
+def verilog_roms(text, top="top"):
+    """``{hierarchy: words}`` of every ROM in the Verilog: each memory named as
+    :data:`~amaranth_nn.plan.ROM_KINDS` name them (weights{P}, biases, scale) with an initial
+    block, by its path below ``top`` (``layer2.dense.weights0``). The line buffers, input buffers
+    and FIFO storage are RAMs of other names, initialized to zeros."""
+    names = re.compile(r"weights\d+|biases|scale")
     roms = {}
-    for module, body in re.findall(r"^module \\?(\S+?)\s*\((.*?)^endmodule", text, re.S | re.M):
-        if not module.split(".")[-1].startswith("layer"):
-            continue  # FIFO storage is initialized too, to zeros
+    for module, body in re.findall(r"^module \\?(\S+?)\s*\((.*?)^endmodule", text,
+                                   re.S | re.M):
         for name, inits in re.findall(r"reg \[\d+:0\] (\w+) \[\d+:0\];\s*initial begin(.*?)end",
                                       body, re.S):
-            if name == "x_buffer":
-                continue  # the input buffer is a RAM, initialized to zeros
+            if not names.fullmatch(name):
+                continue
             values = re.findall(r"\w+\[(\d+)\] = \d+'h([0-9a-f]+);", inits)
-            roms[(module.split(".")[-1], name)] = [int(v, 16) for _, v in values]
+            assert [int(a) for a, _ in values] == list(range(len(values)))
+            path = module.removeprefix(f"{top}.") + "." + name
+            roms[path] = [int(v, 16) for _, v in values]
     return roms
+
+
+def _check_verilog_roms(out_dir, manifest, plan):
+    """The ROMs in the Verilog are exactly the manifest's, at its hierarchy, word for word as
+    its hex files; returns how many."""
+    assert [rom.file_name for rom in plan.roms] == [rom["file"] for rom in manifest["roms"]]
+    assert [".".join(rom.path) for rom in plan.roms] == \
+        [rom["hierarchy"] for rom in manifest["roms"]]
+    in_verilog = verilog_roms((out_dir / f"{manifest['top']}.v").read_text(), manifest["top"])
+    assert sorted(in_verilog) == sorted(rom["hierarchy"] for rom in manifest["roms"])
+    for entry in manifest["roms"]:
+        words = parse_hex((out_dir / entry["file"]).read_text())
+        assert in_verilog[entry["hierarchy"]] == words, entry["file"]
+    return len(in_verilog)
 
 
 def test_hex_files_equal_the_roms_in_the_verilog(tmp_path):
@@ -105,14 +131,62 @@ def test_hex_files_equal_the_roms_in_the_verilog(tmp_path):
     folding = ((2, 3), (3, 2))
     manifest = export_network(spec, tmp_path, folding, progress=False)
     plan = plan_network(spec, folding)
-    assert [rom.file_name for rom in plan.roms] == [rom["file"] for rom in manifest["roms"]]
-    assert len(plan.roms) == sum(pe + 1 for pe, _ in folding)
-    in_verilog = verilog_roms((tmp_path / "top.v").read_text())
-    assert len(in_verilog) == len(plan.roms)
-    for entry in manifest["roms"]:
-        words = parse_hex((tmp_path / entry["file"]).read_text())
-        layer, memory = entry["hierarchy"].split(".")
-        assert in_verilog[(layer, memory)] == words, entry["file"]
+    assert _check_verilog_roms(tmp_path, manifest, plan) == sum(pe + 1 for pe, _ in folding)
+
+
+@pytest.mark.parametrize("name", ["mnist1d", "digits-conv"])
+def test_conv_models_export_their_roms_where_the_hardware_has_them(tmp_path, name):
+    """A conv layer's ROMs sit in its dense engine (``layer{i}.dense.weights{p}``); every hex
+    file equals the memory at its hierarchy in the Verilog and decodes to the spec's
+    integers."""
+    spec = MODELS[name].spec()
+    manifest = export_network(spec, tmp_path, progress=False)
+    plan = plan_network(spec)
+    count = _check_verilog_roms(tmp_path, manifest, plan)
+    assert count == sum(folding[0] + 1
+                        for layer, folding in zip(spec.layers, plan.folding, strict=True)
+                        if layer.kind in ("conv", "dense"))
+    assert manifest["kinds"] == list(spec.kinds)
+    assert (manifest["in_lanes"], manifest["out_lanes"]) == (plan.in_lanes, plan.out_lanes)
+    assert plan.in_lanes == spec.layers[0].in_channels == 1
+    assert manifest["streams"]["i"].startswith(f"{spec.input_size} beats per vector")
+    assert "is element b*1 + k;" in manifest["streams"]["i"]
+    assert manifest["folding_text"].startswith(f"conv {plan.folding[0][0]}x{plan.folding[0][1]}, "
+                                               f"maxpool {plan.folding[1][0]}, conv ")
+    convs = [rom for rom in manifest["roms"] if spec.layers[rom["layer"]].kind == "conv"]
+    assert convs and all(rom["hierarchy"].split(".")[1] == "dense" for rom in convs)
+    weights, seen, biases, scales = _decode(tmp_path, manifest, spec)
+    assert not scales
+    for index, layer in enumerate(spec.layers):
+        if layer.kind in ("conv", "dense"):
+            assert seen[index].all()
+            assert (weights[index] == layer.multiplier_matrix).all()
+            assert (biases[index] == layer.bias).all()
+        else:
+            assert index not in weights
+
+
+def test_scale_shift_exports_a_scale_rom(tmp_path):
+    """A scale-and-shift layer's ROMs are ``layer{i}.scale`` and ``layer{i}.biases``, in
+    ``layer{i}_scale.hex`` and ``layer{i}_bias.hex``."""
+    spec = stream_spec(np.random.default_rng(4), (5, 3), [
+        ("scale_shift",), ("conv", 4, (3,), (1,), (1,)), ("avgpool", (2,)), ("flatten",),
+        ("dense", 3)])
+    folding = [3, (3, 5), 2, None, (2, 4)]
+    manifest = export_network(spec, tmp_path, folding, progress=False)
+    plan = plan_network(spec, folding)
+    assert _check_verilog_roms(tmp_path, manifest, plan) == 2 + 4 + 3
+    first = [(rom["kind"], rom["file"], rom["hierarchy"]) for rom in manifest["roms"]
+             if rom["layer"] == 0]
+    assert first == [("scale", "layer0_scale.hex", "layer0.scale"),
+                     ("bias", "layer0_bias.hex", "layer0.biases")]
+    weights, seen, biases, scales = _decode(tmp_path, manifest, spec)
+    assert (scales[0] == spec.layers[0].scale).all()
+    assert (biases[0] == spec.layers[0].bias).all()
+    for index in (1, 4):
+        assert seen[index].all()
+        assert (weights[index] == spec.layers[index].multiplier_matrix).all()
+        assert (biases[index] == spec.layers[index].bias).all()
 
 
 def test_unsigned_weight_lanes(tmp_path):
@@ -120,7 +194,7 @@ def test_unsigned_weight_lanes(tmp_path):
     manifest = export_network(spec, tmp_path, ((2, 2), (1, 5)), progress=False)
     last = [rom for rom in manifest["roms"] if rom["layer"] == 1 and rom["kind"] == "weights"]
     assert [rom["signed"] for rom in last] == [False]
-    weights, seen, _ = _decode(tmp_path, manifest, spec)
+    weights, seen, _, _ = _decode(tmp_path, manifest, spec)
     assert (weights[1] == spec.layers[1].weights).all() and seen[1].all()
 
 

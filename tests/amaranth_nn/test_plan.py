@@ -10,7 +10,14 @@ from specs import random_spec, single_layer_spec
 
 from amaranth_nn import Activation, Layer, NetworkSpec, QFormat
 from amaranth_nn.lanes import pack_lanes, unpack_lanes
-from amaranth_nn.plan import FIFO_LATENCY, MEMORY_STAGES, ConverterPlan, DensePlan, dense_ii
+from amaranth_nn.plan import (
+    FIFO_LATENCY,
+    MEMORY_STAGES,
+    ConverterPlan,
+    DensePlan,
+    Rom,
+    dense_ii,
+)
 from amaranth_nn.spec import Flatten, MaxPool
 
 
@@ -72,6 +79,22 @@ def test_weight_and_bias_rom_layout():
     assert bias.words[1] == pack_lanes([32], width)
     assert (bias.file_name, bias.lanes, bias.lane_width) == ("layer0_bias.hex", 2, width)
     assert plan.roms == (pe0, pe1, bias)
+
+
+def test_rom_names_paths_and_files_by_kind():
+    def rom(kind, pe=None, scope=()):
+        return Rom(3, kind, pe, 2, 4, True, (0, 1), "layout", scope)
+
+    assert (rom("weights", 5).name, rom("weights", 5).path, rom("weights", 5).file_name) == \
+        ("weights5", ("layer3", "weights5"), "layer3_weights_pe5.hex")
+    assert rom("weights", 0, ("dense",)).path == ("layer3", "dense", "weights0")
+    assert (rom("bias").name, rom("bias", scope=("dense",)).path, rom("bias").file_name) == \
+        ("biases", ("layer3", "dense", "biases"), "layer3_bias.hex")
+    assert (rom("scale").name, rom("scale").path, rom("scale").file_name) == \
+        ("scale", ("layer3", "scale"), "layer3_scale.hex")
+    with pytest.raises(ValueError, match=r"^Rom kind must be one of weights, bias, scale, not "
+                                         r"'shift'$"):
+        rom("shift")
 
 
 def test_unsigned_weights_and_inputs_after_relu():

@@ -129,7 +129,9 @@ def test_roms():
     scale_rom, bias_rom = plan.roms
     assert (scale_rom.depth, bias_rom.depth) == (3, 3)
     assert (scale_rom.lanes, bias_rom.lanes) == (2, 2)
-    assert scale_rom.file_name == "layer1_weights_pe0.hex"
+    assert (scale_rom.kind, scale_rom.name, scale_rom.path) == ("scale", "scale",
+                                                                ("layer1", "scale"))
+    assert scale_rom.file_name == "layer1_scale.hex"
     assert bias_rom.file_name == "layer1_bias.hex"
     scales = [v for word in scale_rom.words
               for v in unpack_lanes(word, 2, scale_rom.lane_width, signed=scale_rom.signed)]

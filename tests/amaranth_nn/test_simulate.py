@@ -13,7 +13,7 @@ from specs import random_inputs, random_spec
 
 from amaranth_nn import golden
 from amaranth_nn.lanes import pack_beats, unpack_beats
-from amaranth_nn.models import default_spec
+from amaranth_nn.models import MODELS, default_spec
 from amaranth_nn.network import Network
 from amaranth_nn.simulate import main, run_streams, simulate
 
@@ -119,6 +119,59 @@ def test_cli_errors(tmp_path, capsys):
     assert main(["--inputs", str(tmp_path / "x.npy"), "--no-progress"]) == 2
     assert capsys.readouterr().err == (f"error: --inputs '{tmp_path / 'x.npy'}': Inputs must "
                                        f"have shape (batch, 64) or (64,), not (2, 5)\n")
+
+
+@pytest.mark.parametrize("name", ["mnist1d", "digits-conv"])
+def test_conv_models_with_random_stalls(name):
+    """A few test samples of each conv model, source and sink stalling at random: bit for bit
+    with the golden model."""
+    spec = MODELS[name].spec()
+    x, _ = MODELS[name].test_set()
+    result = simulate(spec, x[:3], stalls=(0.4, 0.4), seed=3, progress=False)
+    assert result.exact and (result.outputs == golden.run(spec, x[:3])).all()
+    assert result.in_cycles.shape == (3, result.network.in_beats)
+    gaps = np.diff(result.in_cycles.ravel())
+    assert gaps.min() >= 1 and gaps.max() > 1  # the source did stall
+
+
+def test_cli_conv_model_with_its_own_test_set(tmp_path, capsys):
+    model = MODELS["digits-conv"]
+    out = tmp_path / "y.npy"
+    code = main(["--model", "digits-conv", "--inputs", str(model.file(model.test_file)),
+                 "--limit", "2", "--out", str(out), "--backend", "pysim", "--no-progress"])
+    text = capsys.readouterr().out
+    assert code == 0
+    net = Network(model.spec())
+    assert (f"folding   conv {net.folding[0][0]}x{net.folding[0][1]}, maxpool "
+            f"{net.folding[1][0]}, conv ") in text
+    assert f"latency   {net.latency} cycles measured, {net.latency} by the formula" in text
+    assert f"II        {net.ii} cycles measured, {net.ii} by the formula" in text
+    assert "accuracy  " in text and "mismatches 0: every output equals the golden model" in text
+    x, _ = model.test_set()
+    assert (np.load(out) == golden.run(model.spec(), x[:2])).all()
+
+
+def test_cli_conv_model_errors(capsys):
+    """A conv model given another model's inputs, or --pe/--simd lists of the wrong length:
+    one error line each, exit 2."""
+    other = MODELS["digits-conv"]
+    path = other.file(other.test_file)
+    assert main(["--model", "mnist1d", "--inputs", str(path), "--no-progress"]) == 2
+    assert capsys.readouterr().err == (
+        f"error: --inputs '{path}': Inputs must have shape (batch, 40) or (40,) (each sample "
+        f"its 40x1 input flattened in stream order), not (450, 64)\n")
+    assert main(["--model", "digits-conv", "--pe", "1,2", "--simd", "1,2"]) == 2
+    assert capsys.readouterr().err == ("error: --pe has 2 values, but the model has 6 "
+                                       "layers\n")
+    assert main(["--model", "mnist1d", "--pe", "1,1,8,8,2,2,-,1",
+                 "--simd", "5,1,5,8,6,2,-"]) == 2
+    assert capsys.readouterr().err == ("error: --simd has 7 values, but the model has 8 "
+                                       "layers\n")
+    assert main(["--model", "mnist1d", "--pe", "1,1,8,8,2,2,2,1",
+                 "--simd", "5,1,5,8,6,2,-,2"]) == 2
+    assert capsys.readouterr().err == (
+        "error: --pe 1,1,8,8,2,2,2,1 --simd 5,1,5,8,6,2,-,2: - is for a flatten layer, in both "
+        "lists; layer 6 ('flatten0') is a flatten layer\n")
 
 
 def test_simulate_argument_errors_come_before_any_hardware():

@@ -20,7 +20,7 @@ from specs import random_inputs, random_spec
 
 from amaranth_nn import NetworkSpec, golden, verilated
 from amaranth_nn.lanes import pack_beats, unpack_beats
-from amaranth_nn.models import default_spec, default_test_set
+from amaranth_nn.models import MODELS, default_spec, default_test_set
 from amaranth_nn.network import Network
 from amaranth_nn.simulate import main, run_streams, simulate, stall_pattern
 from amaranth_nn.verilated import VerilatorError, choose_backend, find_verilator
@@ -73,6 +73,31 @@ def test_default_test_split_through_verilator():
     assert np.mean(np.argmax(result.outputs, axis=1) == labels) == \
         np.mean(np.argmax(golden.run(spec, x), axis=1) == labels)
     stalled = [simulate(spec, x[:6], stalls=(0.3, 0.3), seed=5, progress=False, backend=backend)
+               for backend in ("pysim", "verilator")]
+    same_run(*stalled)
+    assert stalled[1].build.cached and stalled[1].build.key == result.build.key
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, samples", [("mnist1d", 1000), ("digits-conv", 450)])
+def test_conv_model_test_split_through_verilator(name, samples):
+    """The whole test split of a conv model at its default folding, bit for bit, with the
+    planned latency and II; then the backends against each other on a stalled run of the same
+    build."""
+    model = MODELS[name]
+    spec = model.spec()
+    x, labels = model.test_set()
+    assert len(x) == samples
+    result = simulate(spec, x, backend="verilator", progress=False)
+    expected = golden.run(spec, x)
+    assert result.backend == "verilator" and result.exact
+    assert (result.outputs == expected).all()
+    network = result.network
+    assert (result.latency, result.ii) == (network.latency, network.ii)
+    assert result.out_cycles[0].tolist() == network.output_times()
+    assert np.mean(np.argmax(result.outputs, axis=1) == labels) == \
+        np.mean(np.argmax(expected, axis=1) == labels)
+    stalled = [simulate(spec, x[:2], stalls=(0.3, 0.3), seed=2, progress=False, backend=backend)
                for backend in ("pysim", "verilator")]
     same_run(*stalled)
     assert stalled[1].build.cached and stalled[1].build.key == result.build.key

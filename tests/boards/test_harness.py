@@ -4,7 +4,7 @@ real network, out of the TX pin; every answer is compared with the golden model 
 
 import numpy as np
 import pytest
-from specs import mlp_spec
+from specs import mlp_spec, stream_spec
 
 from amaranth_nn import QFormat, golden
 from amaranth_nn.host import BoardClient, check_samples
@@ -213,3 +213,26 @@ def test_overrun_when_requests_outpace_replies():
     assert counters["frames_ok"] == results + 1
     (frame,) = _exchange(link, p.encode_infer(x[0], 7), 1)
     assert _result(p, frame, 7)[0].tolist() == expected[0].tolist()
+
+
+@pytest.mark.parametrize("layers, shape, folding", [
+    # A first convolution takes C_in = 2 lanes, one position per beat, not its simd (9).
+    ([("conv", 3, (3, 3), (1, 1), (1, 1)), ("maxpool", (2, 2)), ("flatten",), ("dense", 3)],
+     (4, 4, 2), [(2, 9), (1, 1), None, (2, 4)]),
+    # A first scale-and-shift at 2 lanes of 4 channels, a 1-D conv, and a dense layer last.
+    ([("scale_shift",), ("conv", 2, (3,), (1,), (0,)), ("flatten",), ("dense", 5)],
+     (3, 4), [2, (2, 4), None, (3, 1)]),
+])
+def test_conv_networks_feed_their_input_lanes(layers, shape, folding):
+    """The harness writes an INFER's flat vector into the network's input beats for any input
+    lanes (a conv network's): every RESULT equals the golden model."""
+    rng = np.random.default_rng(3)
+    spec = stream_spec(rng, shape, layers)
+    link = SimulatedLink(spec, folding=folding, divisor=4)
+    plan = link.harness.network.plan
+    assert plan.in_lanes != plan.folding[0][1] or plan.in_lanes < spec.input_size
+    x = rng.integers(spec.input_format.min, spec.input_format.max + 1, (3, spec.input_size))
+    client = BoardClient(link, spec)
+    assert client.check_model()["ii"] == plan.ii
+    summary = check_samples(client, x, progress=False)
+    assert summary["exact"] == 3 and summary["mismatches"] == []

@@ -9,7 +9,9 @@ from hypothesis import strategies as st
 from specs import mlp_spec
 
 from amaranth_nn import NetworkSpec, QFormat
+from amaranth_nn.folding import plan_network
 from amaranth_nn.link import FRAME_START_NOISE, single_faults
+from amaranth_nn.models import MODELS
 from boards import protocol as proto
 from boards.harness import crc16_next
 
@@ -113,6 +115,27 @@ def test_protocol_sizes_and_codecs():
         p.encode_infer(np.zeros((2, 5), dtype=np.int64), 0)
     with pytest.raises(ValueError, match=r"outside the input format"):
         p.encode_infer(np.array([4096, 0, 0, 0, 0]), 0)
+
+
+@pytest.mark.parametrize("name, size", [("mnist1d", 40), ("digits-conv", 64)])
+def test_conv_model_samples_are_flat_vectors(name, size):
+    """INFER carries a MNIST-1D sequence or an 8x8 image as its flat vector in stream order;
+    INFO tells the same sizes, and the network's II and latency."""
+    spec = MODELS[name].spec()
+    x, _ = MODELS[name].test_set()
+    p = proto.Protocol(spec)
+    assert spec.input_size == size and p.infer_payload == size and p.result_payload == 12
+    (frame,) = proto.FrameDecoder().feed(p.encode_infer(x[0], 7))
+    assert (frame.type, frame.tag) == (proto.INFER, 7)
+    assert proto.decode_elements(frame.payload, 8, size).tolist() == x[0].tolist()
+    with pytest.raises(ValueError, match=rf"^Encode one input vector of shape \({size},\)"):
+        p.encode_infer(x[:2], 0)
+    with pytest.raises(ValueError, match=rf"^Inputs must have shape \(batch, {size}\)"):
+        p.encode_infer(x[0, :-1], 0)
+    plan = plan_network(spec)
+    info = p.decode_info(p.info_bytes(plan.ii, plan.latency))
+    assert (info["input_size"], info["output_size"], info["ii"], info["latency"]) == \
+        (size, 10, plan.ii, plan.latency)
 
 
 def test_fingerprint_ignores_name_only():

@@ -12,6 +12,7 @@ from board_helpers import tiny_spec
 from amaranth_nn import golden
 from amaranth_nn.host import BoardClient, BoardError, main
 from amaranth_nn.link import FaultyLink, SimulatedLink
+from amaranth_nn.models import MODELS
 
 SPEC = tiny_spec()
 
@@ -58,6 +59,26 @@ def test_host_cli_default_model_through_verilator(capsys):
     assert "backend verilator)" in out and "Simulation: verilator (" in out
     assert "exact vs golden    30/30" in out and "argmax vs golden   30/30" in out
     assert "board counters     frames_ok 32, crc_errors 0" in out  # INFO, 30 samples, STATUS
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name, samples", [("mnist1d", 1000), ("digits-conv", 450)])
+def test_host_cli_conv_model_test_split_through_verilator(name, samples, capsys):
+    """``python -m amaranth_nn.host --port sim --model M --backend verilator`` on a conv
+    model's whole test split: every RESULT bit for bit, the golden model's accuracy."""
+    model = MODELS[name]
+    spec = model.spec()
+    x, labels = model.test_set()
+    assert len(x) == samples
+    argv = ["--port", "sim", "--model", name, "--count", str(samples), "--backend", "verilator"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert f"Board: {spec.input_size} inputs x 8 bits -> 10 outputs x 8 bits" in out
+    assert f"exact vs golden    {samples}/{samples}" in out
+    assert f"argmax vs golden   {samples}/{samples}" in out
+    accuracy = np.mean(np.argmax(golden.run(spec, x), axis=1) == labels)
+    assert f"accuracy (labels)  {accuracy:.4f}" in out
+    assert f"board counters     frames_ok {samples + 2}, crc_errors 0" in out
 
 
 def test_waveform_of_the_board(tmp_path):
