@@ -122,14 +122,15 @@ def _in_block_ram(depth, width, device):
 
 def _ram_in_block_ram(depth, width, device):
     """Whether a RAM of ``depth`` x ``width`` (a line buffer bank, an input buffer) ends up in
-    block RAM on ``device``: always on iCE40, which has no LUT RAM; on xc7 from
+    block RAM on ``device``: on iCE40, which has no LUT RAM, from :data:`ICE40_LOGIC_RAM_DEPTH`
+    words up; on xc7 from
     :data:`XC7_RAM_BLOCK_DEPTH` words; on ECP5 from 128 words when it would take more than
     :data:`ECP5_LUT_RAM_CELLS` TRELLIS_DPR16X4 (16 x 4 bits each). Measured in the board builds
     of the conv models: xc7 keeps 256 x 8 in LUT RAM and puts 2048 x 8 into a RAMB18; ECP5
     keeps 128 x 8 in 16 DPR16X4 and puts 128 x 14 and 256 x 8 into a DP16KD (and the wide,
     shallow input buffers of the MLPs, 16 words, stay in LUT RAM)."""
     if device.family == "ice40":
-        return True
+        return depth > ICE40_LOGIC_RAM_DEPTH
     if device.family == "ecp5":
         return depth >= 128 and -(-depth // 16) * -(-width // 4) > ECP5_LUT_RAM_CELLS
     return depth >= XC7_RAM_BLOCK_DEPTH
@@ -142,6 +143,10 @@ def _roms(layer):
 
 #: The depth from which yosys puts a RAM into block RAM rather than LUT RAM on xc7.
 XC7_RAM_BLOCK_DEPTH = 512
+
+#: The deepest RAM that yosys builds from flip-flops on iCE40 (an 8 x 8 input buffer); deeper
+#: ones take an SB_RAM40_4K (16 x 8 and up, measured).
+ICE40_LOGIC_RAM_DEPTH = 8
 
 #: The most TRELLIS_DPR16X4 that yosys builds one RAM from on ECP5 (a larger one goes to a
 #: DP16KD).
@@ -281,19 +286,26 @@ _LAYER_FF = {
 # coefficients (``python bench/bench_estimate.py --fit``) of the per-module yosys counts
 # (synth_xilinx, hierarchical) of the window generators and reducers of the MNIST-1D and 8x8
 # digits conv models at their default foldings (10 generators, 5 reducers); a convolution's
-# dense engine is estimated by the dense model above (within 20 % of its counts there). ECP5
-# and iCE40: the xc7 coefficients, 1.5 LUT4 per LUT6 outside the LUT RAM, until fitted to
-# their own counts. The scale-and-shift block's: the dense model's coefficients for the same
-# structures, one lane a PE.
+# dense engine is estimated by the dense model above (-18 % to +27 % of its counts there). ECP5
+# and iCE40: the xc7 coefficients, scaled (below). The scale-and-shift block's: the dense
+# model's coefficients for the same structures, one lane a PE (not yet measured).
 _WINDOW_LUT = {"xc7": {"ram": 1.36, "read": 0.123, "table": 0.128, "positions": 1.22}}
 _WINDOW_FF = {"xc7": {"one": 70.4, "queue": 0.588, "write": 0.0275, "table": 0.0403,
                       "positions": 0.175}}
 _REDUCER_LUT = {"xc7": {"one": 32.2, "lanes": 2.34}}
 _REDUCER_FF = {"xc7": {"one": 16.2, "lanes": 4.1}}
+# ECP5: scaled to the ULX3S board builds of both conv models at their default foldings (12445
+# and 9925 LUT4 with the harness, where the xc7 coefficients at 1.5 LUT4 per LUT6 gave 20 % too
+# few): 2.6 LUT4 per LUT6, 1.75 per LUT of LUT RAM. iCE40: scaled to the flattened synth_ice40
+# counts of both conv models at their most folded designs (network alone: 3616 LUT4 and 3178
+# FF for MNIST-1D, 2570 and 2110 for the digits model): 1.35 LUT4 per LUT6, and 1.93 times the
+# flip-flops (the output queues are flip-flops there, LUT RAM on xc7).
+_WINDOW_LUT["ecp5"] = {name: value * (1.75 if name == "ram" else 2.6)
+                       for name, value in _WINDOW_LUT["xc7"].items()}
+_WINDOW_FF["ecp5"] = _WINDOW_FF["xc7"]
+_WINDOW_LUT["ice40"] = {name: 1.35 * value for name, value in _WINDOW_LUT["xc7"].items()}
+_WINDOW_FF["ice40"] = {name: 1.93 * value for name, value in _WINDOW_FF["xc7"].items()}
 for _family in ("ecp5", "ice40"):
-    _WINDOW_LUT[_family] = {name: value * (1 if name == "ram" else 1.5)
-                            for name, value in _WINDOW_LUT["xc7"].items()}
-    _WINDOW_FF[_family] = _WINDOW_FF["xc7"]
     _REDUCER_LUT[_family] = {name: 1.5 * value for name, value in _REDUCER_LUT["xc7"].items()}
     _REDUCER_FF[_family] = _REDUCER_FF["xc7"]
 _SCALE_LUT = {family: {"one": table.get("one", 15), "acc": table.get("acc", 3),
@@ -358,7 +370,9 @@ def block_parts(block, device):
 def block_memories(block, device):
     """``[(depth, width)]`` of every memory of a block plan that goes to block RAM on
     ``device``: ROMs (:func:`_in_block_ram`), line buffer banks and the dense engines' input
-    buffers (:func:`_ram_in_block_ram`)."""
+    buffers (:func:`_ram_in_block_ram`; on iCE40 a dense layer's input buffer of any depth, as
+    the MLP estimate has always counted it, measured on MLPs whose buffers are 16 words and
+    more)."""
     memories = []
     if isinstance(block, (ConvPlan, PoolPlan)):
         depth, width = block.window.line_buffer_shape
@@ -368,7 +382,8 @@ def block_memories(block, device):
     if isinstance(dense, DensePlan):
         memories += [(d, w) for d, w in _roms(dense) if _in_block_ram(d, w, device)]
         depth, width = dense.input_buffer_shape
-        if _ram_in_block_ram(depth, width, device):
+        if _ram_in_block_ram(depth, width, device) or (device.family == "ice40"
+                                                       and block is dense):
             memories.append((depth, width))
     if isinstance(block, ScalePlan):
         memories += [(rom.depth, rom.width) for rom in block.roms

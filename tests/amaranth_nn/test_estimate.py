@@ -111,11 +111,11 @@ def _model(name):
 
 def _ram_blocks(depth, width, device):
     """Whether yosys puts a RAM into block RAM, as measured in the conv models' board builds:
-    always on iCE40 (no LUT RAM); xc7 from 512 words (256 x 8 is LUT RAM, 2048 x 8 a RAMB18);
-    ECP5 from 128 words and more than 16 TRELLIS_DPR16X4 of 16 x 4 (128 x 8 is LUT RAM, 128 x
-    14 and 256 x 8 a DP16KD)."""
+    on iCE40 (no LUT RAM) from 16 words (8 x 8 is flip-flops); xc7 from 512 words (256 x 8 is
+    LUT RAM, 2048 x 8 a RAMB18); ECP5 from 128 words and more than 16 TRELLIS_DPR16X4 of 16 x 4
+    (128 x 8 is LUT RAM, 128 x 14 and 256 x 8 a DP16KD)."""
     if device.family == "ice40":
-        return True
+        return depth > 8
     if device.family == "xc7":
         return depth >= 512
     return depth >= 128 and -(-depth // 16) * -(-width // 4) > 16
@@ -123,7 +123,8 @@ def _ram_blocks(depth, width, device):
 
 def _memories(plan, device):
     """``(depth, width)`` of every memory of ``plan`` that goes to block RAM, derived here from
-    the plans: the line buffer banks and the engines' input buffers (:func:`_ram_blocks`), and
+    the plans: the line buffer banks and the engines' input buffers (:func:`_ram_blocks`; a
+    dense layer's on iCE40 always, as the MLP estimate counts it), and
     the weight and bias ROMs of at least 2048 bits (on iCE40 also of 128 words or more; never
     on ECP5, whose target builds ROMs from LUTs)."""
     memories = []
@@ -138,7 +139,8 @@ def _memories(plan, device):
             roms = [dense.weight_rom_shape] * dense.pe + [dense.bias_rom_shape]
             memories += [(d, w) for d, w in roms if device.family != "ecp5" and (
                 d * w >= 2048 or (device.family == "ice40" and d >= 128))]
-            if _ram_blocks(*dense.input_buffer_shape, device):
+            if _ram_blocks(*dense.input_buffer_shape, device) or (
+                    device.family == "ice40" and dense is block):
                 memories.append(dense.input_buffer_shape)
     return memories
 
@@ -228,3 +230,18 @@ def test_conv_model_that_does_not_fit():
         f"the design does not fit the xc7a35t: 932 DSP48E1 needed, 90 available; about {lut} "
         f"LUT6 estimated, 18720 usable (90% of 20800). --target-ii 512 fits (80 DSP48E1, about "
         f"{fitting['LUT']} LUT6).")
+
+
+def test_no_folding_of_the_conv_models_fits_the_ice40up5k():
+    """Even their most folded designs (4 and 3 multipliers, 23 and 13 block RAMs) need more
+    logic cells than the iCE40UP5K has (a forced build of the digits conv model: 5902 of 5280),
+    so the fit check points nowhere."""
+    for name, multipliers, brams in (("mnist1d", 4, 23), ("digits-conv", 3, 13)):
+        spec = _model(name)
+        plan = NetworkPlan(spec, most_folded(spec))
+        check = check_fit(plan, ICE40)
+        assert (plan.multipliers, check.estimate.dsp, check.estimate.bram) == (
+            multipliers, multipliers, brams)
+        assert check.over == ["LUT"] and check.estimate.lut > ICE40.lut
+        assert fitting_target_ii(spec, ICE40) is None
+        assert check.message().endswith(". No folding of this model fits this device.")

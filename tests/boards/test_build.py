@@ -5,8 +5,9 @@ import io
 import json
 import time
 
+import numpy as np
 import pytest
-from specs import mlp_spec
+from specs import mlp_spec, stream_spec
 
 from amaranth_nn import QFormat
 from amaranth_nn.build import _over_capacity, _shapes, build, format_report, main
@@ -289,14 +290,46 @@ def test_report_shapes_of_a_conv_model():
     assert _shapes(default_spec()) == [64, 32, 16, 10]
 
 
+def _small_conv_spec():
+    """A small 1-D conv model: conv, max pooling, flatten, dense (12 x 1 -> 3)."""
+    return stream_spec(np.random.default_rng(5), (12, 1),
+                       [("conv", 4, (3,), (1,), (1,)), ("maxpool", (2,)), ("flatten",),
+                        ("dense", 3)], name="small-conv")
+
+
 @pytest.mark.slow
 def test_conv_model_board_build(tmp_path):
-    """The 8x8 digits conv model on the ULX3S at its default folding: a bitstream, the DSP
-    estimate exact, post-route Fmax above the board clock."""
-    out = tmp_path / "ulx3s"
-    report = build("ulx3s", MODELS["digits-conv"].spec(), out=out)
-    assert (out / "top.bit").stat().st_size > 100_000
-    _check_report(report, out, "ulx3s")
-    assert report["shape"][:2] == [[8, 8, 1], [8, 8, 8]]
+    """A conv model on the iCEBreaker, the board the build picks a folding for: its default
+    target II 512 fits this small model; a bitstream, the DSP and block RAM estimates exact,
+    post-route Fmax above the board clock, the report's shapes per position."""
+    out = tmp_path / "ice"
+    report = build("icebreaker", _small_conv_spec(), out=out)
+    assert (out / "top.bin").stat().st_size > 100_000
+    _check_report(report, out, "icebreaker")
+    assert report["shape"] == [[12, 1], [12, 4], [6, 4], 24, 3]
+    assert report["target_ii"] == 512
+    assert report["utilization"]["BRAM"]["used"] == report["utilization"]["BRAM"]["estimate"]
     assert report["fmax_mhz"] > report["clock_mhz"]
-    assert report["utilization"]["DSP"]["used"] == report["multipliers"] == 24
+
+
+def test_no_folding_of_a_conv_model_fits_the_icebreaker(capsys, tmp_path):
+    """The 8x8 digits conv model has no folding that fits the iCE40UP5K: even the most folded
+    design (one multiplier per engine) needs about 5600 logic cells by the estimate (nextpnr
+    counted 5902 of 5280 in a forced build). A build without a folding option says so in about
+    a second, before any tool runs."""
+    spec = MODELS["digits-conv"].spec()
+    device = get_board("icebreaker").device
+    assert fitting_target_ii(spec, device) is None
+    check = check_fit(plan_network(spec, target_ii=512), device)
+    need = check.estimate.as_dict()
+    start = time.monotonic()
+    assert main(["--board", "icebreaker", "--model", "digits-conv", "--out",
+                 str(tmp_path / "b")]) == 1
+    assert time.monotonic() - start < 5
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[-1] == (
+        f"error: the design does not fit the ice40up5k: {need['DSP']} SB_MAC16 needed, 8 "
+        f"available; {need['BRAM']:g} SB_RAM40_4K needed, 30 available; about {need['LUT']} "
+        f"logic cells estimated, 4752 usable (90% of 5280). No folding of this model fits this "
+        f"device.")
+    assert not (tmp_path / "b").exists()
