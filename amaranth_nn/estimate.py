@@ -286,9 +286,9 @@ _LAYER_FF = {
 # coefficients (``python bench/bench_estimate.py --fit``) of the per-module yosys counts
 # (synth_xilinx, hierarchical) of the window generators and reducers of the MNIST-1D and 8x8
 # digits conv models at their default foldings (10 generators, 5 reducers); a convolution's
-# dense engine is estimated by the dense model above (-18 % to +27 % of its counts there). ECP5
-# and iCE40: the xc7 coefficients, scaled (below). The scale-and-shift block's: the dense
-# model's coefficients for the same structures, one lane a PE (not yet measured).
+# dense engine is estimated by the dense model above (-20 % to +22 % of its LUT counts
+# there). ECP5 and iCE40: the xc7 coefficients, scaled (below). The scale-and-shift block's:
+# the dense model's coefficients for the same structures, one lane a PE (not yet measured).
 _WINDOW_LUT = {"xc7": {"ram": 1.36, "read": 0.123, "table": 0.128, "positions": 1.22}}
 _WINDOW_FF = {"xc7": {"one": 70.4, "queue": 0.588, "write": 0.0275, "table": 0.0403,
                       "positions": 0.175}}
