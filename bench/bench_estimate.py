@@ -144,8 +144,9 @@ def table(title, rows):
 
 # --- The fit: per-layer counts from hierarchical yosys runs ------------------------------------
 
-_SYNTH = {"xc7": "synth_xilinx -family xc7 -noiopad -noclkbuf", "ice40": "synth_ice40 -dsp",
-          "ecp5": "synth_ecp5"}
+# synth_ice40 and synth_ecp5 flatten unless told not to: the fit needs each module's counts.
+_SYNTH = {"xc7": "synth_xilinx -family xc7 -noiopad -noclkbuf",
+          "ice40": "synth_ice40 -dsp -noflatten", "ecp5": "synth_ecp5 -noflatten"}
 
 
 def _luts(family, cells):
