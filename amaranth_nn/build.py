@@ -1,8 +1,10 @@
 """Build a network into a board design: ``python -m amaranth_nn.build --board arty_a7``.
 
-With no options it builds the embedded default digits model, at the board's default folding,
-into the board harness (:mod:`boards.harness`: UART, framed protocol, the network, argmax,
-status LEDs). The build runs in stages, each on its own line with its time:
+With no options it builds the embedded default digits model, at the board's default folding
+(or, when that does not fit the board by the estimate, at the smallest power-of-two target II
+that does, said in one line), into the board harness (:mod:`boards.harness`: UART, framed
+protocol, the network, argmax, status LEDs). The build runs in stages, each on its own line
+with its time:
 
 1. **check**: the board, the options and the tools; then the resource estimate of the design
    (:mod:`amaranth_nn.estimate`) against the board's device. A design that cannot fit stops
@@ -136,7 +138,8 @@ def build(board_name, spec=None, *, folding=None, target_ii=None, out=None, tool
     spec : NetworkSpec, optional
         Default: the embedded digits model.
     folding, target_ii
-        See :class:`amaranth_nn.network.Network`; default: the board's default.
+        See :class:`amaranth_nn.network.Network`; default: the board's default, or the
+        smallest power-of-two target II whose estimate fits when that one does not.
     out : path, optional
         Build directory; default ``build/<board>``.
     toolchain : str, optional
