@@ -1,8 +1,10 @@
 """Build a network into a board design: ``python -m amaranth_nn.build --board arty_a7``.
 
-With no options it builds the embedded default digits model, at the board's default folding,
-into the board harness (:mod:`boards.harness`: UART, framed protocol, the network, argmax,
-status LEDs). The build runs in stages, each on its own line with its time:
+With no options it builds the embedded default digits model, at the board's default folding
+(or, when that does not fit the board by the estimate, at the smallest power-of-two target II
+that does, said in one line), into the board harness (:mod:`boards.harness`: UART, framed
+protocol, the network, argmax, status LEDs). The build runs in stages, each on its own line
+with its time:
 
 1. **check**: the board, the options and the tools; then the resource estimate of the design
    (:mod:`amaranth_nn.estimate`) against the board's device. A design that cannot fit stops
@@ -39,8 +41,8 @@ from boards.harness import BoardTop, Harness
 from boards.protocol import Protocol
 
 from . import cli, synth
-from .estimate import DoesNotFit, check_fit
-from .folding import add_folding_arguments, folding_from_args, plan_network
+from .estimate import DoesNotFit, check_fit, fitting_target_ii
+from .folding import add_folding_arguments, default_target_ii, folding_from_args, plan_network
 from .models import default_spec
 from .progress import Progress
 from .spec import check_spec
@@ -136,7 +138,8 @@ def build(board_name, spec=None, *, folding=None, target_ii=None, out=None, tool
     spec : NetworkSpec, optional
         Default: the embedded digits model.
     folding, target_ii
-        See :class:`amaranth_nn.network.Network`; default: the board's default.
+        See :class:`amaranth_nn.network.Network`; default: the board's default, or the
+        smallest power-of-two target II whose estimate fits when that one does not.
     out : path, optional
         Build directory; default ``build/<board>``.
     toolchain : str, optional
@@ -176,7 +179,8 @@ def build(board_name, spec=None, *, folding=None, target_ii=None, out=None, tool
                          f"{', '.join(board.toolchains)}")
     spec = default_spec() if spec is None else check_spec(spec)
     out = cli.output_dir(out if out is not None else Path("build") / board.name, "--out")
-    if folding is None and target_ii is None:
+    chosen = folding is None and target_ii is None
+    if chosen:
         target_ii = board.target_ii
     plan = plan_network(spec, folding, target_ii=target_ii)
     uart_divisor(board, baud)
@@ -191,8 +195,10 @@ def build(board_name, spec=None, *, folding=None, target_ii=None, out=None, tool
         if board.family != "xc7":
             _programmer(board)
     fit = check_fit(plan, board.device, harness=True)
+    if chosen and not fit.fits:
+        plan, fit, target_ii = _pick_folding(board, spec, fit, progress)
     progress.say(f"{board.description}: {spec!r}, folding "
-                 f"{', '.join(f'{pe}x{simd}' for pe, simd in plan.folding)} (pe x simd), "
+                 f"{', '.join(_entry(entry) for entry in plan.folding)} (pe x simd), "
                  f"II {plan.ii}, latency {plan.latency} cycles")
     progress.say(f"estimate: {fit.summary()}")
     if not fit.fits:
@@ -215,13 +221,38 @@ def build(board_name, spec=None, *, folding=None, target_ii=None, out=None, tool
     else:
         result = _build_open(board, platform, out, program, verbose, progress)
     result["files"] = [name for name in result["files"] if (out / name).exists()]
-    report = _report(board, spec, top.harness, result, fit, out, time.monotonic() - started)
+    report = _report(board, spec, top.harness, result, fit, out, time.monotonic() - started,
+                     target_ii)
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     over = _over_capacity(report)
     if over and not force:
         raise DoesNotFit(f"the finished build does not fit the {board.device.name}: {over} "
                          f"(report in {out / 'report.json'}; --force accepts it)")
     return report
+
+
+def _entry(entry):
+    """A folding entry for the stage line: ``4x8`` (``pe x simd``; lanes twice)."""
+    pe, simd = entry
+    return f"{pe}x{simd}"
+
+
+def _pick_folding(board, spec, fit, progress):
+    """The ``(plan, fit, target_ii)`` a board build takes when the default folding (the
+    board's target II, or the model's) does not fit: the smallest power-of-two target II whose
+    estimate fits (:func:`~amaranth_nn.estimate.fitting_target_ii`), said in one line. When
+    none fits, the default's (the check then stops the build, naming what is over)."""
+    default = board.target_ii if board.target_ii is not None else default_target_ii(spec)
+    suggestion = fitting_target_ii(spec, board.device, harness=True)
+    if suggestion is None:
+        return fit.plan, fit, board.target_ii
+    target, check = suggestion
+    whose = "the board's" if board.target_ii is not None else "the model's"
+    over = ", ".join(fit.over)
+    progress.say(f"folding: {whose} default target II {default} does not fit the "
+                 f"{board.device.name} ({over} over); picked --target-ii {target}, the smallest "
+                 f"power of two whose estimate fits")
+    return check.plan, check, target
 
 
 def _build_xc7(platform, out, program, vivado, verbose, progress):
@@ -281,7 +312,7 @@ def _build_open(board, platform, out, program, verbose, progress):
             "flow": f"yosys + nextpnr-{board.family} (yowasp)"}
 
 
-def _report(board, spec, harness, result, fit, out, seconds):
+def _report(board, spec, harness, result, fit, out, seconds, target_ii):
     network = harness.network
     clk = board.clk_freq
     baud = round(clk / harness.divisor)
@@ -298,8 +329,9 @@ def _report(board, spec, harness, result, fit, out, seconds):
     return {
         "board": board.name, "description": board.description, "device": device.name,
         "flow": result["flow"], "build_dir": str(out),
-        "model": spec.name, "shape": [spec.input_size] + [l.out_features for l in spec.layers],
+        "model": spec.name, "shape": _shapes(spec),
         "folding": [list(f) for f in network.folding], "multipliers": network.multipliers,
+        "target_ii": target_ii,
         "clock_mhz": clk / 1e6, "fmax_mhz": fmax,
         "ii_cycles": network.ii, "latency_cycles": network.latency,
         "latency_us": network.latency / clk * 1e6,
@@ -312,6 +344,17 @@ def _report(board, spec, harness, result, fit, out, seconds):
         "units": {kind: device.unit(kind) for kind in device.totals},
         "build_seconds": round(seconds, 2), "files": result["files"],
     }
+
+
+def _shapes(spec):
+    """The shape of the input and of every layer's output: an integer for a vector, the list
+    of its axes for a stream of positions (``[40, 1]``)."""
+    shapes = [spec.layers[0].input_shape] + [layer.output_shape for layer in spec.layers]
+    return [shape[0] if len(shape) == 1 else list(shape) for shape in shapes]
+
+
+def _shape_text(shape):
+    return "x".join(map(str, shape)) if isinstance(shape, list) else str(shape)
 
 
 def _over_capacity(report):
@@ -327,7 +370,7 @@ def format_report(report):
     """The build report as a printable table."""
     rows = [("board", f"{report['description']} [{report['device']}]"),
             ("flow", report["flow"]),
-            ("model", f"{report['model']} {' -> '.join(map(str, report['shape']))}"),
+            ("model", f"{report['model']} {' -> '.join(map(_shape_text, report['shape']))}"),
             ("folding (pe, simd)", ", ".join(f"({pe}, {simd})" for pe, simd in
                                              report["folding"])
              + f"  [{report['multipliers']} multipliers]")]

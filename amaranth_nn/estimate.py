@@ -1,34 +1,46 @@
 """Resources of a design before synthesis, and the fit check that a build runs first.
 
-Everything here is computed from the :class:`~amaranth_nn.network_plan.NetworkPlan` in milliseconds:
+Everything here is computed from the :class:`~amaranth_nn.network_plan.NetworkPlan` in milliseconds,
+for every block kind (dense, conv, pooling, scale-and-shift) and the width converters:
 
-- **DSP blocks**, exactly: each multiplier needs the blocks its operand and product widths
-  take on the device (:meth:`amaranth_nn.devices.DspBlock.blocks`; narrow products go to LUTs).
+- **DSP blocks**, exactly: each multiplier (of a dense layer, of a conv block's dense engine,
+  of a scale-and-shift lane) needs the blocks its operand and product widths take on the device
+  (:meth:`amaranth_nn.devices.DspBlock.blocks`; narrow products go to LUTs).
 - **Block RAM**, exactly for the ROMs that ask for it (those of at least
   :data:`~amaranth_nn.plan.BLOCK_ROM_BITS` bits on xc7 and iCE40; the ECP5 target builds its
-  ROMs from LUTs), by the block's aspect ratios, plus the harness's.
-- **LUTs and flip-flops**, estimated: a linear model per family over the plan's structural
-  features (adder-tree and accumulator bits, LUT-ROM bits, LUT multipliers, operand and
-  buffer widths; :func:`layer_features`), with coefficients fitted to yosys and nextpnr
-  results. ``python bench/bench_estimate.py`` prints the estimate next to the tools' counts
-  for a set of designs, and ``--fit`` refits the coefficients; the figures it measured when
-  they were last fitted are in ``docs/synthesis.md``.
+  ROMs from LUTs), by the block's aspect ratios; for the line buffer banks of the window
+  generators (convolution, pooling) and a conv engine's input buffer, by their depth
+  (:data:`RAM_BLOCK_DEPTH`; iCE40 has no LUT RAM, so there every RAM is block RAM); plus the
+  harness's.
+- **LUTs and flip-flops**, estimated: a linear model per part and family over the plan's
+  structural features (:func:`block_parts`: a dense layer or engine's adder-tree and accumulator
+  bits, LUT-ROM bits, operand widths and beats, :func:`layer_features`; a window generator's
+  LUT RAM, lane rotations and tables, :func:`window_features`; a reducer's registers), with
+  coefficients fitted to yosys and nextpnr results. ``python bench/bench_estimate.py`` prints
+  the estimate next to the tools' counts for a set of designs, and ``--fit`` refits the
+  coefficients; the figures it measured when they were last fitted are in
+  ``docs/synthesis.md``.
 
 :func:`check_fit` compares a design with a device; :func:`fitting_target_ii` finds the
-smallest target II whose design fits, for the message that a design which does not fit gets.
+smallest target II whose design fits, for the message that a design which does not fit gets,
+and for the folding a board build picks.
 """
 
 import math
 from dataclasses import dataclass
 
+from .conv_plan import ConvPlan
 from .devices import Device
-from .folding import choose_folding
+from .folding import choose_folding, smallest_ii
 from .network_plan import NetworkPlan
-from .plan import BLOCK_ROM_BITS
+from .plan import BLOCK_ROM_BITS, DensePlan
+from .pool_plan import PoolPlan
+from .scale_plan import ScalePlan
 
-__all__ = ["Resources", "FitCheck", "DoesNotFit", "layer_features", "converter_features",
-           "dsp_blocks", "block_rams", "estimate", "check_fit", "fitting_target_ii",
-           "FIT_MARGIN"]
+__all__ = ["Resources", "FitCheck", "DoesNotFit", "layer_features", "window_features",
+           "reducer_features", "scale_features", "converter_features", "block_parts",
+           "block_memories", "dsp_blocks", "block_rams", "estimate", "check_fit",
+           "most_folded", "fitting_target_ii", "FIT_MARGIN"]
 
 #: Share of a device's LUTs and flip-flops that a design may take by the estimate; the
 #: estimate can be off by about 20 % on designs unlike those it was fitted to.
@@ -62,11 +74,20 @@ def _signed_bits(shape):
     return shape.width + (0 if shape.signed else 1)
 
 
-def dsp_blocks(layer, device):
-    """DSP blocks of one :class:`~amaranth_nn.plan.DensePlan` on ``device``."""
-    per_multiplier = device.dsp_block.blocks(_signed_bits(layer.x_shape),
-                                            _signed_bits(layer.w_shape), layer.product_width)
-    return layer.multipliers * per_multiplier
+def _per_multiplier(plan, device):
+    """DSP blocks of one multiplier of a dense or scale-and-shift plan (0: built from LUTs)."""
+    return device.dsp_block.blocks(_signed_bits(plan.x_shape), _signed_bits(plan.w_shape),
+                                   plan.product_width)
+
+
+def dsp_blocks(block, device):
+    """DSP blocks of one block plan on ``device``: its multipliers times the blocks each takes
+    (a convolution's are its dense engine's; a pooling block has none)."""
+    if isinstance(block, ConvPlan):
+        block = block.dense
+    if isinstance(block, PoolPlan):
+        return 0
+    return block.multipliers * _per_multiplier(block, device)
 
 
 #: Block RAM aspect ratios, ``(width, depth, units)``, by family; xc7 counts RAMB36E1 units
@@ -99,9 +120,37 @@ def _in_block_ram(depth, width, device):
     return depth * width >= BLOCK_ROM_BITS or (device.family == "ice40" and depth >= 128)
 
 
+def _ram_in_block_ram(depth, width, device):
+    """Whether a RAM of ``depth`` x ``width`` (a line buffer bank, an input buffer) ends up in
+    block RAM on ``device``: on iCE40, which has no LUT RAM, from :data:`ICE40_LOGIC_RAM_DEPTH`
+    words up; on xc7 from
+    :data:`XC7_RAM_BLOCK_DEPTH` words; on ECP5 from 128 words when it would take more than
+    :data:`ECP5_LUT_RAM_CELLS` TRELLIS_DPR16X4 (16 x 4 bits each). Measured in the board builds
+    of the conv models: xc7 keeps 256 x 8 in LUT RAM and puts 2048 x 8 into a RAMB18; ECP5
+    keeps 128 x 8 in 16 DPR16X4 and puts 128 x 14 and 256 x 8 into a DP16KD (and the wide,
+    shallow input buffers of the MLPs, 16 words, stay in LUT RAM)."""
+    if device.family == "ice40":
+        return depth > ICE40_LOGIC_RAM_DEPTH
+    if device.family == "ecp5":
+        return depth >= 128 and -(-depth // 16) * -(-width // 4) > ECP5_LUT_RAM_CELLS
+    return depth >= XC7_RAM_BLOCK_DEPTH
+
+
 def _roms(layer):
     """``(depth, width)`` of every ROM of a layer."""
     return [layer.weight_rom_shape] * layer.pe + [layer.bias_rom_shape]
+
+
+#: The depth from which yosys puts a RAM into block RAM rather than LUT RAM on xc7.
+XC7_RAM_BLOCK_DEPTH = 512
+
+#: The deepest RAM that yosys builds from flip-flops on iCE40 (an 8 x 8 input buffer); deeper
+#: ones take an SB_RAM40_4K (16 x 8 and up, measured).
+ICE40_LOGIC_RAM_DEPTH = 8
+
+#: The most TRELLIS_DPR16X4 that yosys builds one RAM from on ECP5 (a larger one goes to a
+#: DP16KD).
+ECP5_LUT_RAM_CELLS = 16
 
 
 def _tree_bits(layer):
@@ -133,6 +182,67 @@ def layer_features(layer, device):
         "x_data": layer.simd * x_bits,
         "products": 0 if in_dsp else layer.multipliers * layer.product_width,
         "first": layer.pe * layer.stages["tree"],
+    }
+
+
+def _lut_ram_luts(depth, width, device):
+    """LUTs of one LUT RAM of ``depth`` x ``width`` (simple dual port): RAM32M (32 x 6 bits)
+    or RAM64M (64 x 3) of 4 LUTs each on xc7; TRELLIS_DPR16X4 (16 x 4, counted as 2 LUT4) on
+    ECP5; none on iCE40, which has no LUT RAM."""
+    if device.family == "xc7":
+        if depth <= 32:
+            return 4 * -(-width // 6)
+        return 4 * -(-width // 3) * -(-depth // 64)
+    if device.family == "ecp5":
+        return 2 * -(-width // 4) * -(-depth // 16)
+    return 0
+
+
+def window_features(window, device):
+    """The structural features of a sliding-window generator
+    (:class:`~amaranth_nn.window_plan.WindowPlan`): its LUT RAM (the line buffer banks that
+    stay out of block RAM, and the output queue), the lane rotations, the per-beat table."""
+    depth, width = window.line_buffer_shape
+    banks = 0 if _ram_in_block_ram(depth, width, device) else window.banks
+    lanes = window.out_lanes * width
+    addr_bits = (window.capacity - 1).bit_length()
+    row_bits = max(1, (depth - 1).bit_length())
+    oh, ow = window.grid_out
+    return {
+        "one": 1,
+        "ram": (banks * _lut_ram_luts(depth, width, device)
+                + _lut_ram_luts(window.fifo_depth, lanes, device)),
+        "queue": window.register_bits,
+        "read": window.banks * (window.out_lanes * width + window.banks * row_bits),
+        "write": window.banks * window.in_lanes * width,
+        "table": window.beats_per_window * window.out_lanes * addr_bits,
+        "positions": (oh + ow) * (window.positions_in - 1).bit_length(),
+    }
+
+
+def reducer_features(reducer):
+    """The structural features of a pooling reducer
+    (:class:`~amaranth_nn.pool_plan.ReducerPlan`)."""
+    return {
+        "one": 1,
+        "regs": reducer.register_bits,
+        "lanes": reducer.lanes * reducer.partial_width,
+    }
+
+
+def scale_features(scale, device):
+    """The structural features of a scale-and-shift block
+    (:class:`~amaranth_nn.scale_plan.ScalePlan`)."""
+    in_dsp = _per_multiplier(scale, device) > 0
+    lut_rom = sum(rom.bits for rom in scale.roms if not _in_block_ram(rom.depth, rom.width,
+                                                                     device))
+    return {
+        "one": 1,
+        "acc": scale.lanes * scale.acc_width,
+        "out": scale.lanes * scale.out_width,
+        "x_data": scale.lanes * scale.x_shape.width,
+        "lut_mult": 0 if in_dsp else scale.lanes * scale.x_shape.width * scale.w_shape.width,
+        "lut_rom": lut_rom,
     }
 
 
@@ -172,6 +282,39 @@ _LAYER_FF = {
     "ice40": {"one": 49.7, "tree": 3.2, "acc": 3.69, "lut_rom": 0.0187, "beats": 2.78,
               "x_data": 5.6, "first": 9.36},
 }
+# The window generator's and the pooling reducer's: least squares with non-negative
+# coefficients (``python bench/bench_estimate.py --fit``) of the per-module yosys counts
+# (synth_xilinx, hierarchical) of the window generators and reducers of the MNIST-1D and 8x8
+# digits conv models at their default foldings (10 generators, 5 reducers); a convolution's
+# dense engine is estimated by the dense model above (-20 % to +22 % of its LUT counts
+# there). ECP5 and iCE40: the xc7 coefficients, scaled (below). The scale-and-shift block's:
+# the dense model's coefficients for the same structures, one lane a PE (not yet measured).
+_WINDOW_LUT = {"xc7": {"ram": 1.36, "read": 0.123, "table": 0.128, "positions": 1.22}}
+_WINDOW_FF = {"xc7": {"one": 70.4, "queue": 0.588, "write": 0.0275, "table": 0.0403,
+                      "positions": 0.175}}
+_REDUCER_LUT = {"xc7": {"one": 32.2, "lanes": 2.34}}
+_REDUCER_FF = {"xc7": {"one": 16.2, "lanes": 4.1}}
+# ECP5: scaled to the ULX3S board builds of both conv models at their default foldings (12445
+# and 9925 LUT4 with the harness, where the xc7 coefficients at 1.5 LUT4 per LUT6 gave 20 % too
+# few): 2.6 LUT4 per LUT6, 1.75 per LUT of LUT RAM. iCE40: scaled to the flattened synth_ice40
+# counts of both conv models at their most folded designs (network alone: 3616 LUT4 and 3178
+# FF for MNIST-1D, 2570 and 2110 for the digits model): 1.35 LUT4 per LUT6, and 1.93 times the
+# flip-flops (the output queues are flip-flops there, LUT RAM on xc7).
+_WINDOW_LUT["ecp5"] = {name: value * (1.75 if name == "ram" else 2.6)
+                       for name, value in _WINDOW_LUT["xc7"].items()}
+_WINDOW_FF["ecp5"] = _WINDOW_FF["xc7"]
+_WINDOW_LUT["ice40"] = {name: 1.35 * value for name, value in _WINDOW_LUT["xc7"].items()}
+_WINDOW_FF["ice40"] = {name: 1.93 * value for name, value in _WINDOW_FF["xc7"].items()}
+for _family in ("ecp5", "ice40"):
+    _REDUCER_LUT[_family] = {name: 1.5 * value for name, value in _REDUCER_LUT["xc7"].items()}
+    _REDUCER_FF[_family] = _REDUCER_FF["xc7"]
+_SCALE_LUT = {family: {"one": table.get("one", 15), "acc": table.get("acc", 3),
+                       "out": table.get("out", 0), "lut_mult": table.get("lut_mult", 1.5),
+                       "lut_rom": table.get("lut_rom", 0.07), "x_data": table.get("x_data", 0)}
+              for family, table in _LAYER_LUT.items()}
+_SCALE_FF = {family: {"one": table.get("one", 20), "acc": table.get("acc", 2),
+                      "out": table.get("out", 0), "x_data": table.get("x_data", 3)}
+             for family, table in _LAYER_FF.items()}
 _CONVERTER_LUT = {"xc7": {"one": 40, "select": 0.4}, "ecp5": {"one": 30, "select": 2.4},
                   "ice40": {"one": 30, "select": 1.0}}
 _CONVERTER_FF = {"one": 50, "banks": 1.0, "lanes": 3.0}
@@ -205,6 +348,66 @@ def _harness(plan, device):
                      bram=buffer_bram)
 
 
+def block_parts(block, device):
+    """``[(model, features)]``: the parts of a block plan whose LUTs and flip-flops are
+    estimated, each with the name of its coefficient tables (``"dense"``, ``"window"``,
+    ``"reducer"``, ``"scale"``) and its features. A convolution is a window generator and a
+    dense engine (its :attr:`~amaranth_nn.conv_plan.ConvPlan.dense`, estimated as a dense
+    layer); a pooling block a window generator and a reducer."""
+    if isinstance(block, DensePlan):
+        return [("dense", layer_features(block, device))]
+    if isinstance(block, ConvPlan):
+        return [("window", window_features(block.window, device)),
+                ("dense", layer_features(block.dense, device))]
+    if isinstance(block, PoolPlan):
+        return [("window", window_features(block.window, device)),
+                ("reducer", reducer_features(block.reducer))]
+    if isinstance(block, ScalePlan):
+        return [("scale", scale_features(block, device))]
+    raise TypeError(f"Block must be a DensePlan, ConvPlan, PoolPlan or ScalePlan, not {block!r}")
+
+
+def block_memories(block, device):
+    """``[(depth, width)]`` of every memory of a block plan that goes to block RAM on
+    ``device``: ROMs (:func:`_in_block_ram`), line buffer banks and the dense engines' input
+    buffers (:func:`_ram_in_block_ram`; on iCE40 a dense layer's input buffer of any depth, as
+    the MLP estimate has always counted it, measured on MLPs whose buffers are 16 words and
+    more)."""
+    memories = []
+    if isinstance(block, (ConvPlan, PoolPlan)):
+        depth, width = block.window.line_buffer_shape
+        if _ram_in_block_ram(depth, width, device):
+            memories += [(depth, width)] * block.window.banks
+    dense = block.dense if isinstance(block, ConvPlan) else block
+    if isinstance(dense, DensePlan):
+        memories += [(d, w) for d, w in _roms(dense) if _in_block_ram(d, w, device)]
+        depth, width = dense.input_buffer_shape
+        if _ram_in_block_ram(depth, width, device) or (device.family == "ice40"
+                                                       and block is dense):
+            memories.append((depth, width))
+    if isinstance(block, ScalePlan):
+        memories += [(rom.depth, rom.width) for rom in block.roms
+                     if _in_block_ram(rom.depth, rom.width, device)]
+    return memories
+
+
+_MODELS = {"dense": (_LAYER_LUT, _LAYER_FF), "window": (_WINDOW_LUT, _WINDOW_FF),
+           "reducer": (_REDUCER_LUT, _REDUCER_FF), "scale": (_SCALE_LUT, _SCALE_FF)}
+
+
+def block_resources(block, device):
+    """The :class:`Resources` of one block plan on ``device`` (iCE40: LUT4 and flip-flops,
+    before packing into logic cells)."""
+    family = device.family
+    lut = ff = 0
+    for name, features in block_parts(block, device):
+        luts, ffs = _MODELS[name]
+        lut += _model(luts[family], features)
+        ff += _model(ffs[family], features)
+    return Resources(lut, ff, dsp_blocks(block, device),
+                     sum(block_rams(d, w, device) for d, w in block_memories(block, device)))
+
+
 def estimate(plan, device, *, harness=False):
     """Resources of ``plan``'s network (and the board harness) on ``device``.
 
@@ -223,14 +426,8 @@ def estimate(plan, device, *, harness=False):
     """
     family = device.family
     total = Resources()
-    for layer in plan.layers:
-        features = layer_features(layer, device)
-        memories = [(d, w) for d, w in _roms(layer) if _in_block_ram(d, w, device)]
-        if family == "ice40":  # no LUT RAM: the input double buffer takes block RAM too
-            memories.append(layer.input_buffer_shape)
-        total += Resources(_model(_LAYER_LUT[family], features),
-                           _model(_LAYER_FF[family], features), dsp_blocks(layer, device),
-                           sum(block_rams(d, w, device) for d, w in memories))
+    for block in plan.layers:
+        total += block_resources(block, device)
     for converter in plan.converters:
         if converter is not None:
             features = converter_features(converter)
@@ -323,16 +520,26 @@ def check_fit(plan, device, *, harness=True):
     return FitCheck(plan, device, estimate(plan, device, harness=harness), harness)
 
 
+def most_folded(spec):
+    """The most folded folding of ``spec``: one multiplier per dense and conv layer, one lane
+    per pooling and scale-and-shift layer (its II is the largest any folding has)."""
+    return tuple(None if layer.kind == "flatten" else (1, 1) for layer in spec.layers)
+
+
 def fitting_target_ii(spec, device, *, harness=True):
     """The smallest power-of-two target II whose :func:`choose_folding` fits ``device``.
+
+    The targets run from the smallest that any folding reaches
+    (:func:`~amaranth_nn.folding.smallest_ii`) up to the II of the :func:`most_folded` design.
 
     Returns
     -------
     (int, FitCheck) or None
-        None when even the most folded design (one multiplier per layer) does not fit.
+        None when even the most folded design does not fit.
     """
-    largest = max(layer.in_features * layer.out_features for layer in spec.layers)
-    target, seen = 1, set()
+    largest = NetworkPlan(spec, most_folded(spec)).ii
+    least = smallest_ii(spec)
+    target, seen = 1 << (least - 1).bit_length(), set()
     while True:
         folding = choose_folding(spec, target)
         if folding not in seen:

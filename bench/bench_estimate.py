@@ -1,9 +1,10 @@
 """The resource estimate against the tools: LUT, FF, DSP and block RAM, estimated from the plan
 before synthesis (``amaranth_nn.estimate``) and counted after it.
 
-For a set of networks (the embedded digits model over a sweep of target IIs, and random MLPs of
-4- to 16-bit formats) it prints, per FPGA family, a markdown table of estimate / measured and
-the relative error:
+For a set of networks (the embedded digits model over a sweep of target IIs, random MLPs of
+4- to 16-bit formats, the MNIST-1D and 8x8 digits conv models at three foldings each, and a
+single conv block and conv-and-pool pair of MNIST-1D) it prints, per FPGA family, a markdown
+table of estimate / measured and the relative error:
 
 * xc7: yosys ``synth_xilinx`` out of context (network alone);
 * ice40: yosys ``synth_ice40 -dsp`` and nextpnr-ice40 on the iCE40UP5K (logic cells), network
@@ -12,9 +13,11 @@ the relative error:
   context;
 * boards (``--boards``): ``python -m amaranth_nn.build``'s own report, estimate with the harness.
 
-``--fit`` also runs yosys without ``-flatten`` and fits the per-layer LUT and flip-flop models
-(least squares with non-negative coefficients over :func:`amaranth_nn.estimate.layer_features`)
-and prints the coefficient tables to paste into ``amaranth_nn/estimate.py``.
+``--fit`` also runs yosys without ``-flatten`` and fits the LUT and flip-flop models of every
+part of a block (a dense layer or a conv block's dense engine, a window generator, a pooling
+reducer, a scale-and-shift block; :func:`amaranth_nn.estimate.block_parts`) by least squares
+with non-negative coefficients, and prints the coefficient tables to paste into
+``amaranth_nn/estimate.py`` (``--no-conv``: the MLP set the dense coefficients come from).
 
 Usage::
 
@@ -39,9 +42,9 @@ from amaranth.back import rtlil
 from amaranth_nn import Activation, Layer, NetworkSpec, QFormat, synth
 from amaranth_nn.build import build
 from amaranth_nn.devices import DEVICES
-from amaranth_nn.estimate import check_fit, estimate, layer_features
+from amaranth_nn.estimate import DoesNotFit, block_parts, check_fit, estimate
 from amaranth_nn.folding import choose_folding, plan_network
-from amaranth_nn.models import default_spec
+from amaranth_nn.models import MODELS, default_spec
 from amaranth_nn.network import Network
 from amaranth_nn.toolchain import ToolError, run_tool
 
@@ -68,11 +71,33 @@ def mlp(sizes, width, seed=1):
     return NetworkSpec(input_format, layers, name=f"mlp{'-'.join(map(str, sizes))}_w{width}")
 
 
-def designs(quick):
-    """``[(label, spec, folding)]``."""
+def single_blocks():
+    """Networks of one conv or pooling block (and the conv model's first blocks):
+    ``[(label, spec, folding)]``."""
+    mnist1d = MODELS["mnist1d"].spec()
+    conv = NetworkSpec(mnist1d.input_format, mnist1d.layers[:1], name="mnist1d-conv0")
+    pool = NetworkSpec(mnist1d.input_format, mnist1d.layers[:2], name="mnist1d-conv0-pool0")
+    return [(f"{spec.name} ii{t}", spec, choose_folding(spec, t))
+            for spec in (conv, pool) for t in (64, 640)]
+
+
+def conv_designs(quick):
+    """The conv models at a few foldings: ``[(label, spec, folding)]``."""
+    rows = []
+    for name, targets in (("mnist1d", (640,) if quick else (320, 640, 2560)),
+                          ("digits-conv", (1024,) if quick else (512, 1024, 4096))):
+        spec = MODELS[name].spec()
+        rows += [(f"{name} ii{t}", spec, choose_folding(spec, t)) for t in targets]
+    return rows
+
+
+def designs(quick, conv=True):
+    """``[(label, spec, folding)]``: the MLPs, then (``conv``) the conv models and single conv
+    and pooling blocks."""
     digits = default_spec()
+    extra = conv_designs(quick) + ([] if quick else single_blocks()) if conv else []
     if quick:
-        return [(f"digits ii{t}", digits, choose_folding(digits, t)) for t in (512, 64)]
+        return [(f"digits ii{t}", digits, choose_folding(digits, t)) for t in (512, 64)] + extra
     rows = [(f"digits ii{t}", digits, choose_folding(digits, t))
             for t in (1024, 512, 256, 128, 64, 32, 16)]
     rows.append(("digits 4x8,2x4,1x3", digits, ((4, 8), (2, 4), (1, 3))))
@@ -82,7 +107,7 @@ def designs(quick):
                                  ((64, 32, 16, 10), 16, 64)):
         spec = mlp(sizes, width)
         rows.append((f"{spec.name} ii{target}", spec, choose_folding(spec, target)))
-    return rows
+    return rows + extra
 
 
 def measure(family, spec, folding, timeout):
@@ -119,8 +144,9 @@ def table(title, rows):
 
 # --- The fit: per-layer counts from hierarchical yosys runs ------------------------------------
 
-_SYNTH = {"xc7": "synth_xilinx -family xc7 -noiopad -noclkbuf", "ice40": "synth_ice40 -dsp",
-          "ecp5": "synth_ecp5"}
+# synth_ice40 and synth_ecp5 flatten unless told not to: the fit needs each module's counts.
+_SYNTH = {"xc7": "synth_xilinx -family xc7 -noiopad -noclkbuf",
+          "ice40": "synth_ice40 -dsp -noflatten", "ecp5": "synth_ecp5 -noflatten"}
 
 
 def _luts(family, cells):
@@ -140,12 +166,18 @@ def _ffs(family, cells):
     return sum(count for cell, count in cells.items() if cell.startswith(prefix))
 
 
-def per_layer(family, spec, folding):
-    """``[(features, luts, ffs)]`` of every layer, from one hierarchical yosys run."""
+#: Where each part of a block sits under its ``layer{i}`` module.
+_PART_MODULES = {"dense": "dense", "window": "window", "reducer": "reducer", "scale": ""}
+
+
+def per_part(family, spec, folding, workdir=None):
+    """``[(model, features, luts, ffs)]`` of every part of every block (a dense layer, a conv
+    block's window generator and dense engine, a pooling block's generator and reducer, a
+    scale-and-shift block), from one hierarchical yosys run."""
     arch = "ecp5" if family == "ecp5" else "generic"
     network = Network(spec, folding, arch=arch)
-    with tempfile.TemporaryDirectory() as workdir:
-        path = Path(workdir)
+    with tempfile.TemporaryDirectory(dir=workdir) as directory:
+        path = Path(directory)
         (path / "design.il").write_text(rtlil.convert(network, name="top"))
         (path / "synth.ys").write_text(
             f"read_rtlil design.il\n{synth.YOSYS_RENAME_FIX}\n{_SYNTH[family]} -top top\n"
@@ -153,35 +185,50 @@ def per_layer(family, spec, folding):
         run_tool("yosys", ["-q", "-l", "yosys.log", "synth.ys"], path, "yosys.log",
                  console="yosys.out", what=_SYNTH[family])
         modules = json.loads((path / "stat.json").read_text())["modules"]
+    return parts_of(family, network.plan, modules)
+
+
+def parts_of(family, plan, modules):
+    """:func:`per_part`'s rows from a ``stat -json`` module table of ``plan``'s network."""
+    device = FAMILY_DEVICES[family]
     rows = []
-    for index, layer in enumerate(network.plan.layers):
-        name = f"\\top.layer{index}"
-        cells = {}
-        for module, stat in modules.items():
-            if module == name or module.startswith(name + "."):
-                for cell, count in stat.get("num_cells_by_type", {}).items():
-                    cells[cell] = cells.get(cell, 0) + count
-        device = FAMILY_DEVICES[family]
-        rows.append((layer_features(layer, device), _luts(family, cells), _ffs(family, cells)))
+    for block in plan.layers:
+        parts = block_parts(block, device)
+        for model, features in parts:
+            name = f"\\top.layer{block.index}"
+            if len(parts) > 1:
+                name += "." + _PART_MODULES[model]
+            cells = {}
+            for module, stat in modules.items():
+                if module == name or module.startswith(name + "."):
+                    for cell, count in stat.get("num_cells_by_type", {}).items():
+                        cells[cell] = cells.get(cell, 0) + count
+            rows.append((model, features, _luts(family, cells), _ffs(family, cells)))
     return rows
 
 
 def fit(family, rows):
-    """Non-negative least squares of LUTs and FFs over the features; prints the tables."""
+    """Non-negative least squares of LUTs and FFs over the features, per part model; prints
+    the tables. The dense model's rows are fitted too, for comparison; its coefficients in
+    :mod:`amaranth_nn.estimate` stay those of the MLP fit."""
     try:
         from scipy.optimize import nnls
     except ImportError:
         sys.exit("--fit needs scipy (pip install scipy)")
-    names = list(rows[0][0])
-    x = np.array([[features[name] for name in names] for features, _, _ in rows], float)
-    for label, column in (("LUT", 1), ("FF", 2)):
-        y = np.array([row[column] for row in rows], float)
-        coefficients, _ = nnls(x, y)
-        errors = (x @ coefficients - y) / y
-        table = {name: float(f"{value:.3g}")
-                 for name, value in zip(names, coefficients, strict=True) if value > 1e-6}
-        print(f'    "{family}" {label}: {table},  # {len(rows)} layers, mean |error| '
-              f"{np.abs(errors).mean():.1%}, largest {errors.min():+.0%} / {errors.max():+.0%}")
+    for model in sorted({row[0] for row in rows}):
+        chosen = [row for row in rows if row[0] == model]
+        names = list(chosen[0][1])
+        x = np.array([[features[name] for name in names] for _, features, _, _ in chosen],
+                     float)
+        for label, column in (("LUT", 2), ("FF", 3)):
+            y = np.array([row[column] for row in chosen], float)
+            coefficients, _ = nnls(x, y)
+            errors = (x @ coefficients - y) / np.maximum(y, 1)
+            table = {name: float(f"{value:.3g}")
+                     for name, value in zip(names, coefficients, strict=True) if value > 1e-6}
+            print(f'    "{family}" {model} {label}: {table},  # {len(chosen)} parts, mean '
+                  f"|error| {np.abs(errors).mean():.1%}, largest {errors.min():+.0%} / "
+                  f"{errors.max():+.0%}")
 
 
 def main(argv=None):
@@ -195,13 +242,16 @@ def main(argv=None):
                         help="seconds a tool may run before the design is left out "
                              "(default 600)")
     parser.add_argument("--quick", action="store_true",
-                        help="the digits model at target II 512 and 64 only")
+                        help="the digits model at target II 512 and 64, the conv models at "
+                             "their default foldings")
+    parser.add_argument("--no-conv", action="store_true",
+                        help="the MLPs only (the set the dense coefficients were fitted to)")
     args = parser.parse_args(argv)
     families = [name.strip() for name in args.families.split(",")]
     for family in families:
         if family not in FAMILY_DEVICES:
             parser.error(f"--families: unknown family {family!r}")
-    rows = designs(args.quick)
+    rows = designs(args.quick, conv=not args.no_conv)
     for family in families:
         device = FAMILY_DEVICES[family]
         results, layers = [], []
@@ -218,23 +268,34 @@ def main(argv=None):
             results.append((label, folding, estimate(plan, device).as_dict(), real,
                             time.monotonic() - start))
             if args.fit:
-                layers += per_layer(family, spec, folding)
+                layers += per_part(family, spec, folding)
         table(f"{family}: {device.name}, network alone", results)
         if args.fit and layers:
             print(f"\nFitted coefficients ({family}):")
             fit(family, layers)
     if args.boards:
         results = []
-        for board, target in (("arty_a7", 64), ("arty_a7", 256), ("icebreaker", 512),
-                              ("icebreaker", 1024), ("ulx3s", 64)):
-            spec = default_spec()
+        digits = default_spec()
+        builds = [(board, digits, target) for board, target in (
+            ("arty_a7", 64), ("arty_a7", 256), ("icebreaker", 512), ("icebreaker", 1024),
+            ("ulx3s", 64))]
+        if not args.no_conv:
+            # The conv models at the folding each board picks (target None).
+            builds += [(board, MODELS[name].spec(), None) for name in ("mnist1d", "digits-conv")
+                       for board in ("arty_a7", "ulx3s", "icebreaker")]
+        for board, spec, target in builds:
             start = time.monotonic()
             with tempfile.TemporaryDirectory() as out:
-                report = build(board, spec, target_ii=target, out=Path(out) / board)
+                try:
+                    report = build(board, spec, target_ii=target, out=Path(out) / board)
+                except (ToolError, DoesNotFit) as error:
+                    print(f"{board}, {spec.name}: {str(error).splitlines()[0]}",
+                          file=sys.stderr)
+                    continue
             used = {kind: entry["used"] for kind, entry in report["utilization"].items()}
             guess = {kind: entry["estimate"] for kind, entry in report["utilization"].items()}
-            results.append((f"{board} digits ii{target}", report["folding"], guess, used,
-                            time.monotonic() - start))
+            results.append((f"{board} {spec.name} ii{report['ii_cycles']}", report["folding"],
+                            guess, used, time.monotonic() - start))
         table("board builds (network and harness)", results)
     return 0
 

@@ -26,7 +26,9 @@ class Board:
         :class:`boards.harness.BoardTop`).
     target_ii : int or None
         Folding target for this board when the user gives none (``None``: the network's
-        default folding).
+        default folding); when its estimate does not fit the device, the build takes the
+        smallest power-of-two target II that does
+        (:func:`amaranth_nn.estimate.fitting_target_ii`).
     baud : int
         Default UART baud rate.
     toolchain_options : dict

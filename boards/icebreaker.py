@@ -4,7 +4,9 @@ The iCE40UP5K has 5280 logic cells and 8 SB_MAC16 DSPs, so the network is folded
 than on the bigger boards: a target II of 512 cycles, which for the default digits model
 (64 -> 32 -> 16 -> 10) is ``((2, 2), (1, 1), (1, 1))``: 6 multipliers, all in DSPs
 (yosys ``synth_ice40 -dsp``). At 12 MHz that is still 23 k inferences/s, far above what the
-115200 baud UART carries.
+115200 baud UART carries. Neither conv model (MNIST-1D, the 8x8 digits conv model) fits at any
+folding: their most folded designs need 8032 and 5902 logic cells (``docs/boards.md``), and the
+build says so before any tool runs.
 
 LEDs: the red LED shows errors, the green LED the heartbeat and activity.
 """

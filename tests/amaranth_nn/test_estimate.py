@@ -3,19 +3,22 @@ of the ROMs), fitted where the tools do (LUTs, flip-flops; see the slow tests in
 
 import numpy as np
 import pytest
-from specs import random_spec
+from specs import random_spec, stream_spec
 
 from amaranth_nn.devices import DEVICES, get_device
 from amaranth_nn.estimate import (
     FIT_MARGIN,
+    block_parts,
     block_rams,
     check_fit,
     dsp_blocks,
     estimate,
     fitting_target_ii,
+    most_folded,
 )
 from amaranth_nn.folding import plan_network
-from amaranth_nn.models import default_spec
+from amaranth_nn.models import MODELS, default_spec
+from amaranth_nn.network_plan import NetworkPlan
 
 XC7, ICE40, ECP5 = DEVICES["xc7a35t"], DEVICES["ice40up5k"], DEVICES["lfe5u-85f"]
 
@@ -98,3 +101,147 @@ def test_errors():
         check_fit(3, XC7)
     with pytest.raises(TypeError, match=r"^Device must be a Device, not 'xc7a35t'$"):
         check_fit(plan_network(default_spec()), "xc7a35t")
+
+
+# --- Every block kind: the conv models, pooling and scale-and-shift ----------------------------
+
+def _model(name):
+    return MODELS[name].spec()
+
+
+def _ram_blocks(depth, width, device):
+    """Whether yosys puts a RAM into block RAM, as measured in the conv models' board builds:
+    on iCE40 (no LUT RAM) from 16 words (8 x 8 is flip-flops); xc7 from 512 words (256 x 8 is
+    LUT RAM, 2048 x 8 a RAMB18); ECP5 from 128 words and more than 16 TRELLIS_DPR16X4 of 16 x 4
+    (128 x 8 is LUT RAM, 128 x 14 and 256 x 8 a DP16KD)."""
+    if device.family == "ice40":
+        return depth > 8
+    if device.family == "xc7":
+        return depth >= 512
+    return depth >= 128 and -(-depth // 16) * -(-width // 4) > 16
+
+
+def _memories(plan, device):
+    """``(depth, width)`` of every memory of ``plan`` that goes to block RAM, derived here from
+    the plans: the line buffer banks and the engines' input buffers (:func:`_ram_blocks`; a
+    dense layer's on iCE40 always, as the MLP estimate counts it), and
+    the weight and bias ROMs of at least 2048 bits (on iCE40 also of 128 words or more; never
+    on ECP5, whose target builds ROMs from LUTs)."""
+    memories = []
+    for block in plan.layers:
+        window = getattr(block, "window", None)
+        if window is not None:
+            depth, width = window.line_buffer_shape
+            if _ram_blocks(depth, width, device):
+                memories += [(depth, width)] * window.banks
+        dense = getattr(block, "dense", block)
+        if hasattr(dense, "weight_rom_shape"):
+            roms = [dense.weight_rom_shape] * dense.pe + [dense.bias_rom_shape]
+            memories += [(d, w) for d, w in roms if device.family != "ecp5" and (
+                d * w >= 2048 or (device.family == "ice40" and d >= 128))]
+            if _ram_blocks(*dense.input_buffer_shape, device) or (
+                    device.family == "ice40" and dense is block):
+                memories.append(dense.input_buffer_shape)
+    return memories
+
+
+@pytest.mark.parametrize("name", ["mnist1d", "digits-conv"])
+@pytest.mark.parametrize("device", [XC7, ICE40, ECP5], ids=lambda d: d.family)
+def test_conv_models_exact_counts(name, device):
+    """DSP blocks: one per multiplier of every dense and conv engine (8-bit operands, 15- to
+    16-bit products: one DSP48E1, SB_MAC16 or MULT18X18D each); block RAM: the memories of
+    :func:`_memories`, each by the cheapest aspect ratio."""
+    spec = _model(name)
+    plan = plan_network(spec)
+    result = estimate(plan, device)
+    assert plan.multipliers == sum(pe * simd for (pe, simd), layer
+                                   in zip(plan.folding, spec.layers, strict=True)
+                                   if layer.kind in ("dense", "conv"))
+    assert result.dsp == plan.multipliers
+    assert result.bram == sum(block_rams(d, w, device) for d, w in _memories(plan, device))
+
+
+def test_conv_model_block_ram_by_hand():
+    """The MNIST-1D model at its default folding, worked out by hand: six window generators of
+    8, 1, 8, 8, 8 and 2 banks of 16, 2048, 128, 128, 64 and 256 words of 8 bits. On xc7 only
+    the 2048-word bank is block RAM (one RAMB18, half a RAMB36), with conv2's two 64 x 48
+    weight ROMs (3072 bits, one RAMB18 each as 512 x 36... rounded to RAMB36 units: 1 each)
+    and the dense layer's 400 x 16 weight ROM (one RAMB18): 3 RAMB36 in all, as yosys counts
+    (``python -m amaranth_nn.build --board arty_a7 --model mnist1d``: 2 RAMB18E1 and 2
+    RAMB36E1)."""
+    plan = plan_network(_model("mnist1d"))
+    shapes = [(b.window.banks, b.window.line_buffer_shape) for b in plan.layers
+              if hasattr(b, "window")]
+    assert shapes == [(8, (16, 8)), (1, (2048, 8)), (8, (128, 8)), (8, (128, 8)),
+                      (8, (64, 8)), (2, (256, 8))]
+    assert estimate(plan, XC7).bram == 0.5 + 2 * 1 + 0.5
+    # ECP5: the 2048- and the two 256-word banks, and the dense layer's 128 x 14 input buffer,
+    # one DP16KD each (the ULX3S build: 4 DP16KD).
+    assert estimate(plan, ECP5).bram == 1 + 2 + 1
+    # iCE40: every bank a 4-kbit block: 8 x 1 (16 x 8), 4 (2048 x 8), 8, 8, 8 and 2 x 1.
+    banks = sum(n * block_rams(d, w, ICE40) for n, (d, w) in shapes)
+    assert banks == 8 + 4 + 8 + 8 + 8 + 2
+
+
+def test_estimate_of_every_block_kind():
+    """A stream of every kind (conv, max and average pooling, scale-and-shift, flatten, dense):
+    each block is estimated, its DSPs exactly (conv and dense 4-bit weights times 8-bit inputs
+    are 12-bit products: one DSP48E1 each; scale-and-shift one per lane)."""
+    rng = np.random.default_rng(3)
+    spec = stream_spec(rng, (12, 2), [("conv", 4, (3,), (1,), (1,)), ("maxpool", (2,)),
+                                      ("scale_shift",), ("avgpool", (2,)), ("flatten",),
+                                      ("dense", 5)])
+    plan = plan_network(spec, [(2, 3), (2, 2), (4, 4), (1, 1), None, (1, 4)])
+    for device in (XC7, ECP5, ICE40):
+        result = estimate(plan, device)
+        parts = [name for block in plan.layers for name, _ in block_parts(block, device)]
+        assert parts == ["window", "dense", "window", "reducer", "scale", "window", "reducer",
+                         "dense"]
+        assert result.lut > 0
+        assert sum(dsp_blocks(block, device) for block in plan.layers) == result.dsp
+    assert estimate(plan, XC7).dsp == 2 * 3 + 4 + 1 * 4
+    with pytest.raises(TypeError, match=r"^Block must be a DensePlan, ConvPlan, PoolPlan or "
+                                        r"ScalePlan, not 3$"):
+        block_parts(3, XC7)
+
+
+def test_fitting_target_ii_of_conv_models():
+    """The search runs up to the most folded design's II (one multiplier per engine: 25600
+    cycles for MNIST-1D, whose conv1 takes 20 x 16 x 80 cycles), not in x out features."""
+    spec = _model("mnist1d")
+    assert NetworkPlan(spec, most_folded(spec)).ii == 20 * 16 * 80
+    target, check = fitting_target_ii(spec, XC7)
+    assert check.fits and target == 512
+    assert not check_fit(plan_network(spec, target_ii=target // 2), XC7).fits
+    assert fitting_target_ii(_model("digits-conv"), ECP5)[1].fits
+
+
+def test_conv_model_that_does_not_fit():
+    """The fit check's message for a conv model, pinned: MNIST-1D at target II 40 (932
+    multipliers, one position per cycle) on the Arty A7-35T, pointed to target II 512."""
+    spec = _model("mnist1d")
+    plan = plan_network(spec, target_ii=40)
+    assert plan.multipliers == 932
+    check = check_fit(plan, XC7)
+    lut = check.estimate.as_dict()["LUT"]
+    fitting = check_fit(plan_network(spec, target_ii=512), XC7).estimate.as_dict()
+    assert check.over == ["LUT", "DSP"]
+    assert check.message() == (
+        f"the design does not fit the xc7a35t: 932 DSP48E1 needed, 90 available; about {lut} "
+        f"LUT6 estimated, 18720 usable (90% of 20800). --target-ii 512 fits (80 DSP48E1, about "
+        f"{fitting['LUT']} LUT6).")
+
+
+def test_no_folding_of_the_conv_models_fits_the_ice40up5k():
+    """Even their most folded designs (4 and 3 multipliers, 23 and 13 block RAMs) need more
+    logic cells than the iCE40UP5K has (a forced build of the digits conv model: 5902 of 5280),
+    so the fit check points nowhere."""
+    for name, multipliers, brams in (("mnist1d", 4, 23), ("digits-conv", 3, 13)):
+        spec = _model(name)
+        plan = NetworkPlan(spec, most_folded(spec))
+        check = check_fit(plan, ICE40)
+        assert (plan.multipliers, check.estimate.dsp, check.estimate.bram) == (
+            multipliers, multipliers, brams)
+        assert check.over == ["LUT"] and check.estimate.lut > ICE40.lut
+        assert fitting_target_ii(spec, ICE40) is None
+        assert check.message().endswith(". No folding of this model fits this device.")

@@ -1,19 +1,23 @@
 # amaranth: UnusedElaboratable=no
 """The build CLI: argument handling, and real builds for every board family (slow)."""
 
+import io
 import json
 import time
 
+import numpy as np
 import pytest
-from specs import mlp_spec
+from specs import mlp_spec, stream_spec
 
 from amaranth_nn import QFormat
-from amaranth_nn.build import _over_capacity, build, format_report, main
-from amaranth_nn.estimate import estimate
+from amaranth_nn.build import _over_capacity, _shapes, build, format_report, main
+from amaranth_nn.estimate import check_fit, estimate, fitting_target_ii
 from amaranth_nn.folding import choose_folding, plan_network
-from amaranth_nn.models import default_spec
+from amaranth_nn.models import MODELS, default_spec
+from amaranth_nn.progress import Progress
 from amaranth_nn.toolchain import ToolError
 from boards import BOARDS, get_board
+from boards.board import Board
 
 KNOWN = "arty_a7, arty_a7_100, icebreaker, ulx3s"
 
@@ -229,3 +233,103 @@ def test_icebreaker_bitstream(tmp_path):
     assert report["fmax_mhz"] > report["clock_mhz"]
     assert report["folding"] == [[1, 2], [1, 1]]
     assert report["utilization"]["DSP"]["used"] >= 1
+
+
+# --- Conv models --------------------------------------------------------------------------------
+
+def test_conv_model_that_does_not_fit_stops_before_any_tool(capsys, tmp_path):
+    """MNIST-1D with every engine fully parallel (target II 40) on the Arty A7-35T: the fit
+    check stops it in under a second, before anything is written, naming the DSPs and the
+    target II that fits."""
+    spec = MODELS["mnist1d"].spec()
+    check = check_fit(plan_network(spec, target_ii=40), get_board("arty_a7").device)
+    need = check.estimate.as_dict()
+    target, fitting = fitting_target_ii(spec, get_board("arty_a7").device)
+    fits = fitting.estimate.as_dict()
+    start = time.monotonic()
+    assert main(["--board", "arty_a7", "--model", "mnist1d", "--target-ii", "40", "--out",
+                 str(tmp_path / "b")]) == 1
+    assert time.monotonic() - start < 1
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[-1] == (
+        f"error: the design does not fit the xc7a35t: {need['DSP']} DSP48E1 needed, 90 "
+        f"available; about {need['LUT']} LUT6 estimated, 18720 usable (90% of 20800). "
+        f"--target-ii {target} fits ({fits['DSP']} DSP48E1, about {fits['LUT']} "
+        f"LUT6).")
+    assert not (tmp_path / "b").exists()
+
+
+def test_board_picks_a_folding_that_fits(tmp_path, monkeypatch):
+    """Without --target-ii or --pe/--simd, a board whose default target II does not fit a
+    model takes the smallest power-of-two target II whose estimate fits, and says so in one
+    line (the flow's yosys is /bin/false here: only the check and the elaboration run)."""
+    monkeypatch.setenv("YOSYS", "false")
+    spec = MODELS["mnist1d"].spec()
+    board = get_board("ulx3s")
+    default = plan_network(spec)
+    assert check_fit(default, board.device).fits  # the model's default folding fits
+    small = Board(**{**vars(board), "target_ii": 64})
+    assert not check_fit(plan_network(spec, target_ii=64), small.device).fits
+    target, _ = fitting_target_ii(spec, small.device)
+    stream = io.StringIO()
+    monkeypatch.setitem(BOARDS, "ulx3s-small", small)
+    with pytest.raises(ToolError):
+        build("ulx3s-small", spec, out=tmp_path / "b", progress=Progress(stream))
+    lines = stream.getvalue().splitlines()
+    picked = [line for line in lines if line.startswith("folding: ")]
+    assert picked == [f"folding: the board's default target II 64 does not fit the lfe5u-85f "
+                      f"(DSP over); picked --target-ii {target}, the smallest power of two whose "
+                      f"estimate fits"]
+    assert f"II {plan_network(spec, target_ii=target).ii}," in lines[1]
+
+
+def test_report_shapes_of_a_conv_model():
+    spec = MODELS["mnist1d"].spec()
+    assert _shapes(spec) == [[40, 1], [40, 16], [20, 16], [20, 16], [10, 16], [10, 16],
+                             [5, 16], 80, 10]
+    assert _shapes(default_spec()) == [64, 32, 16, 10]
+
+
+def _small_conv_spec():
+    """A small 1-D conv model: conv, max pooling, flatten, dense (12 x 1 -> 3)."""
+    return stream_spec(np.random.default_rng(5), (12, 1),
+                       [("conv", 4, (3,), (1,), (1,)), ("maxpool", (2,)), ("flatten",),
+                        ("dense", 3)], name="small-conv")
+
+
+@pytest.mark.slow
+def test_conv_model_board_build(tmp_path):
+    """A conv model on the iCEBreaker, the board the build picks a folding for: its default
+    target II 512 fits this small model; a bitstream, the DSP and block RAM estimates exact,
+    post-route Fmax above the board clock, the report's shapes per position."""
+    out = tmp_path / "ice"
+    report = build("icebreaker", _small_conv_spec(), out=out)
+    assert (out / "top.bin").stat().st_size > 100_000
+    _check_report(report, out, "icebreaker")
+    assert report["shape"] == [[12, 1], [12, 4], [6, 4], 24, 3]
+    assert report["target_ii"] == 512
+    assert report["utilization"]["BRAM"]["used"] == report["utilization"]["BRAM"]["estimate"]
+    assert report["fmax_mhz"] > report["clock_mhz"]
+
+
+def test_no_folding_of_a_conv_model_fits_the_icebreaker(capsys, tmp_path):
+    """The 8x8 digits conv model has no folding that fits the iCE40UP5K: even the most folded
+    design (one multiplier per engine) needs about 5600 logic cells by the estimate (nextpnr
+    counted 5902 of 5280 in a forced build). A build without a folding option says so in about
+    a second, before any tool runs."""
+    spec = MODELS["digits-conv"].spec()
+    device = get_board("icebreaker").device
+    assert fitting_target_ii(spec, device) is None
+    check = check_fit(plan_network(spec, target_ii=512), device)
+    need = check.estimate.as_dict()
+    start = time.monotonic()
+    assert main(["--board", "icebreaker", "--model", "digits-conv", "--out",
+                 str(tmp_path / "b")]) == 1
+    assert time.monotonic() - start < 5
+    lines = capsys.readouterr().err.splitlines()
+    assert lines[-1] == (
+        f"error: the design does not fit the ice40up5k: {need['DSP']} SB_MAC16 needed, 8 "
+        f"available; {need['BRAM']:g} SB_RAM40_4K needed, 30 available; about {need['LUT']} "
+        f"logic cells estimated, 4752 usable (90% of 5280). No folding of this model fits this "
+        f"device.")
+    assert not (tmp_path / "b").exists()
