@@ -297,7 +297,13 @@ def folding_from_args(args, spec):
     if args.target_ii is not None and (args.pe is not None or args.simd is not None):
         raise CommandError("Give either --pe/--simd or --target-ii, not both")
     if args.target_ii is not None:
-        return None, check_int(args.target_ii, "--target-ii")
+        target_ii = check_int(args.target_ii, "--target-ii")
+        fastest = smallest_ii(spec)
+        if target_ii < fastest:
+            raise CommandError(f"--target-ii {target_ii} is less than the smallest II of this "
+                               f"model, {fastest} cycles (every block takes at least one cycle "
+                               f"per input beat)")
+        return None, target_ii
     if (args.pe is None) != (args.simd is None):
         raise CommandError("--pe and --simd go together: give one value per layer for each")
     if args.pe is None:

@@ -244,3 +244,14 @@ def test_conv_model_folding_on_the_command_line():
             r"must be its lanes, an integer or a \(lanes, lanes\) pair of equal values, not "
             r"\(2, 1\): a maxpool layer has as many lanes out as in$")):
         folding_from_args(args, spec)
+
+
+def test_target_ii_below_the_smallest_ii_on_the_command_line():
+    spec = NetworkSpec.load(MODEL_DIR / "mnist1d.json")
+    parser = argparse.ArgumentParser()
+    add_folding_arguments(parser)
+    assert folding_from_args(parser.parse_args(["--target-ii", "40"]), spec) == (None, 40)
+    with pytest.raises(CommandError, match=(
+            r"^--target-ii 39 is less than the smallest II of this model, 40 cycles \(every "
+            r"block takes at least one cycle per input beat\)$")):
+        folding_from_args(parser.parse_args(["--target-ii", "39"]), spec)
