@@ -25,7 +25,7 @@ from .lanes import ceil_div, pack_lanes
 from .spec import check_spec
 
 __all__ = ["MEMORY_STAGES", "FIFO_LATENCY", "CONVERTER_STAGES", "BLOCK_ROM_BITS", "dense_ii",
-           "check_count", "ROM_KINDS", "Rom", "DensePlan", "ConverterPlan"]
+           "check_count", "ROM_KINDS", "Rom", "RequantizingPlan", "DensePlan", "ConverterPlan"]
 
 #: Registers from a memory address to its data in a register: an address register or the
 #: synchronous read, the memory, and two data registers (block RAM can absorb one as its output
@@ -176,7 +176,79 @@ class Rom:
         return self.bits >= BLOCK_ROM_BITS
 
 
-class DensePlan:
+class RequantizingPlan:
+    """The numbers of a layer that requantizes (dense, conv, scale-and-shift), and their shapes,
+    from the actual contents: one place for the rules every such engine is built by.
+
+    A subclass sets ``_spec``, ``_index`` and ``_layer``; the multiplier operand is the layer's
+    ``multiplier_matrix`` (weights, or the scales of a scale-and-shift layer).
+    """
+
+    @property
+    def input_range(self):
+        """Inclusive ``(lo, hi)`` of the integers that can enter the layer."""
+        return self._spec.input_range_of(self._index)
+
+    @cached_property
+    def x_shape(self):
+        """Shape of the input operand: unsigned after a ReLU, as narrow as the range allows."""
+        return _operand_shape(*self.input_range)
+
+    @cached_property
+    def _multiplier_bounds(self):
+        w = self._layer.multiplier_matrix
+        return min(int(w.min()), 0), max(int(w.max()), 0)
+
+    @cached_property
+    def w_shape(self):
+        """Shape of the multiplier operand, from the actual integers (unsigned if none is
+        negative)."""
+        return _operand_shape(*self._multiplier_bounds)
+
+    @property
+    def rounding(self):
+        """The rounding constant added to the stored bias, ``2**(s-1)`` (0 when ``s <= 0``)."""
+        return self._layer.rounding
+
+    @property
+    def shift(self):
+        """Requantization shift ``s = Fx + Fw - Fy``."""
+        return self._layer.shift
+
+    @cached_property
+    def accumulator_range(self):
+        """Exact bounds of the accumulator, rounding constant included."""
+        lo, hi = self._spec.accumulator_range_of(self._index)
+        return lo + self.rounding, hi + self.rounding
+
+    @cached_property
+    def acc_width(self):
+        """Accumulator width: it holds every value of :attr:`accumulator_range`."""
+        return signed_width(*self.accumulator_range)
+
+    @cached_property
+    def product_width(self):
+        """Width of one product ``x * w`` (at most the accumulator width: sums wrap harmlessly
+        modulo it)."""
+        lo, hi = self.input_range
+        products = [v * int(x) for v in self._multiplier_bounds for x in (lo, hi)]
+        return min(signed_width(min(products), max(products)), self.acc_width)
+
+    @property
+    def scaled_range(self):
+        """Range of the accumulator after the requantization shift, before saturation."""
+        lo, hi = self.accumulator_range
+        if self.shift > 0:
+            return lo >> self.shift, hi >> self.shift
+        return lo << -self.shift, hi << -self.shift
+
+    @property
+    def output_range(self):
+        """Inclusive ``(lo, hi)`` of the outputs: the output format clamped by the activation."""
+        return self._layer.output_range
+
+
+class DensePlan(RequantizingPlan):
     """Everything the hardware of one dense layer at one folding is built from.
 
     The layer computes ``y = act(requantize(W @ x + b))`` with ``pe`` output neurons in
@@ -289,66 +361,6 @@ class DensePlan:
     def out_width(self):
         """Bits per element of the output stream."""
         return self._layer.output_format.width
-
-    # Numbers and their shapes, from the actual contents.
-
-    @property
-    def input_range(self):
-        """Inclusive ``(lo, hi)`` of the integers that can enter the layer."""
-        return self._spec.input_range_of(self._index)
-
-    @cached_property
-    def x_shape(self):
-        """Shape of the input operand: unsigned after a ReLU, as narrow as the range allows."""
-        return _operand_shape(*self.input_range)
-
-    @cached_property
-    def w_shape(self):
-        """Shape of the weight operand, from the actual weights (unsigned if none is negative)."""
-        w = self._matrix
-        return _operand_shape(min(int(w.min()), 0), max(int(w.max()), 0))
-
-    @property
-    def rounding(self):
-        """The rounding constant added to the stored bias, ``2**(s-1)`` (0 when ``s <= 0``)."""
-        return self._layer.rounding
-
-    @property
-    def shift(self):
-        """Requantization shift ``s = Fx + Fw - Fy``."""
-        return self._layer.shift
-
-    @cached_property
-    def accumulator_range(self):
-        """Exact bounds of the accumulator, rounding constant included."""
-        lo, hi = self._spec.accumulator_range_of(self._index)
-        return lo + self.rounding, hi + self.rounding
-
-    @cached_property
-    def acc_width(self):
-        """Accumulator width: it holds every value of :attr:`accumulator_range`."""
-        return signed_width(*self.accumulator_range)
-
-    @cached_property
-    def product_width(self):
-        """Width of one product ``x * w`` (at most the accumulator width)."""
-        w = self._matrix
-        lo, hi = self.input_range
-        products = [int(v) * int(x) for v in (int(w.min()), int(w.max()), 0) for x in (lo, hi)]
-        return min(signed_width(min(products), max(products)), self.acc_width)
-
-    @property
-    def scaled_range(self):
-        """Range of the accumulator after the requantization shift, before saturation."""
-        lo, hi = self.accumulator_range
-        if self.shift > 0:
-            return lo >> self.shift, hi >> self.shift
-        return lo << -self.shift, hi << -self.shift
-
-    @property
-    def output_range(self):
-        """Inclusive ``(lo, hi)`` of the outputs: the output format clamped by the activation."""
-        return self._layer.output_range
 
     # The register chain and the timing derived from it.
 

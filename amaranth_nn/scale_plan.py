@@ -10,14 +10,13 @@ the hardware's layout, the register chain and the timing derived from it.
 from functools import cached_property
 
 from .block_plan import layer_at, where_of
-from .fixedpoint import signed_width
 from .lanes import ceil_div, pack_lanes
-from .plan import FIFO_LATENCY, MEMORY_STAGES, Rom, _operand_shape, check_count
+from .plan import FIFO_LATENCY, MEMORY_STAGES, RequantizingPlan, Rom, check_count
 
 __all__ = ["ScalePlan"]
 
 
-class ScalePlan:
+class ScalePlan(RequantizingPlan):
     """One scale-and-shift layer, ``y = act(requantize(a_c * x + b_c))``, at ``lanes`` lanes.
 
     A sample of ``P`` positions of ``C`` channels streams in and out as ``P * G`` beats of
@@ -116,65 +115,6 @@ class ScalePlan:
         return self._layer.output_format.width
 
     # Numbers and their shapes, from the actual contents.
-
-    @property
-    def input_range(self):
-        """Inclusive ``(lo, hi)`` of the integers that can enter the layer."""
-        return self._spec.input_range_of(self._index)
-
-    @cached_property
-    def x_shape(self):
-        """Shape of the input operand: unsigned after a ReLU, as narrow as the range allows."""
-        return _operand_shape(*self.input_range)
-
-    @cached_property
-    def w_shape(self):
-        """Shape of the scale operand, from the actual scales (unsigned if none is negative)."""
-        a = self._layer.scale
-        return _operand_shape(min(int(a.min()), 0), max(int(a.max()), 0))
-
-    @property
-    def shift(self):
-        """Requantization shift ``s = Fx + Fa - Fy``."""
-        return self._layer.shift
-
-    @property
-    def rounding(self):
-        """The rounding constant added to the stored bias, ``2**(s-1)`` (0 when ``s <= 0``)."""
-        return self._layer.rounding
-
-    @cached_property
-    def accumulator_range(self):
-        """Exact bounds of ``a_c * x + b_c`` over every channel, rounding constant included."""
-        lo, hi = self._spec.accumulator_range_of(self._index)
-        return lo + self.rounding, hi + self.rounding
-
-    @cached_property
-    def acc_width(self):
-        """Accumulator width: it holds every value of :attr:`accumulator_range`."""
-        return signed_width(*self.accumulator_range)
-
-    @cached_property
-    def product_width(self):
-        """Width of one product ``a_c * x`` (at most the accumulator width: the sum with the
-        bias wraps harmlessly modulo it)."""
-        a = self._layer.scale
-        lo, hi = self.input_range
-        products = [v * x for v in (int(a.min()), int(a.max()), 0) for x in (lo, hi)]
-        return min(signed_width(min(products), max(products)), self.acc_width)
-
-    @property
-    def scaled_range(self):
-        """Range of the accumulator after the requantization shift, before saturation."""
-        lo, hi = self.accumulator_range
-        if self.shift > 0:
-            return lo >> self.shift, hi >> self.shift
-        return lo << -self.shift, hi << -self.shift
-
-    @property
-    def output_range(self):
-        """Inclusive ``(lo, hi)`` of the outputs: the output format clamped by the activation."""
-        return self._layer.output_range
 
     # The register chain and the timing derived from it.
 
