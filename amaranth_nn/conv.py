@@ -6,20 +6,18 @@ in window order, and a :class:`~amaranth_nn.dense.DenseLayer` on the layer's wei
 computes each window as one vector, so that the outputs stream position by position.
 """
 
-from amaranth.hdl import Module, signed
-from amaranth.lib import data, stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.hdl import Module
+from amaranth.lib import wiring
 
+from .block import PlannedBlock
 from .conv_plan import ConvPlan
 from .dense import DenseLayer
 from .sliding import SlidingWindow
-from .targets import check_arch
-from .unused import rejecting
 
 __all__ = ["ConvLayer"]
 
 
-class ConvLayer(wiring.Component):
+class ConvLayer(PlannedBlock):
     """One fixed-point conv layer of a spec, 1-D or 2-D, bit-exact with
     :func:`amaranth_nn.golden.run`.
 
@@ -48,25 +46,7 @@ class ConvLayer(wiring.Component):
         If ``arch`` is an unknown name.
     """
 
-    def __init__(self, plan, *, arch="auto"):
-        with rejecting(self):
-            if not isinstance(plan, ConvPlan):
-                raise TypeError(f"Plan must be a ConvPlan, not {plan!r}")
-            self._arch = check_arch(arch)
-        self._plan = plan
-        super().__init__({
-            "i": In(stream.Signature(data.ArrayLayout(signed(plan.in_width), plan.in_lanes))),
-            "o": Out(stream.Signature(data.ArrayLayout(signed(plan.out_width), plan.pe))),
-        })
-
-    @property
-    def plan(self):
-        """The :class:`~amaranth_nn.conv_plan.ConvPlan` this layer elaborates."""
-        return self._plan
-
-    @property
-    def arch(self):
-        return self._arch
+    PLAN = ConvPlan
 
     def elaborate(self, platform):
         m = Module()

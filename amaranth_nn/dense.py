@@ -7,19 +7,18 @@ and timing figure comes from the plan, the multipliers and memories from a
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed, unsigned
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import wiring
 from amaranth.lib.memory import Memory
-from amaranth.lib.wiring import In, Out
 
+from .block import PlannedBlock
 from .plan import MEMORY_STAGES, DensePlan
 from .plumbing import CreditQueue, PingPong, delay
-from .targets import check_arch, resolve_target
-from .unused import rejecting
+from .targets import resolve_target
 
 __all__ = ["DenseLayer"]
 
 
-class DenseLayer(wiring.Component):
+class DenseLayer(PlannedBlock):
     """One fixed-point dense layer of a spec, as a pipelined matrix-vector unit.
 
     Computes ``y = act(requantize(W @ x + b))`` bit-exactly as :func:`amaranth_nn.golden.run`
@@ -64,25 +63,7 @@ class DenseLayer(wiring.Component):
         If ``arch`` is an unknown name.
     """
 
-    def __init__(self, plan, *, arch="auto"):
-        with rejecting(self):
-            if not isinstance(plan, DensePlan):
-                raise TypeError(f"Plan must be a DensePlan, not {plan!r}")
-            self._arch = check_arch(arch)
-        self._plan = plan
-        super().__init__({
-            "i": In(stream.Signature(data.ArrayLayout(signed(plan.in_width), plan.simd))),
-            "o": Out(stream.Signature(data.ArrayLayout(signed(plan.out_width), plan.pe))),
-        })
-
-    @property
-    def plan(self):
-        """The :class:`~amaranth_nn.plan.DensePlan` this layer elaborates."""
-        return self._plan
-
-    @property
-    def arch(self):
-        return self._arch
+    PLAN = DensePlan
 
     def elaborate(self, platform):
         m = Module()

@@ -353,6 +353,16 @@ class DensePlan(RequantizingPlan):
         return self._pe * self._simd
 
     @property
+    def in_lanes(self):
+        """Elements per input beat, ``simd``."""
+        return self._simd
+
+    @property
+    def out_lanes(self):
+        """Elements per output beat, ``pe``."""
+        return self._pe
+
+    @property
     def in_width(self):
         """Bits per element of the input stream (the previous format's width)."""
         return self._spec.input_format_of(self._index).width

@@ -6,19 +6,18 @@ word and timing figure comes from the plan, the multipliers and ROMs from a
 """
 
 from amaranth.hdl import Cat, Const, Module, Mux, Signal, Value, signed
-from amaranth.lib import data, stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib import wiring
 
+from .block import PlannedBlock
 from .plan import MEMORY_STAGES
 from .plumbing import CreditQueue, delay
 from .scale_plan import ScalePlan
-from .targets import check_arch, resolve_target
-from .unused import rejecting
+from .targets import resolve_target
 
 __all__ = ["ScaleShift"]
 
 
-class ScaleShift(wiring.Component):
+class ScaleShift(PlannedBlock):
     """One scale-and-shift layer of a spec: ``y = act(requantize(a_c * x + b_c))`` per element.
 
     Bit-exact with :func:`amaranth_nn.golden.run`. Each lane has one multiplier; the scales,
@@ -55,25 +54,7 @@ class ScaleShift(wiring.Component):
         If ``arch`` is an unknown name.
     """
 
-    def __init__(self, plan, *, arch="auto"):
-        with rejecting(self):
-            if not isinstance(plan, ScalePlan):
-                raise TypeError(f"Plan must be a ScalePlan, not {plan!r}")
-            self._arch = check_arch(arch)
-        self._plan = plan
-        super().__init__({
-            "i": In(stream.Signature(data.ArrayLayout(signed(plan.in_width), plan.lanes))),
-            "o": Out(stream.Signature(data.ArrayLayout(signed(plan.out_width), plan.lanes))),
-        })
-
-    @property
-    def plan(self):
-        """The :class:`~amaranth_nn.scale_plan.ScalePlan` this layer elaborates."""
-        return self._plan
-
-    @property
-    def arch(self):
-        return self._arch
+    PLAN = ScalePlan
 
     def elaborate(self, platform):
         m = Module()
