@@ -114,8 +114,6 @@ class ScalePlan(RequantizingPlan):
         """Bits per element of the output stream."""
         return self._layer.output_format.width
 
-    # Numbers and their shapes, from the actual contents.
-
     # The register chain and the timing derived from it.
 
     @property
