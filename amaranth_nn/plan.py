@@ -185,6 +185,16 @@ class RequantizingPlan:
     """
 
     @property
+    def in_width(self):
+        """Bits per element of the input stream (the previous format's width)."""
+        return self._spec.input_format_of(self._index).width
+
+    @property
+    def out_width(self):
+        """Bits per element of the output stream."""
+        return self._layer.output_format.width
+
+    @property
     def input_range(self):
         """Inclusive ``(lo, hi)`` of the integers that can enter the layer."""
         return self._spec.input_range_of(self._index)
@@ -361,16 +371,6 @@ class DensePlan(RequantizingPlan):
     def out_lanes(self):
         """Elements per output beat, ``pe``."""
         return self._pe
-
-    @property
-    def in_width(self):
-        """Bits per element of the input stream (the previous format's width)."""
-        return self._spec.input_format_of(self._index).width
-
-    @property
-    def out_width(self):
-        """Bits per element of the output stream."""
-        return self._layer.output_format.width
 
     # The register chain and the timing derived from it.
 

@@ -104,16 +104,6 @@ class ScalePlan(RequantizingPlan):
         """One per lane."""
         return self._lanes
 
-    @property
-    def in_width(self):
-        """Bits per element of the input stream."""
-        return self._spec.input_format_of(self._index).width
-
-    @property
-    def out_width(self):
-        """Bits per element of the output stream."""
-        return self._layer.output_format.width
-
     # The register chain and the timing derived from it.
 
     @property
