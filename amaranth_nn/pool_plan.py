@@ -11,10 +11,10 @@ from functools import cached_property
 
 from amaranth.hdl import signed
 
-from .block_plan import layer_at, where_of
+from .block_plan import LanesPlan
 from .fixedpoint import signed_width
 from .lanes import ceil_div
-from .plan import FIFO_LATENCY, check_count
+from .plan import FIFO_LATENCY
 from .window_plan import WindowPlan
 
 __all__ = ["POOL_KINDS", "REDUCER_STAGES", "ReducerPlan", "PoolPlan"]
@@ -27,7 +27,7 @@ POOL_KINDS = ("maxpool", "avgpool")
 REDUCER_STAGES = 2
 
 
-class ReducerPlan:
+class ReducerPlan(LanesPlan):
     """The reducer of one pooling layer at ``lanes`` lanes: windows in, pooled positions out.
 
     Its input is every output position's window in kernel order, ``K*G`` beats of ``lanes``
@@ -55,45 +55,7 @@ class ReducerPlan:
         message names the layer).
     """
 
-    def __init__(self, spec, index, *, lanes):
-        layer = layer_at(spec, index, POOL_KINDS)
-        check_count("Lanes", lanes, layer.output_channels,
-                    f"the channels of {where_of(spec, index)}")
-        self._spec, self._index, self._layer, self._lanes = spec, index, layer, lanes
-
-    @property
-    def spec(self):
-        return self._spec
-
-    @property
-    def index(self):
-        return self._index
-
-    @property
-    def layer(self):
-        """The :class:`~amaranth_nn.spec.MaxPool` or :class:`~amaranth_nn.spec.AvgPool`."""
-        return self._layer
-
-    @property
-    def kind(self):
-        """``"maxpool"`` or ``"avgpool"``."""
-        return self._layer.kind
-
-    @property
-    def lanes(self):
-        return self._lanes
-
-    @property
-    def in_lanes(self):
-        return self._lanes
-
-    @property
-    def out_lanes(self):
-        return self._lanes
-
-    @property
-    def channels(self):
-        return self._layer.output_channels
+    KINDS = POOL_KINDS
 
     @property
     def window(self):
@@ -206,7 +168,7 @@ class ReducerPlan:
                 f"lanes {self._lanes}, ii {self.ii})")
 
 
-class PoolPlan:
+class PoolPlan(LanesPlan):
     """One pooling layer at ``lanes`` lanes: a sliding-window generator in kernel order
     (:attr:`window`, a :class:`~amaranth_nn.window_plan.WindowPlan`) followed by the reducer
     (:attr:`reducer`, a :class:`ReducerPlan`).
@@ -230,9 +192,12 @@ class PoolPlan:
         As :class:`ReducerPlan`.
     """
 
+    KINDS = POOL_KINDS
+
     def __init__(self, spec, index, *, lanes):
+        super().__init__(spec, index, lanes=lanes)
         self._reducer = ReducerPlan(spec, index, lanes=lanes)
-        layer = self._reducer.layer
+        layer = self._layer
         self._window = WindowPlan(signed(self._reducer.width), layer.spatial_in,
                                   layer.output_channels, layer.kernel, layer.stride,
                                   layer.padding, lanes, lanes, order="kernel")
@@ -246,34 +211,6 @@ class PoolPlan:
     def reducer(self):
         """The :class:`ReducerPlan`."""
         return self._reducer
-
-    @property
-    def spec(self):
-        return self._reducer.spec
-
-    @property
-    def index(self):
-        return self._reducer.index
-
-    @property
-    def layer(self):
-        return self._reducer.layer
-
-    @property
-    def kind(self):
-        return self._reducer.kind
-
-    @property
-    def lanes(self):
-        return self._reducer.lanes
-
-    @property
-    def in_lanes(self):
-        return self._reducer.lanes
-
-    @property
-    def out_lanes(self):
-        return self._reducer.lanes
 
     @property
     def in_width(self):

@@ -9,14 +9,14 @@ the hardware's layout, the register chain and the timing derived from it.
 
 from functools import cached_property
 
-from .block_plan import layer_at, where_of
+from .block_plan import LanesPlan
 from .lanes import ceil_div, pack_lanes
-from .plan import FIFO_LATENCY, MEMORY_STAGES, RequantizingPlan, Rom, check_count
+from .plan import FIFO_LATENCY, MEMORY_STAGES, RequantizingPlan, Rom
 
 __all__ = ["ScalePlan"]
 
 
-class ScalePlan(RequantizingPlan):
+class ScalePlan(RequantizingPlan, LanesPlan):
     """One scale-and-shift layer, ``y = act(requantize(a_c * x + b_c))``, at ``lanes`` lanes.
 
     A sample of ``P`` positions of ``C`` channels streams in and out as ``P * G`` beats of
@@ -40,39 +40,7 @@ class ScalePlan(RequantizingPlan):
         (the message names the layer).
     """
 
-    def __init__(self, spec, index, *, lanes):
-        layer = layer_at(spec, index, ("scale_shift",))
-        check_count("Lanes", lanes, layer.channels, f"the channels of {where_of(spec, index)}")
-        self._spec, self._index, self._layer, self._lanes = spec, index, layer, lanes
-
-    @property
-    def spec(self):
-        return self._spec
-
-    @property
-    def index(self):
-        return self._index
-
-    @property
-    def layer(self):
-        """The :class:`~amaranth_nn.spec.ScaleShift` layer of the spec."""
-        return self._layer
-
-    @property
-    def lanes(self):
-        return self._lanes
-
-    @property
-    def in_lanes(self):
-        return self._lanes
-
-    @property
-    def out_lanes(self):
-        return self._lanes
-
-    @property
-    def channels(self):
-        return self._layer.channels
+    KINDS = ("scale_shift",)
 
     @property
     def positions(self):
