@@ -185,6 +185,19 @@ class RequantizingPlan:
     """
 
     @property
+    def spec(self):
+        return self._spec
+
+    @property
+    def index(self):
+        return self._index
+
+    @property
+    def layer(self):
+        """The layer of the spec."""
+        return self._layer
+
+    @property
     def in_width(self):
         """Bits per element of the input stream (the previous format's width)."""
         return self._spec.input_format_of(self._index).width
@@ -299,19 +312,6 @@ class DensePlan(RequantizingPlan):
         check_count("Simd", simd, matrix.shape[1], f"the in_features of {where}")
         self._spec, self._index, self._layer, self._matrix = spec, index, layer, matrix
         self._pe, self._simd = pe, simd
-
-    @property
-    def spec(self):
-        return self._spec
-
-    @property
-    def index(self):
-        return self._index
-
-    @property
-    def layer(self):
-        """The :class:`~amaranth_nn.spec.Layer` of the spec."""
-        return self._layer
 
     @property
     def pe(self):
