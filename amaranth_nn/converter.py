@@ -2,17 +2,16 @@
 another, between a layer whose ``pe`` differs from the next layer's ``simd``."""
 
 from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, signed
-from amaranth.lib import data, stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib import wiring
 
+from .block import PlanComponent
 from .plan import ConverterPlan
 from .plumbing import CreditQueue, PingPong
-from .unused import rejecting
 
 __all__ = ["WidthConverter"]
 
 
-class WidthConverter(wiring.Component):
+class WidthConverter(PlanComponent):
     """Regroups vectors of ``length`` elements from ``in_lanes`` to ``out_lanes`` per beat.
 
     Elaborates a :class:`~amaranth_nn.plan.ConverterPlan`, which holds the timing: a vector is
@@ -39,20 +38,11 @@ class WidthConverter(wiring.Component):
         If ``plan`` is not a ConverterPlan.
     """
 
-    def __init__(self, plan):
-        with rejecting(self):
-            if not isinstance(plan, ConverterPlan):
-                raise TypeError(f"Plan must be a ConverterPlan, not {plan!r}")
-        self._plan = plan
-        super().__init__({
-            "i": In(stream.Signature(data.ArrayLayout(signed(plan.width), plan.in_lanes))),
-            "o": Out(stream.Signature(data.ArrayLayout(signed(plan.width), plan.out_lanes))),
-        })
+    PLAN = ConverterPlan
 
-    @property
-    def plan(self):
-        """The :class:`~amaranth_nn.plan.ConverterPlan` this converter elaborates."""
-        return self._plan
+    @staticmethod
+    def stream_shapes(plan):
+        return signed(plan.width), signed(plan.width)
 
     def elaborate(self, platform):
         m = Module()

@@ -8,18 +8,17 @@ that makes those windows from a stream of positions, then the reducer.
 """
 
 from amaranth.hdl import Cat, Module, Mux, Signal, signed
-from amaranth.lib import data, stream, wiring
-from amaranth.lib.wiring import In, Out
+from amaranth.lib import wiring
 
+from .block import PlanComponent
 from .plumbing import CreditQueue, delay
 from .pool_plan import PoolPlan, ReducerPlan
 from .sliding import SlidingWindow
-from .unused import rejecting
 
 __all__ = ["PoolReducer", "Pool"]
 
 
-class PoolReducer(wiring.Component):
+class PoolReducer(PlanComponent):
     """Max or average pooling of windows that arrive in kernel order.
 
     A window is ``K*G`` beats (``G = ceil(C/lanes)``): beat ``b`` holds kernel position
@@ -50,18 +49,11 @@ class PoolReducer(wiring.Component):
         If ``plan`` is not a ReducerPlan.
     """
 
-    def __init__(self, plan):
-        with rejecting(self):
-            if not isinstance(plan, ReducerPlan):
-                raise TypeError(f"Plan must be a ReducerPlan, not {plan!r}")
-        self._plan = plan
-        layout = data.ArrayLayout(signed(plan.width), plan.lanes)
-        super().__init__({"i": In(stream.Signature(layout)), "o": Out(stream.Signature(layout))})
+    PLAN = ReducerPlan
 
-    @property
-    def plan(self):
-        """The :class:`~amaranth_nn.pool_plan.ReducerPlan` this reducer elaborates."""
-        return self._plan
+    @staticmethod
+    def stream_shapes(plan):
+        return signed(plan.width), signed(plan.width)
 
     def elaborate(self, platform):
         m = Module()
@@ -128,7 +120,7 @@ class PoolReducer(wiring.Component):
         return m
 
 
-class Pool(wiring.Component):
+class Pool(PlanComponent):
     """One max or average pooling layer of a spec: a sliding window in kernel order, then the
     reducer.
 
@@ -157,18 +149,7 @@ class Pool(wiring.Component):
         If ``plan`` is not a PoolPlan.
     """
 
-    def __init__(self, plan):
-        with rejecting(self):
-            if not isinstance(plan, PoolPlan):
-                raise TypeError(f"Plan must be a PoolPlan, not {plan!r}")
-        self._plan = plan
-        layout = data.ArrayLayout(signed(plan.in_width), plan.lanes)
-        super().__init__({"i": In(stream.Signature(layout)), "o": Out(stream.Signature(layout))})
-
-    @property
-    def plan(self):
-        """The :class:`~amaranth_nn.pool_plan.PoolPlan` this layer elaborates."""
-        return self._plan
+    PLAN = PoolPlan
 
     def elaborate(self, platform):
         m = Module()

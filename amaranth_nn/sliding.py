@@ -15,12 +15,11 @@ the sink's ``ready``.
 """
 
 from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
-from amaranth.lib import data, stream, wiring
+from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
-from amaranth.lib.wiring import In, Out
 
+from .block import PlanComponent
 from .plumbing import CreditQueue
-from .unused import rejecting
 from .window_plan import WindowPlan
 
 __all__ = ["SlidingWindow"]
@@ -42,7 +41,7 @@ def _counter(m, limit, step, name, start=0):
     return value, last, wrap
 
 
-class SlidingWindow(wiring.Component):
+class SlidingWindow(PlanComponent):
     """Sliding windows over a stream of positions, one output beat per cycle.
 
     See :class:`~amaranth_nn.window_plan.WindowPlan` for the beats in and out and the window
@@ -66,19 +65,11 @@ class SlidingWindow(wiring.Component):
         If ``plan`` is not a WindowPlan.
     """
 
-    def __init__(self, plan):
-        with rejecting(self):
-            if not isinstance(plan, WindowPlan):
-                raise TypeError(f"Plan must be a WindowPlan, not {plan!r}")
-        self._plan = plan
-        super().__init__({
-            "i": In(stream.Signature(data.ArrayLayout(plan.shape, plan.in_lanes))),
-            "o": Out(stream.Signature(data.ArrayLayout(plan.shape, plan.out_lanes))),
-        })
+    PLAN = WindowPlan
 
-    @property
-    def plan(self):
-        return self._plan
+    @staticmethod
+    def stream_shapes(plan):
+        return plan.shape, plan.shape
 
     def elaborate(self, platform):
         m = Module()
