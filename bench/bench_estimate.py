@@ -22,6 +22,7 @@ with non-negative coefficients, and prints the coefficient tables to paste into
 Usage::
 
     python bench/bench_estimate.py [--families xc7,ice40,ecp5] [--boards] [--fit] [--quick]
+    python bench/bench_estimate.py --fit --parts-only --families ice40   # coefficients only
 
 Figures, never assertions. The tools run one after the other; a design whose estimate does not
 fit the family's device is left out, and so is one whose tool fails or runs past
@@ -205,6 +206,9 @@ def main(argv=None):
     parser.add_argument("--boards", action="store_true",
                         help="also board builds (arty_a7, icebreaker, ulx3s), with the harness")
     parser.add_argument("--fit", action="store_true", help="refit the LUT and FF models")
+    parser.add_argument("--parts-only", action="store_true",
+                        help="with --fit: only the hierarchical yosys runs and the fit, no "
+                             "place and route and no network table (minutes, not an hour)")
     parser.add_argument("--timeout", type=float, default=600,
                         help="seconds a tool may run before the design is left out "
                              "(default 600)")
@@ -214,6 +218,8 @@ def main(argv=None):
     parser.add_argument("--no-conv", action="store_true",
                         help="the MLPs only (the set the dense coefficients were fitted to)")
     args = parser.parse_args(argv)
+    if args.parts_only and not args.fit:
+        parser.error("--parts-only goes with --fit")
     families = [name.strip() for name in args.families.split(",")]
     for family in families:
         if family not in FAMILY_DEVICES:
@@ -228,15 +234,17 @@ def main(argv=None):
                 continue  # the tools would only fail
             start = time.monotonic()
             try:
-                real = measure(family, spec, folding, args.timeout)
+                if not args.parts_only:
+                    real = measure(family, spec, folding, args.timeout)
+                    results.append((label, folding, estimate(plan, device).as_dict(), real,
+                                    time.monotonic() - start))
+                if args.fit:
+                    layers += per_part(family, spec, folding)
             except ToolError as error:
                 print(f"{family}, {label}: {str(error).splitlines()[0]}", file=sys.stderr)
                 continue
-            results.append((label, folding, estimate(plan, device).as_dict(), real,
-                            time.monotonic() - start))
-            if args.fit:
-                layers += per_part(family, spec, folding)
-        table(f"{family}: {device.name}, network alone", results)
+        if not args.parts_only:
+            table(f"{family}: {device.name}, network alone", results)
         if args.fit and layers:
             print(f"\nFitted coefficients ({family}):")
             fit(family, layers)
