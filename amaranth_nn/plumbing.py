@@ -155,7 +155,8 @@ class PingPong(wiring.Component):
         previous cycle wrote into the reader's vector and ``t`` whether ``ahead`` was nonzero
         without that write, so that ``w_en``, which comes from the upstream block, only feeds
         ``x``. Its cost does not grow with ``beats``: a counter of ``ceil(log2(beats + 1))``
-        bits and two flip-flops.
+        bits and two flip-flops (issue 12: the thermometer of ``written(beat + k)`` it replaces
+        took two flip-flops and a mux per beat).
         """
         beats, go, last, final = self._beats, self.r_go, self.r_last, self.r_final
         ahead = Signal(range(beats + 1), name="ahead", init=0)
@@ -165,16 +166,22 @@ class PingPong(wiring.Component):
         # two vectors buffered and the writer there, it is blocked); when the reader finishes
         # its vector, into the next one.
         full = self.used2 & ~self.differ
-        turn = go & last
-        wrote = self.w_en & Mux(turn, final, ~self.differ)
+        into = self.w_en & ~self.differ
         # Without this cycle's write: stay, step down, new pass, or the next vector (when the
         # reader finishes this one, the writer is on the next vector with w_beat beats written,
-        # or finished it, or has not started it and w_beat is 0).
-        base = Mux(turn, Mux(final & ~full, self.w_beat, beats), ahead - go)
+        # or finished it, or has not started it and w_beat is 0); then this cycle's write. The
+        # sums are of flip-flops only, and the flags (``go`` last) only select among them.
+        sums = {}
+        for name, value in [("dec", ahead - 1), ("inc", ahead + 1), ("wnext", self.w_beat + 1)]:
+            sums[name] = Signal.like(ahead, name=f"ahead_{name}")
+            m.d.comb += sums[name].eq(value)
+        wrote_go = Mux(last, self.w_en & final, into)
+        ahead_go = Mux(last, Mux(final & ~full, Mux(self.w_en, sums["wnext"], self.w_beat), beats),
+                       Mux(into, ahead, sums["dec"]))
         m.d.sync += [
-            ahead.eq(base + wrote),
+            ahead.eq(Mux(go, ahead_go, Mux(into, sums["inc"], ahead))),
             t.eq(Mux(go, Mux(last, ~final | full | (self.w_beat != 0), ahead != 1), t | x)),
-            x.eq(wrote),
+            x.eq(Mux(go, wrote_go, into)),
         ]
         return t | x
 
