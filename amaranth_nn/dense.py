@@ -127,17 +127,11 @@ class DenseLayer(PlannedBlock):
 
         # Control tokens travel with the data through the free-running pipeline: token k is
         # the issue's flag k cycles later. The tokens at stages["tree"] meet the adder tree
-        # output and update the accumulators; the bias ROM is read with the group of the
-        # tokens MEMORY_STAGES earlier, so that its word arrives then.
+        # output and update the accumulators.
         acc_stage = stages["tree"]
-        bias_stage = acc_stage - MEMORY_STAGES
         valid = self._tokens(m, go, stages["clamp"], "valid")
         last = self._tokens(m, beat_last, stages["clamp"], "last")
         last_group = self._tokens(m, group_last, stages["clamp"], "last_group")
-        group_tok = [group] + [Signal(range(groups), name=f"group_{k}")
-                               for k in range(1, bias_stage + 1)]
-        for k in range(1, bias_stage + 1):
-            m.d.sync += group_tok[k].eq(group_tok[k - 1])
 
         # Operand and product registers (the multiplier's), then one register per tree level.
         x_data = [self._lane(x_read, k, x_shape) for k in range(simd)]
@@ -146,8 +140,8 @@ class DenseLayer(PlannedBlock):
         products = target.multiply(m, plan, x_data, w_data)
         sums = [self._adder_tree(m, row, p) for p, row in enumerate(products)]
 
-        # Bias ROM, read so that the word is present with the tree output.
-        b_read = target.read_rom(m, plan.bias_rom, group_tok[bias_stage])
+        # Bias word, present with the tree output for the first beat of each group.
+        b_read = self._bias(m, target, group)
         accs = []
         for p in range(pe):
             acc = Signal(signed(acc_width), name=f"acc_{p}")
@@ -192,6 +186,26 @@ class DenseLayer(PlannedBlock):
             queue.w.payload.eq(Cat(lanes)),
         ]
         return m
+
+    def _bias(self, m, target, group):
+        """The bias word of ``group``'s issue, as it meets the group's first beat at the
+        accumulator: behind one register when :attr:`DensePlan.bias_held
+        <amaranth_nn.plan.DensePlan.bias_held>`, else from the bias ROM, read with the group
+        number of the issue ``MEMORY_STAGES`` cycles before that."""
+        plan, rom = self._plan, self._plan.bias_rom
+        if not plan.bias_held:
+            return target.read_rom(m, rom, delay(m, group, plan.stages["tree"] - MEMORY_STAGES,
+                                                 "group"))
+        addr = delay(m, group, 1, "bias_addr")
+        level = [Const(word, rom.width) for word in rom.words]
+        bit = 0
+        while len(level) > 1:
+            level = [Mux(addr[bit], level[n + 1], level[n]) if n + 1 < len(level) else level[n]
+                     for n in range(0, len(level), 2)]
+            bit += 1
+        word = Signal(rom.width, name="bias_word")
+        m.d.sync += word.eq(level[0])
+        return word
 
     @staticmethod
     def _tokens(m, flag, stages, name):
