@@ -127,10 +127,11 @@ class DenseLayer(PlannedBlock):
 
         # Control tokens travel with the data through the free-running pipeline: token k is
         # the issue's flag k cycles later. The tokens at stages["tree"] meet the adder tree
-        # output and update the accumulators.
+        # output and update the accumulators; those of a group's last issue go on to write the
+        # result into the queue.
         acc_stage = stages["tree"]
-        valid = self._tokens(m, go, stages["clamp"], "valid")
-        last = self._tokens(m, beat_last, stages["clamp"], "last")
+        valid = self._tokens(m, go, acc_stage, "valid")
+        result = self._tokens(m, go & beat_last, stages["clamp"], "result")
         last_group = self._tokens(m, group_last, stages["clamp"], "last_group")
 
         # Operand and product registers (the multiplier's), then one register per tree level.
@@ -182,7 +183,7 @@ class DenseLayer(PlannedBlock):
             lanes.append(y)
 
         m.d.comb += [
-            queue.w.valid.eq(valid[-1] & last[-1]),
+            queue.w.valid.eq(result[-1]),
             queue.w.payload.eq(Cat(lanes)),
         ]
         return m
