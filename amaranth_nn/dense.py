@@ -93,7 +93,6 @@ class DenseLayer(PlannedBlock):
         wiring.connect(m, queue.o, wiring.flipped(self.o))
         beat = Signal(range(beats))
         group = Signal(range(groups))
-        w_addr = Signal(range(beats * groups))
         beat_first = Signal(init=1)
         beat_last = Signal(init=beats == 1)
         group_last = Signal(init=groups == 1)
@@ -118,8 +117,14 @@ class DenseLayer(PlannedBlock):
             beat_last.eq(beat_next == beats - 1),
             group_last.eq(group_next == groups - 1),
         ]
-        with m.If(go):
-            m.d.sync += w_addr.eq(Mux(w_addr == beats * groups - 1, 0, w_addr + 1))
+        # The weight word g*B + b: the beat and group numbers side by side when B is a power of
+        # two, else a counter of its own.
+        if beats & (beats - 1) == 0:
+            w_addr = Cat(beat, group)
+        else:
+            w_addr = Signal(range(beats * groups))
+            with m.If(go):
+                m.d.sync += w_addr.eq(Mux(w_addr == beats * groups - 1, 0, w_addr + 1))
 
         x_read = target.read_ram(m, x_mem, buf.r_addr(beat), "x_data")
         w_reads = [target.read_rom(m, rom, w_addr, copy=p)
