@@ -152,12 +152,7 @@ class DenseLayer(PlannedBlock):
         for p in range(pe):
             acc = Signal(signed(acc_width), name=f"acc_{p}")
             bias = b_read[p * acc_width:(p + 1) * acc_width].as_signed()
-            # Each PE has its own copy of the `first` token (it selects the bias for a whole
-            # accumulator): the copies' reset values are the bits of p, so that yosys does not
-            # merge them. They are only used with a valid token, so those values do not matter.
-            first_p = beat_first
-            for k in range(acc_stage):
-                first_p = delay(m, first_p, 1, f"first{p}_{k + 1}", init=(p >> k) & 1)
+            first_p = self._first(m, beat_first, valid[acc_stage], result[acc_stage], p)
             with m.If(valid[acc_stage]):
                 m.d.sync += acc.eq(Mux(first_p, bias, acc) + sums[p])
             accs.append(acc)
@@ -212,6 +207,25 @@ class DenseLayer(PlannedBlock):
         word = Signal(rom.width, name="bias_word")
         m.d.sync += word.eq(level[0])
         return word
+
+    def _first(self, m, beat_first, valid, result, p):
+        """Whether PE ``p``'s accumulator starts from the bias: the `first` token at the
+        accumulator (``valid`` and ``result`` are the tokens there).
+
+        With one PE, a flag: set by a group's last beat, cleared by any other. With more, each
+        PE has its own copy of the token's register chain (the flag would fan out to every
+        accumulator): the copies' reset values are the bits of p, so that yosys does not merge
+        them; they are only used with a valid token, so those values do not matter.
+        """
+        if self._plan.pe == 1:
+            first = Signal(init=1, name="first")
+            with m.If(valid):
+                m.d.sync += first.eq(result)
+            return first
+        first = beat_first
+        for k in range(self._plan.stages["tree"]):
+            first = delay(m, first, 1, f"first{p}_{k + 1}", init=(p >> k) & 1)
+        return first
 
     @staticmethod
     def _tokens(m, flag, stages, name):
