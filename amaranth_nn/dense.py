@@ -13,7 +13,7 @@ from amaranth.lib.memory import Memory
 from .block import PlannedBlock
 from .plan import MEMORY_STAGES, DensePlan
 from .plumbing import CreditQueue, PingPong, delay
-from .targets import resolve_target
+from .targets import ECP5Target, resolve_target
 
 __all__ = ["DenseLayer"]
 
@@ -190,14 +190,23 @@ class DenseLayer(PlannedBlock):
 
     def _bias(self, m, target, group):
         """The bias word of ``group``'s issue, as it meets the group's first beat at the
-        accumulator: behind one register when :attr:`DensePlan.bias_held
-        <amaranth_nn.plan.DensePlan.bias_held>`, else from the bias ROM, read with the group
-        number of the issue ``MEMORY_STAGES`` cycles before that."""
+        accumulator: from the bias ROM behind one register (its synchronous read, or the ECP5
+        target's register after a LUT ROM) when :attr:`DensePlan.bias_held
+        <amaranth_nn.plan.DensePlan.bias_held>`, else read by the target with the group number
+        of the issue ``MEMORY_STAGES`` cycles before that."""
         plan, rom = self._plan, self._plan.bias_rom
         if not plan.bias_held:
             return target.read_rom(m, rom, delay(m, group, plan.stages["tree"] - MEMORY_STAGES,
                                                  "group"))
         addr = delay(m, group, 1, "bias_addr")
+        if not isinstance(target, ECP5Target):
+            # A memory, as the target's ROMs are, where the export finds it by its name.
+            memory = Memory(shape=unsigned(rom.width), depth=rom.depth, init=rom.words)
+            m.submodules[rom.name] = memory
+            port = memory.read_port(domain="sync")
+            m.d.comb += port.addr.eq(addr)
+            return port.data
+        # The ECP5 target's LUT ROM: a tree of multiplexers between constants.
         level = [Const(word, rom.width) for word in rom.words]
         bit = 0
         while len(level) > 1:
