@@ -10,7 +10,7 @@ board's LEDs. The ``sync`` clock domain is the board's default clock, created by
 The wire format is in :mod:`boards.protocol`.
 """
 
-from amaranth.hdl import Array, Cat, Const, Elaboratable, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Const, Elaboratable, Module, Mux, Signal, signed
 from amaranth.lib import data, io, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
@@ -54,6 +54,36 @@ def crc16_next(crc, byte):
     sources = {"c": crc, "d": byte}
     return Cat(Cat(sources[kind][index] for kind, index in bit).xor()
                for bit in _CRC16_EQUATIONS)
+
+
+def _reply_codes():
+    """``{code: reply type}``: 0 for a RESULT, each NAK error code, then STATUS and INFO."""
+    codes = {0: proto.RESULT}
+    codes.update({code: proto.NAK for code in proto.ERRORS.values()})
+    first = max(codes) + 1
+    codes.update({first: proto.STATUS_REPLY, first + 1: proto.INFO_REPLY})
+    return codes
+
+
+#: Bits of a reply code (:func:`_reply_codes`), the transmitter's and the control queue's.
+_CODE_BITS = max(_reply_codes()).bit_length()
+
+
+def led_timing(heartbeat, stretch):
+    """The status outputs' timers: ``(tick_bits, heartbeat_ticks, stretch_ticks)``.
+
+    One free-running prescaler of ``2**tick_bits`` cycles, the largest power of two at most a
+    quarter of the shorter of ``heartbeat`` and ``stretch`` (at least 1), ticks them. The
+    heartbeat toggles every ``heartbeat_ticks`` ticks, ``heartbeat`` rounded to whole ticks
+    (within an eighth of it); a stretched output stays on for ``stretch_ticks`` ticks after its
+    event: exactly ``stretch`` cycles when a tick is one cycle, otherwise at least ``stretch``
+    cycles and at most half as long again.
+    """
+    tick_bits = max(0, (min(heartbeat, stretch) // 4).bit_length() - 1)
+    tick = 1 << tick_bits
+    heartbeat_ticks = max(1, (heartbeat + tick // 2) // tick)
+    stretch_ticks = stretch if tick == 1 else -(-stretch // tick) + 1
+    return tick_bits, heartbeat_ticks, stretch_ticks
 
 
 def _check_positive(name, value):
@@ -213,13 +243,19 @@ class Harness(wiring.Component):
         pe = net.plan.out_lanes
         in_beats, out_beats = net.in_beats, net.out_beats
 
-        # Events and their saturating counters.
+        # Events and their saturating counters. At most one event happens in a cycle (a
+        # received byte, a framing error and a timeout exclude each other, and each byte
+        # raises at most one event), so the counters share one incrementer.
         events = {name: Signal(name=f"ev_{name}") for name in proto.COUNTERS}
-        counters = {}
-        for name in proto.COUNTERS:
-            counter = counters[name] = Signal(16, name=f"count_{name}")
-            with m.If(events[name] & (counter != 0xFFFF)):
-                m.d.sync += counter.eq(counter + 1)
+        counters = {name: Signal(16, name=f"count_{name}") for name in proto.COUNTERS}
+        counted = Signal(16)
+        for name in proto.COUNTERS:  # the one counter whose event is on, else 0
+            with m.If(events[name]):
+                m.d.comb += counted.eq(counters[name])
+        with m.If(counted != 0xFFFF):
+            for name in proto.COUNTERS:
+                with m.If(events[name]):
+                    m.d.sync += counters[name].eq(counted + 1)
         any_error = Signal()
         m.d.comb += any_error.eq(Cat(events[name] for name in
                                      ("crc_errors", "header_errors", "framing_errors",
@@ -249,84 +285,105 @@ class Harness(wiring.Component):
                     m.d.sync += [feeding.eq(0), feed_beat.eq(0)]
 
         # ---- Output collector and argmax ----------------------------------------------------
-        outs = [Signal(signed(8 * out_bytes), name=f"out{j}") for j in range(n_out)]
-        out_beat = Signal(range(out_beats))
-        result_full = Signal()
-        result_ready = Signal()
-        result_done = Signal()  # the RESULT reply's last byte was taken
-        m.d.comb += net.o.ready.eq(~result_full)
-        with m.If(net.o.valid & ~result_full):
-            for b in range(out_beats):
-                with m.If(out_beat == b):
-                    for k in range(pe):
-                        if b * pe + k < n_out:
-                            m.d.sync += outs[b * pe + k].eq(net.o.payload[k])
-            with m.If(out_beat == out_beats - 1):
-                m.d.sync += [out_beat.eq(0), result_full.eq(1)]
-            with m.Else():
-                m.d.sync += out_beat.eq(out_beat + 1)
+        # The RESULT payload is a chain of byte registers: the collector shifts the output
+        # elements in a byte at a time (holding the network's output beat until its last
+        # byte), then the argmax class; the transmitter shifts them out from the front.
+        chain = [Signal(8, name=f"result{i}") for i in range(p.result_payload)]
+        shift = Signal()
+        shift_in = Signal(8)
+        with m.If(shift):
+            m.d.sync += [a.eq(b) for a, b in zip(chain, chain[1:] + [shift_in], strict=True)]
 
-        scan = Signal(range(max(n_out, 2)))
-        best = Signal(signed(8 * out_bytes))
-        best_index = Signal(8 * proto.ARGMAX_BYTES)
-        current = Array(outs)[scan]
-        with m.If(result_full & ~result_ready):
-            with m.If((scan == 0) | (current > best)):
-                m.d.sync += [best.eq(current), best_index.eq(scan)]
-            with m.If(scan == n_out - 1):
-                m.d.sync += [result_ready.eq(1), scan.eq(0)]
-            with m.Else():
-                m.d.sync += scan.eq(scan + 1)
-        with m.If(result_done):
-            m.d.sync += [result_full.eq(0), result_ready.eq(0),
-                         self.last_class.eq(best_index)]
+        o_byte = Signal(range(out_bytes))
+        o_lane = Signal(range(pe))
+        o_index = Signal(range(out_beats * pe))
+        value = net.o.payload[o_lane] if pe > 1 else net.o.payload[0]
+        extended = Signal(signed(8 * out_bytes))
+        m.d.comb += extended.eq(value)
+        best = Signal.like(value)
+        best_index = Signal(range(max(n_out, 2)))
+        arg_byte = Signal(range(proto.ARGMAX_BYTES))
+        element_done = o_byte == out_bytes - 1
+        beat_done = element_done & (o_lane == pe - 1)
+        result_full = Signal()
+        result_done = Signal()  # the RESULT reply's last byte was taken
+        with m.FSM(name="collect_fsm"):
+            with m.State("COLLECT"):
+                m.d.comb += net.o.ready.eq(beat_done)
+                with m.If(net.o.valid):
+                    with m.If(o_index < n_out):  # the last beat's lanes past the end are padding
+                        m.d.comb += [shift.eq(1), shift_in.eq(extended.word_select(o_byte, 8))]
+                        with m.If(element_done & ((o_index == 0) | (value > best))):
+                            m.d.sync += [best.eq(value), best_index.eq(o_index)]
+                    with m.If(element_done):
+                        m.d.sync += [o_byte.eq(0), o_index.eq(o_index + 1),
+                                     o_lane.eq(Mux(o_lane == pe - 1, 0, o_lane + 1))]
+                        with m.If(o_index == out_beats * pe - 1):
+                            m.d.sync += o_index.eq(0)
+                            m.next = "ARGMAX"
+                    with m.Else():
+                        m.d.sync += o_byte.eq(o_byte + 1)
+            with m.State("ARGMAX"):
+                m.d.comb += [shift.eq(1), shift_in.eq(
+                    Cat(best_index, Const(0, 8 * proto.ARGMAX_BYTES)).word_select(arg_byte, 8))]
+                m.d.sync += arg_byte.eq(arg_byte + 1)
+                with m.If(arg_byte == proto.ARGMAX_BYTES - 1):
+                    m.d.sync += arg_byte.eq(0)
+                    m.next = "FULL"
+            with m.State("FULL"):
+                m.d.comb += result_full.eq(1)
+                with m.If(result_done):
+                    m.d.sync += self.last_class.eq(best_index)
+                    m.next = "COLLECT"
 
         # ---- Reply transmitter --------------------------------------------------------------
-        # Control replies (NAK, STATUS, INFO) wait in a small queue: type, tag, NAK code.
-        m.submodules.ctl = ctl = SyncFIFO(width=24, depth=4)
-        ctl_type, ctl_tag, ctl_code = ctl.r_data[16:], ctl.r_data[8:16], ctl.r_data[:8]
+        # A reply is named by a code: 0 a RESULT, a NAK's error code, or one past them for the
+        # STATUS and INFO replies. Control replies (NAK, STATUS, INFO) wait in a small queue as
+        # code and tag.
+        codes = _reply_codes()
+        code_of = {type_: code for code, type_ in codes.items() if type_ != proto.NAK}
+        m.submodules.ctl = ctl = SyncFIFO(width=8 + _CODE_BITS, depth=4)
+        ctl_tag, ctl_code = ctl.r_data[:8], ctl.r_data[8:]
 
-        tx_type = Signal(8)
+        tx_code = Signal(_CODE_BITS)
         tx_tag = Signal(8)
-        tx_code = Signal(8)
         tx_crc = Signal(16)
-        tx_pos = Signal(16)
+        tx_pos = Signal(range(max(proto.HEADER_SIZE, *p.reply_lengths.values())))
         tx_byte = Signal(8)
+        tx_type = Signal(8)
         tx_len = Signal(16)
+        tx_last = Signal()  # the payload byte at tx_pos is the last one
         tx_active = Signal()
         m.d.comb += [utx.i.payload.eq(tx_byte)]
 
-        with m.Switch(tx_type):
-            for type_ in proto.REPLY_TYPES:
-                with m.Case(type_):
-                    m.d.comb += tx_len.eq(p.reply_payload_length(type_))
-
-        payloads = {
-            proto.RESULT: [o[8 * i:8 * i + 8] for o in outs for i in range(out_bytes)]
-            + [best_index[8 * i:8 * i + 8] for i in range(proto.ARGMAX_BYTES)],
-            proto.STATUS_REPLY: [counters[name][8 * i:8 * i + 8]
-                                 for name in proto.COUNTERS for i in range(2)],
-            proto.INFO_REPLY: [Const(b, 8) for b in p.info_bytes(net.ii, net.latency)],
-            proto.NAK: [tx_code],
-        }
+        status_bytes = Cat(counters[name] for name in proto.COUNTERS)
+        info_bytes = Const(int.from_bytes(p.info_bytes(net.ii, net.latency), "little"),
+                           8 * proto.INFO_PAYLOAD)
         payload_byte = Signal(8)
-        with m.Switch(tx_type):
-            for type_, values in payloads.items():
-                with m.Case(type_):
-                    with m.Switch(tx_pos):
-                        for index, value in enumerate(values):
-                            with m.Case(index):
-                                m.d.comb += payload_byte.eq(value)
+        with m.Switch(tx_code):
+            for code, type_ in codes.items():
+                with m.Case(code):
+                    length = p.reply_payload_length(type_)
+                    m.d.comb += [tx_type.eq(type_), tx_len.eq(length),
+                                 tx_last.eq(tx_pos == length - 1)]
+                    if type_ == proto.RESULT:
+                        m.d.comb += payload_byte.eq(chain[0])
+                    elif type_ == proto.STATUS_REPLY:
+                        m.d.comb += payload_byte.eq(status_bytes.word_select(tx_pos, 8))
+                    elif type_ == proto.INFO_REPLY:
+                        m.d.comb += payload_byte.eq(info_bytes.word_select(tx_pos, 8))
+                    else:
+                        m.d.comb += payload_byte.eq(tx_code)
 
         sent = utx.i.valid & utx.i.ready
         with m.FSM(name="tx_fsm"):
             with m.State("IDLE"):
-                with m.If(result_ready):
-                    m.d.sync += [tx_type.eq(proto.RESULT), tx_tag.eq(tags.r_data)]
+                with m.If(result_full):
+                    m.d.sync += [tx_code.eq(code_of[proto.RESULT]), tx_tag.eq(tags.r_data)]
                     m.next = "HEADER"
                 with m.Elif(ctl.r_rdy):
                     m.d.comb += ctl.r_en.eq(1)
-                    m.d.sync += [tx_type.eq(ctl_type), tx_tag.eq(ctl_tag), tx_code.eq(ctl_code)]
+                    m.d.sync += [tx_code.eq(ctl_code), tx_tag.eq(ctl_tag)]
                     m.next = "HEADER"
                 m.d.sync += [tx_pos.eq(0), tx_crc.eq(proto.CRC_INIT)]
             with m.State("HEADER"):
@@ -348,7 +405,9 @@ class Harness(wiring.Component):
                 m.d.comb += [utx.i.valid.eq(1), tx_active.eq(1), tx_byte.eq(payload_byte)]
                 with m.If(sent):
                     m.d.sync += [tx_crc.eq(crc16_next(tx_crc, tx_byte)), tx_pos.eq(tx_pos + 1)]
-                    with m.If(tx_pos == tx_len - 1):
+                    with m.If(tx_code == code_of[proto.RESULT]):
+                        m.d.comb += shift.eq(1)
+                    with m.If(tx_last):
                         m.next = "CRC_HI"
             with m.State("CRC_HI"):
                 m.d.comb += [utx.i.valid.eq(1), tx_active.eq(1), tx_byte.eq(tx_crc[8:])]
@@ -357,15 +416,15 @@ class Harness(wiring.Component):
             with m.State("CRC_LO"):
                 m.d.comb += [utx.i.valid.eq(1), tx_active.eq(1), tx_byte.eq(tx_crc[:8])]
                 with m.If(sent):
-                    with m.If(tx_type == proto.RESULT):
+                    with m.If(tx_code == code_of[proto.RESULT]):
                         m.d.comb += [result_done.eq(1), tags.r_en.eq(1)]
                     m.next = "IDLE"
 
         # ---- Frame receiver -----------------------------------------------------------------
         rx_type = Signal(8)
         rx_tag = Signal(8)
-        rx_len = Signal(16)
-        rx_count = Signal(16)
+        rx_len_lo = Signal(8)
+        rx_count = Signal(range(max(1, *p.request_lengths.values())))
         rx_crc = Signal(16)
         rx_crc_hi = Signal(8)
         drop = Signal()
@@ -376,18 +435,20 @@ class Harness(wiring.Component):
         beat = Signal(range(in_beats))
         full_element = Cat(element[8:], byte) if in_bytes > 1 else byte
 
-        def reply(type_, code=0):
+        def reply(code):
             # A control reply that finds the queue full is dropped; the host times out.
-            m.d.comb += [ctl.w_en.eq(1), ctl.w_data.eq(Cat(Const(code, 8), rx_tag, type_))]
+            m.d.comb += [ctl.w_en.eq(1), ctl.w_data.eq(Cat(rx_tag, Const(code, _CODE_BITS)))]
 
-        def nak(code):
-            reply(Const(proto.NAK, 8), proto.ERRORS[code])
+        def nak(name):
+            reply(proto.ERRORS[name])
 
         expected = Signal(16)
+        last_byte = Signal()  # the payload byte being received is the last one
         with m.Switch(rx_type):
             for type_ in proto.REQUEST_TYPES:
                 with m.Case(type_):
-                    m.d.comb += expected.eq(p.payload_length(type_))
+                    length = p.payload_length(type_)
+                    m.d.comb += [expected.eq(length), last_byte.eq(rx_count == length - 1)]
 
         for k in range(simd):
             m.d.comb += wr.data[k].eq(full_element[:in_width])
@@ -424,7 +485,7 @@ class Harness(wiring.Component):
                     m.next = "HUNT"
             with m.State("LEN_LO"):
                 with m.If(got):
-                    m.d.sync += [rx_len[:8].eq(byte), rx_crc.eq(crc16_next(rx_crc, byte))]
+                    m.d.sync += [rx_len_lo.eq(byte), rx_crc.eq(crc16_next(rx_crc, byte))]
                     m.next = "LEN_HI"
                 with m.If(abort):
                     m.next = "HUNT"
@@ -433,7 +494,7 @@ class Harness(wiring.Component):
                     m.d.sync += [rx_crc.eq(crc16_next(rx_crc, byte)), rx_count.eq(0),
                                  elem_byte.eq(0), lane.eq(0), beat.eq(0),
                                  drop.eq(feeding | ~tags.w_rdy)]
-                    with m.If(Cat(rx_len[:8], byte) != expected):
+                    with m.If(Cat(rx_len_lo, byte) != expected):
                         m.d.comb += events["header_errors"].eq(1)
                         nak("header")
                         m.next = "HUNT"
@@ -455,7 +516,7 @@ class Harness(wiring.Component):
                             m.d.sync += lane.eq(lane + 1)
                     with m.Else():
                         m.d.sync += [elem_byte.eq(elem_byte + 1), element.eq(full_element)]
-                    with m.If(rx_count == rx_len - 1):
+                    with m.If(last_byte):
                         m.next = "CRC_HI"
                 with m.If(abort):
                     m.next = "HUNT"
@@ -480,7 +541,11 @@ class Harness(wiring.Component):
                             m.d.sync += feeding.eq(1)
                     with m.Else():
                         m.d.comb += events["frames_ok"].eq(1)
-                        reply(proto.reply_type(rx_type))
+                        with m.Switch(rx_type):
+                            for type_ in proto.REQUEST_TYPES:
+                                if type_ != proto.INFER:
+                                    with m.Case(type_):
+                                        reply(code_of[proto.reply_type(type_)])
                 with m.If(abort):
                     m.next = "HUNT"
         # Abandon a partial frame on a framing error or when the line goes idle.
@@ -500,21 +565,31 @@ class Harness(wiring.Component):
             m.d.sync += idle.eq(idle + 1)
 
         # ---- Status outputs -----------------------------------------------------------------
-        beat_timer = Signal(range(self._heartbeat))
-        with m.If(beat_timer == self._heartbeat - 1):
-            m.d.sync += [beat_timer.eq(0), self.heartbeat.eq(~self.heartbeat)]
-        with m.Else():
-            m.d.sync += beat_timer.eq(beat_timer + 1)
+        # One free-running prescaler of a power of two cycles ticks the heartbeat and the
+        # three stretch timers (see led_timing).
+        tick_bits, beat_ticks, stretch_ticks = led_timing(self._heartbeat, self._stretch)
+        prescaler = Signal(tick_bits)
+        tick = Signal()
+        m.d.sync += prescaler.eq(prescaler + 1)
+        m.d.comb += tick.eq(prescaler.all() if tick_bits else 1)
+
+        beat_timer = Signal(range(beat_ticks))
+        with m.If(tick):
+            with m.If(beat_timer == beat_ticks - 1):
+                m.d.sync += [beat_timer.eq(0), self.heartbeat.eq(~self.heartbeat)]
+            with m.Else():
+                m.d.sync += beat_timer.eq(beat_timer + 1)
 
         busy_now = feeding | tags.r_rdy | tx_active
         for output, event in ((self.busy, busy_now), (self.error, any_error),
                               (self.activity, events["frames_ok"])):
-            timer = Signal(range(self._stretch + 1), name=f"{output.name}_timer")
+            timer = Signal(range(stretch_ticks + 1), name=f"{output.name}_timer")
             with m.If(event):
-                m.d.sync += timer.eq(self._stretch)
-            with m.Elif(timer != 0):
+                m.d.sync += timer.eq(stretch_ticks)
+            with m.Elif(tick & (timer != 0)):
                 m.d.sync += timer.eq(timer - 1)
-            m.d.comb += output.eq(event | (timer != 0))
+            # Registered, like the heartbeat, so that all four change on a clock edge together.
+            m.d.sync += output.eq(event | (timer != 0))
         return m
 
 
