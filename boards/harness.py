@@ -10,7 +10,7 @@ board's LEDs. The ``sync`` clock domain is the board's default clock, created by
 The wire format is in :mod:`boards.protocol`.
 """
 
-from amaranth.hdl import Cat, Const, Elaboratable, Module, Mux, Signal, signed
+from amaranth.hdl import Array, Cat, Const, Elaboratable, Module, Mux, Signal, signed
 from amaranth.lib import data, io, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
@@ -245,17 +245,26 @@ class Harness(wiring.Component):
 
         # Events and their saturating counters. At most one event happens in a cycle (a
         # received byte, a framing error and a timeout exclude each other, and each byte
-        # raises at most one event), so the counters share one incrementer.
+        # raises at most one event), and events are many cycles apart. An event is registered;
+        # in the next cycle its counter is read into `counted` through the one multiplexer that
+        # also reads the counters for the STATUS reply (whose transmitter waits meanwhile), and
+        # in the cycle after that it is written back incremented.
         events = {name: Signal(name=f"ev_{name}") for name in proto.COUNTERS}
-        counters = {name: Signal(16, name=f"count_{name}") for name in proto.COUNTERS}
+        counters = [Signal(16, name=f"count_{name}") for name in proto.COUNTERS]
+        pending = Signal(2)  # the event's counter is being read, then written
+        pending_index = Signal(range(len(counters)))
+        count_index = Signal(range(len(counters)))
         counted = Signal(16)
-        for name in proto.COUNTERS:  # the one counter whose event is on, else 0
+        m.d.sync += [pending.eq(Cat(Cat(events.values()).any(), pending[0])),
+                     counted.eq(Array(counters)[count_index])]
+        for index, name in enumerate(proto.COUNTERS):
             with m.If(events[name]):
-                m.d.comb += counted.eq(counters[name])
-        with m.If(counted != 0xFFFF):
-            for name in proto.COUNTERS:
-                with m.If(events[name]):
-                    m.d.sync += counters[name].eq(counted + 1)
+                m.d.sync += pending_index.eq(index)
+        with m.If(pending[1] & (counted != 0xFFFF)):
+            with m.Switch(pending_index):
+                for index, counter in enumerate(counters):
+                    with m.Case(index):
+                        m.d.sync += counter.eq(counted + 1)
         any_error = Signal()
         m.d.comb += any_error.eq(Cat(events[name] for name in
                                      ("crc_errors", "header_errors", "framing_errors",
@@ -356,7 +365,6 @@ class Harness(wiring.Component):
         tx_active = Signal()
         m.d.comb += [utx.i.payload.eq(tx_byte)]
 
-        status_bytes = Cat(counters[name] for name in proto.COUNTERS)
         info_bytes = Const(int.from_bytes(p.info_bytes(net.ii, net.latency), "little"),
                            8 * proto.INFO_PAYLOAD)
         payload_byte = Signal(8)
@@ -369,12 +377,13 @@ class Harness(wiring.Component):
                     if type_ == proto.RESULT:
                         m.d.comb += payload_byte.eq(chain[0])
                     elif type_ == proto.STATUS_REPLY:
-                        m.d.comb += payload_byte.eq(status_bytes.word_select(tx_pos, 8))
+                        m.d.comb += payload_byte.eq(counted.word_select(tx_pos[0], 8))
                     elif type_ == proto.INFO_REPLY:
                         m.d.comb += payload_byte.eq(info_bytes.word_select(tx_pos, 8))
                     else:
                         m.d.comb += payload_byte.eq(tx_code)
 
+        m.d.comb += count_index.eq(Mux(pending[0], pending_index, tx_pos[1:]))
         sent = utx.i.valid & utx.i.ready
         with m.FSM(name="tx_fsm"):
             with m.State("IDLE"):
@@ -402,7 +411,9 @@ class Harness(wiring.Component):
                     with m.Else():
                         m.d.sync += tx_pos.eq(tx_pos + 1)
             with m.State("PAYLOAD"):
-                m.d.comb += [utx.i.valid.eq(1), tx_active.eq(1), tx_byte.eq(payload_byte)]
+                status = tx_code == code_of[proto.STATUS_REPLY]
+                m.d.comb += [utx.i.valid.eq(~(status & pending.any())), tx_active.eq(1),
+                             tx_byte.eq(payload_byte)]
                 with m.If(sent):
                     m.d.sync += [tx_crc.eq(crc16_next(tx_crc, tx_byte)), tx_pos.eq(tx_pos + 1)]
                     with m.If(tx_code == code_of[proto.RESULT]):
@@ -426,7 +437,7 @@ class Harness(wiring.Component):
         rx_len_lo = Signal(8)
         rx_count = Signal(range(max(1, *p.request_lengths.values())))
         rx_crc = Signal(16)
-        rx_crc_hi = Signal(8)
+        rx_crc_hi_ok = Signal()  # CRC_HI matched: CRC_LO compares only its own byte
         drop = Signal()
         idle = Signal(range(self._timeout + 1))
         element = Signal(8 * in_bytes)
@@ -522,14 +533,14 @@ class Harness(wiring.Component):
                     m.next = "HUNT"
             with m.State("CRC_HI"):
                 with m.If(got):
-                    m.d.sync += rx_crc_hi.eq(byte)
+                    m.d.sync += rx_crc_hi_ok.eq(byte == rx_crc[8:])
                     m.next = "CRC_LO"
                 with m.If(abort):
                     m.next = "HUNT"
             with m.State("CRC_LO"):
                 with m.If(got):
                     m.next = "HUNT"
-                    with m.If(Cat(byte, rx_crc_hi) != rx_crc):
+                    with m.If(~rx_crc_hi_ok | (byte != rx_crc[:8])):
                         m.d.comb += events["crc_errors"].eq(1)
                         nak("crc")
                     with m.Elif(rx_type == proto.INFER):
