@@ -10,7 +10,7 @@ board's LEDs. The ``sync`` clock domain is the board's default clock, created by
 The wire format is in :mod:`boards.protocol`.
 """
 
-from amaranth.hdl import Array, Cat, Const, Elaboratable, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Const, Elaboratable, Module, Mux, Signal, signed
 from amaranth.lib import data, io, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
@@ -243,28 +243,36 @@ class Harness(wiring.Component):
         pe = net.plan.out_lanes
         in_beats, out_beats = net.in_beats, net.out_beats
 
-        # Events and their saturating counters. At most one event happens in a cycle (a
-        # received byte, a framing error and a timeout exclude each other, and each byte
-        # raises at most one event), and events are many cycles apart. An event is registered;
-        # in the next cycle its counter is read into `counted` through the one multiplexer that
-        # also reads the counters for the STATUS reply (whose transmitter waits meanwhile), and
-        # in the cycle after that it is written back incremented.
+        # The reply memory: the 16-bit saturating counters (words 0 to 6, in the order of
+        # `proto.COUNTERS`), then the RESULT payload, a byte a word. At most one counted event
+        # happens in a cycle (a received byte, a framing error and a timeout exclude each
+        # other, and each byte raises at most one event), and events are many cycles apart. An
+        # event is registered; in the next cycle its counter is read, in the cycle after that
+        # written back incremented. Meanwhile the transmitter, which reads the STATUS and
+        # RESULT payloads from the same read port, waits, and the collector does not write.
+        # After a reset the counters are cleared, one a cycle.
         events = {name: Signal(name=f"ev_{name}") for name in proto.COUNTERS}
-        counters = [Signal(16, name=f"count_{name}") for name in proto.COUNTERS]
-        pending = Signal(2)  # the event's counter is being read, then written
-        pending_index = Signal(range(len(counters)))
-        count_index = Signal(range(len(counters)))
-        counted = Signal(16)
-        m.d.sync += [pending.eq(Cat(Cat(events.values()).any(), pending[0])),
-                     counted.eq(Array(counters)[count_index])]
+        n_counters = len(proto.COUNTERS)
+        m.submodules.replies = replies = Memory(
+            shape=16, depth=n_counters + p.result_payload, init=[])
+        reply_wr = replies.write_port()
+        reply_rd = replies.read_port(domain="sync")
+        clearing = Signal(range(n_counters + 1))
+        pending = Signal(3)  # an event's counter is being read, written, then read again
+        pending_index = Signal(range(n_counters))
+        counted = reply_rd.data
+        memory_busy = Signal()  # the counters own the memory's ports this cycle
+        m.d.comb += memory_busy.eq(pending.any() | (clearing != n_counters))
+        m.d.sync += pending.eq(Cat(Cat(events.values()).any(), pending[:2]))
         for index, name in enumerate(proto.COUNTERS):
             with m.If(events[name]):
                 m.d.sync += pending_index.eq(index)
-        with m.If(pending[1] & (counted != 0xFFFF)):
-            with m.Switch(pending_index):
-                for index, counter in enumerate(counters):
-                    with m.Case(index):
-                        m.d.sync += counter.eq(counted + 1)
+        with m.If(clearing != n_counters):
+            m.d.comb += [reply_wr.addr.eq(clearing), reply_wr.data.eq(0), reply_wr.en.eq(1)]
+            m.d.sync += clearing.eq(clearing + 1)
+        with m.Elif(pending[1]):
+            m.d.comb += [reply_wr.addr.eq(pending_index), reply_wr.data.eq(counted + 1),
+                         reply_wr.en.eq(counted != 0xFFFF)]
         any_error = Signal()
         m.d.comb += any_error.eq(Cat(events[name] for name in
                                      ("crc_errors", "header_errors", "framing_errors",
@@ -294,15 +302,11 @@ class Harness(wiring.Component):
                     m.d.sync += [feeding.eq(0), feed_beat.eq(0)]
 
         # ---- Output collector and argmax ----------------------------------------------------
-        # The RESULT payload is a chain of byte registers: the collector shifts the output
-        # elements in a byte at a time (holding the network's output beat until its last
-        # byte), then the argmax class; the transmitter shifts them out from the front.
-        chain = [Signal(8, name=f"result{i}") for i in range(p.result_payload)]
-        shift = Signal()
-        shift_in = Signal(8)
-        with m.If(shift):
-            m.d.sync += [a.eq(b) for a, b in zip(chain, chain[1:] + [shift_in], strict=True)]
-
+        # The collector writes the output elements into the reply memory a byte at a time
+        # (holding the network's output beat until its last byte is written), then the argmax
+        # class, which it keeps as the elements go by (a strictly greater element replaces the
+        # best: the first maximum wins).
+        o_pos = Signal(range(p.result_payload))
         o_byte = Signal(range(out_bytes))
         o_lane = Signal(range(pe))
         o_index = Signal(range(out_beats * pe))
@@ -316,12 +320,18 @@ class Harness(wiring.Component):
         beat_done = element_done & (o_lane == pe - 1)
         result_full = Signal()
         result_done = Signal()  # the RESULT reply's last byte was taken
+
+        def write_result(byte):
+            m.d.comb += [reply_wr.addr.eq(n_counters + o_pos), reply_wr.data.eq(byte),
+                         reply_wr.en.eq(1)]
+            m.d.sync += o_pos.eq(o_pos + 1)
+
         with m.FSM(name="collect_fsm"):
             with m.State("COLLECT"):
-                m.d.comb += net.o.ready.eq(beat_done)
-                with m.If(net.o.valid):
+                m.d.comb += net.o.ready.eq(beat_done & ~memory_busy)
+                with m.If(net.o.valid & ~memory_busy):
                     with m.If(o_index < n_out):  # the last beat's lanes past the end are padding
-                        m.d.comb += [shift.eq(1), shift_in.eq(extended.word_select(o_byte, 8))]
+                        write_result(extended.word_select(o_byte, 8))
                         with m.If(element_done & ((o_index == 0) | (value > best))):
                             m.d.sync += [best.eq(value), best_index.eq(o_index)]
                     with m.If(element_done):
@@ -333,12 +343,13 @@ class Harness(wiring.Component):
                     with m.Else():
                         m.d.sync += o_byte.eq(o_byte + 1)
             with m.State("ARGMAX"):
-                m.d.comb += [shift.eq(1), shift_in.eq(
-                    Cat(best_index, Const(0, 8 * proto.ARGMAX_BYTES)).word_select(arg_byte, 8))]
-                m.d.sync += arg_byte.eq(arg_byte + 1)
-                with m.If(arg_byte == proto.ARGMAX_BYTES - 1):
-                    m.d.sync += arg_byte.eq(0)
-                    m.next = "FULL"
+                with m.If(~memory_busy):
+                    argmax_bytes = Cat(best_index, Const(0, 8 * proto.ARGMAX_BYTES))
+                    write_result(argmax_bytes.word_select(arg_byte, 8))
+                    m.d.sync += arg_byte.eq(arg_byte + 1)
+                    with m.If(arg_byte == proto.ARGMAX_BYTES - 1):
+                        m.d.sync += [o_pos.eq(0), arg_byte.eq(0)]
+                        m.next = "FULL"
             with m.State("FULL"):
                 m.d.comb += result_full.eq(1)
                 with m.If(result_done):
@@ -368,6 +379,7 @@ class Harness(wiring.Component):
         info_bytes = Const(int.from_bytes(p.info_bytes(net.ii, net.latency), "little"),
                            8 * proto.INFO_PAYLOAD)
         payload_byte = Signal(8)
+        tx_addr = Signal.like(reply_rd.addr)  # the reply memory word of the STATUS or RESULT
         with m.Switch(tx_code):
             for code, type_ in codes.items():
                 with m.Case(code):
@@ -375,15 +387,17 @@ class Harness(wiring.Component):
                     m.d.comb += [tx_type.eq(type_), tx_len.eq(length),
                                  tx_last.eq(tx_pos == length - 1)]
                     if type_ == proto.RESULT:
-                        m.d.comb += payload_byte.eq(chain[0])
+                        m.d.comb += [payload_byte.eq(reply_rd.data[:8]),
+                                     tx_addr.eq(n_counters + tx_pos)]
                     elif type_ == proto.STATUS_REPLY:
-                        m.d.comb += payload_byte.eq(counted.word_select(tx_pos[0], 8))
+                        m.d.comb += [payload_byte.eq(counted.word_select(tx_pos[0], 8)),
+                                     tx_addr.eq(tx_pos[1:])]
                     elif type_ == proto.INFO_REPLY:
                         m.d.comb += payload_byte.eq(info_bytes.word_select(tx_pos, 8))
                     else:
                         m.d.comb += payload_byte.eq(tx_code)
 
-        m.d.comb += count_index.eq(Mux(pending[0], pending_index, tx_pos[1:]))
+        m.d.comb += reply_rd.addr.eq(Mux(pending[0], pending_index, tx_addr))
         sent = utx.i.valid & utx.i.ready
         with m.FSM(name="tx_fsm"):
             with m.State("IDLE"):
@@ -411,13 +425,10 @@ class Harness(wiring.Component):
                     with m.Else():
                         m.d.sync += tx_pos.eq(tx_pos + 1)
             with m.State("PAYLOAD"):
-                status = tx_code == code_of[proto.STATUS_REPLY]
-                m.d.comb += [utx.i.valid.eq(~(status & pending.any())), tx_active.eq(1),
+                m.d.comb += [utx.i.valid.eq(~pending.any()), tx_active.eq(1),
                              tx_byte.eq(payload_byte)]
                 with m.If(sent):
                     m.d.sync += [tx_crc.eq(crc16_next(tx_crc, tx_byte)), tx_pos.eq(tx_pos + 1)]
-                    with m.If(tx_code == code_of[proto.RESULT]):
-                        m.d.comb += shift.eq(1)
                     with m.If(tx_last):
                         m.next = "CRC_HI"
             with m.State("CRC_HI"):
