@@ -20,6 +20,7 @@ from amaranth_nn.network import Network
 from amaranth_nn.unused import rejecting
 
 from . import protocol as proto
+from .lfsr import POLYNOMIALS, lfsr_next, lfsr_width, state_after
 from .uart import UARTReceiver, UARTTransmitter, check_divisor
 
 __all__ = ["Harness", "BoardTop", "crc16_next", "check_harness_arguments", "STATUS_SIGNALS"]
@@ -70,20 +71,22 @@ _CODE_BITS = max(_reply_codes()).bit_length()
 
 
 def led_timing(heartbeat, stretch):
-    """The status outputs' timers: ``(tick_bits, heartbeat_ticks, stretch_ticks)``.
+    """The status outputs' timers: ``(tick_width, heartbeat_ticks, stretch_ticks)``.
 
-    One free-running prescaler of ``2**tick_bits`` cycles, the largest power of two at most a
-    quarter of the shorter of ``heartbeat`` and ``stretch`` (at least 1), ticks them. The
+    One free-running LFSR prescaler (:mod:`boards.lfsr`) of ``tick_width`` bits ticks them
+    every ``2**tick_width - 1`` cycles, the longest such period at most a quarter of the
+    shorter of ``heartbeat`` and ``stretch`` (every cycle, width 0, when there is none). The
     heartbeat toggles every ``heartbeat_ticks`` ticks, ``heartbeat`` rounded to whole ticks
     (within an eighth of it); a stretched output stays on for ``stretch_ticks`` ticks after its
     event: exactly ``stretch`` cycles when a tick is one cycle, otherwise at least ``stretch``
     cycles and at most half as long again.
     """
-    tick_bits = max(0, (min(heartbeat, stretch) // 4).bit_length() - 1)
-    tick = 1 << tick_bits
+    quarter = min(heartbeat, stretch) // 4
+    width = max((w for w in POLYNOMIALS if (1 << w) - 1 <= quarter), default=0)
+    tick = (1 << width) - 1 if width else 1
     heartbeat_ticks = max(1, (heartbeat + tick // 2) // tick)
     stretch_ticks = stretch if tick == 1 else -(-stretch // tick) + 1
-    return tick_bits, heartbeat_ticks, stretch_ticks
+    return width, heartbeat_ticks, stretch_ticks
 
 
 def _check_positive(name, value):
@@ -244,7 +247,8 @@ class Harness(wiring.Component):
         in_beats, out_beats = net.in_beats, net.out_beats
 
         # The reply memory: the 16-bit saturating counters (words 0 to 6, in the order of
-        # `proto.COUNTERS`), then the RESULT payload, a byte a word. At most one counted event
+        # `proto.COUNTERS`), then the RESULT payload and the INFO payload (its initial
+        # contents, never written), a byte a word. At most one counted event
         # happens in a cycle (a received byte, a framing error and a timeout exclude each
         # other, and each byte raises at most one event), and events are many cycles apart. An
         # event is registered; in the next cycle its counter is read, in the cycle after that
@@ -253,8 +257,10 @@ class Harness(wiring.Component):
         # After a reset the counters are cleared, one a cycle.
         events = {name: Signal(name=f"ev_{name}") for name in proto.COUNTERS}
         n_counters = len(proto.COUNTERS)
+        info_base = n_counters + p.result_payload
+        info = p.info_bytes(net.ii, net.latency)
         m.submodules.replies = replies = Memory(
-            shape=16, depth=n_counters + p.result_payload, init=[])
+            shape=16, depth=info_base + len(info), init=[0] * info_base + list(info))
         reply_wr = replies.write_port()
         reply_rd = replies.read_port(domain="sync")
         clearing = Signal(range(n_counters + 1))
@@ -376,10 +382,8 @@ class Harness(wiring.Component):
         tx_active = Signal()
         m.d.comb += [utx.i.payload.eq(tx_byte)]
 
-        info_bytes = Const(int.from_bytes(p.info_bytes(net.ii, net.latency), "little"),
-                           8 * proto.INFO_PAYLOAD)
         payload_byte = Signal(8)
-        tx_addr = Signal.like(reply_rd.addr)  # the reply memory word of the STATUS or RESULT
+        tx_addr = Signal.like(reply_rd.addr)  # the reply memory word of a STATUS, RESULT, INFO
         with m.Switch(tx_code):
             for code, type_ in codes.items():
                 with m.Case(code):
@@ -393,7 +397,8 @@ class Harness(wiring.Component):
                         m.d.comb += [payload_byte.eq(counted.word_select(tx_pos[0], 8)),
                                      tx_addr.eq(tx_pos[1:])]
                     elif type_ == proto.INFO_REPLY:
-                        m.d.comb += payload_byte.eq(info_bytes.word_select(tx_pos, 8))
+                        m.d.comb += [payload_byte.eq(reply_rd.data[:8]),
+                                     tx_addr.eq(info_base + tx_pos)]
                     else:
                         m.d.comb += payload_byte.eq(tx_code)
 
@@ -450,7 +455,10 @@ class Harness(wiring.Component):
         rx_crc = Signal(16)
         rx_crc_hi_ok = Signal()  # CRC_HI matched: CRC_LO compares only its own byte
         drop = Signal()
-        idle = Signal(range(self._timeout + 1))
+        # Cycles since the last byte of a partial frame, counted by an LFSR up to the timeout.
+        idle_width = lfsr_width(self._timeout)
+        idle = Signal(idle_width, init=1)
+        idle_end = state_after(idle_width, self._timeout)
         element = Signal(8 * in_bytes)
         elem_byte = Signal(range(in_bytes))
         lane = Signal(range(simd))
@@ -571,7 +579,7 @@ class Harness(wiring.Component):
                 with m.If(abort):
                     m.next = "HUNT"
         # Abandon a partial frame on a framing error or when the line goes idle.
-        timed_out = (idle == self._timeout) & ~got
+        timed_out = (idle == idle_end) & ~got
         m.d.comb += [hunting.eq(rx_fsm.ongoing("HUNT")),
                      abort.eq(~hunting & (urx.error | timed_out))]
         with m.If(~hunting):
@@ -582,18 +590,21 @@ class Harness(wiring.Component):
                 nak("timeout")
         m.d.comb += [events["framing_errors"].eq(urx.error), tags.w_data.eq(rx_tag)]
         with m.If(hunting | got):
-            m.d.sync += idle.eq(0)
-        with m.Elif(idle != self._timeout):
-            m.d.sync += idle.eq(idle + 1)
+            m.d.sync += idle.eq(1)
+        with m.Elif(idle != idle_end):
+            m.d.sync += idle.eq(lfsr_next(idle))
 
         # ---- Status outputs -----------------------------------------------------------------
-        # One free-running prescaler of a power of two cycles ticks the heartbeat and the
-        # three stretch timers (see led_timing).
-        tick_bits, beat_ticks, stretch_ticks = led_timing(self._heartbeat, self._stretch)
-        prescaler = Signal(tick_bits)
+        # One free-running LFSR prescaler ticks the heartbeat and the three stretch timers
+        # (see led_timing).
+        tick_width, beat_ticks, stretch_ticks = led_timing(self._heartbeat, self._stretch)
         tick = Signal()
-        m.d.sync += prescaler.eq(prescaler + 1)
-        m.d.comb += tick.eq(prescaler.all() if tick_bits else 1)
+        if tick_width:
+            prescaler = Signal(tick_width, init=1)
+            m.d.sync += prescaler.eq(lfsr_next(prescaler))
+            m.d.comb += tick.eq(prescaler == 1)
+        else:
+            m.d.comb += tick.eq(1)
 
         beat_timer = Signal(range(beat_ticks))
         with m.If(tick):
