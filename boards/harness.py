@@ -234,8 +234,13 @@ class Harness(wiring.Component):
         m.submodules.uart_rx = urx = UARTReceiver(self._divisor)
         m.submodules.uart_tx = utx = UARTTransmitter(self._divisor)
         m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx), urx.o.ready.eq(1)]
-        got = urx.o.valid
-        byte = urx.o.payload
+        # The receiver acts on each byte one cycle after the UART delivers it, with the byte's
+        # comparisons registered (`got`, `byte` and the flags below), which keeps the comparisons
+        # off the paths into the counters, the queues and the input buffer.
+        arrived = urx.o.valid
+        got = Signal()
+        byte = Signal(8)
+        m.d.sync += [got.eq(arrived), byte.eq(urx.o.payload)]
 
         in_width = p.input_width
         in_bytes, out_bytes = p.input_bytes, p.output_bytes
@@ -252,9 +257,9 @@ class Harness(wiring.Component):
         # happens in a cycle (a received byte, a framing error and a timeout exclude each
         # other, and each byte raises at most one event), and events are many cycles apart. An
         # event is registered; in the next cycle its counter is read, in the cycle after that
-        # written back incremented. Meanwhile the transmitter, which reads the STATUS and
-        # RESULT payloads from the same read port, waits, and the collector does not write.
-        # After a reset the counters are cleared, one a cycle.
+        # written back incremented. Meanwhile the transmitter, which reads the STATUS, RESULT
+        # and INFO payloads from the same read port, waits, and in the write cycle the
+        # collector does not write. After a reset the counters are cleared, one a cycle.
         events = {name: Signal(name=f"ev_{name}") for name in proto.COUNTERS}
         n_counters = len(proto.COUNTERS)
         info_base = n_counters + p.result_payload
@@ -263,19 +268,22 @@ class Harness(wiring.Component):
             shape=16, depth=info_base + len(info), init=[0] * info_base + list(info))
         reply_wr = replies.write_port()
         reply_rd = replies.read_port(domain="sync")
-        clearing = Signal(range(n_counters + 1))
+        clearing = Signal(range(n_counters))
+        clearing_active = Signal(init=1)  # after a reset
         pending = Signal(3)  # an event's counter is being read, written, then read again
         pending_index = Signal(range(n_counters))
         counted = reply_rd.data
-        memory_busy = Signal()  # the counters own the memory's ports this cycle
-        m.d.comb += memory_busy.eq(pending.any() | (clearing != n_counters))
+        memory_busy = Signal()  # the counters own the memory's write port this cycle
+        m.d.comb += memory_busy.eq(pending[1] | clearing_active)
         m.d.sync += pending.eq(Cat(Cat(events.values()).any(), pending[:2]))
         for index, name in enumerate(proto.COUNTERS):
             with m.If(events[name]):
                 m.d.sync += pending_index.eq(index)
-        with m.If(clearing != n_counters):
+        with m.If(clearing_active):
             m.d.comb += [reply_wr.addr.eq(clearing), reply_wr.data.eq(0), reply_wr.en.eq(1)]
             m.d.sync += clearing.eq(clearing + 1)
+            with m.If(clearing == n_counters - 1):
+                m.d.sync += [clearing.eq(0), clearing_active.eq(0)]
         with m.Elif(pending[1]):
             m.d.comb += [reply_wr.addr.eq(pending_index), reply_wr.data.eq(counted + 1),
                          reply_wr.en.eq(counted != 0xFFFF)]
@@ -309,14 +317,21 @@ class Harness(wiring.Component):
 
         # ---- Output collector and argmax ----------------------------------------------------
         # The collector writes the output elements into the reply memory a byte at a time
-        # (holding the network's output beat until its last byte is written), then the argmax
+        # (holding the network's next output beat until the last byte is written), then the argmax
         # class, which it keeps as the elements go by (a strictly greater element replaces the
         # best: the first maximum wins).
         o_pos = Signal(range(p.result_payload))
         o_byte = Signal(range(out_bytes))
         o_lane = Signal(range(pe))
         o_index = Signal(range(out_beats * pe))
-        value = net.o.payload[o_lane] if pe > 1 else net.o.payload[0]
+        # The network's output beat is taken into a register first, off the paths from the
+        # memory's arbitration into the network.
+        held_beat = Signal(net.o.payload.shape())
+        beat_full = Signal()
+        m.d.comb += net.o.ready.eq(~beat_full)
+        with m.If(net.o.valid & ~beat_full):
+            m.d.sync += [held_beat.eq(net.o.payload), beat_full.eq(1)]
+        value = held_beat[o_lane] if pe > 1 else held_beat[0]
         extended = Signal(signed(8 * out_bytes))
         m.d.comb += extended.eq(value)
         best = Signal.like(value)
@@ -334,12 +349,13 @@ class Harness(wiring.Component):
 
         with m.FSM(name="collect_fsm"):
             with m.State("COLLECT"):
-                m.d.comb += net.o.ready.eq(beat_done & ~memory_busy)
-                with m.If(net.o.valid & ~memory_busy):
+                with m.If(beat_full & ~memory_busy):
                     with m.If(o_index < n_out):  # the last beat's lanes past the end are padding
                         write_result(extended.word_select(o_byte, 8))
                         with m.If(element_done & ((o_index == 0) | (value > best))):
                             m.d.sync += [best.eq(value), best_index.eq(o_index)]
+                    with m.If(beat_done):
+                        m.d.sync += beat_full.eq(0)
                     with m.If(element_done):
                         m.d.sync += [o_byte.eq(0), o_index.eq(o_index + 1),
                                      o_lane.eq(Mux(o_lane == pe - 1, 0, o_lane + 1))]
@@ -453,24 +469,47 @@ class Harness(wiring.Component):
         rx_len_lo = Signal(8)
         rx_count = Signal(range(max(1, *p.request_lengths.values())))
         rx_crc = Signal(16)
-        rx_crc_hi_ok = Signal()  # CRC_HI matched: CRC_LO compares only its own byte
+        rx_crc_hi_ok = Signal()  # CRC_HI matched
+        # Flags of `byte`, registered with it.
+        is_sync = Signal()
+        is_request = Signal()
+        length_ok = Signal()  # LEN_LO and this byte are the exact length of the frame's type
+        crc_hi_match = Signal()
+        crc_lo_match = Signal()
         drop = Signal()
         # Cycles since the last byte of a partial frame, counted by an LFSR up to the timeout.
         idle_width = lfsr_width(self._timeout)
         idle = Signal(idle_width, init=1)
-        idle_end = state_after(idle_width, self._timeout)
+        idle_done = Signal()  # idle is at the state `timeout` steps on (registered compare)
+        before_end = state_after(idle_width, self._timeout - 1)
         element = Signal(8 * in_bytes)
         elem_byte = Signal(range(in_bytes))
         lane = Signal(range(simd))
         beat = Signal(range(in_beats))
         full_element = Cat(element[8:], byte) if in_bytes > 1 else byte
 
+        # A control reply that finds the queue full is dropped; the host times out. A reply
+        # decided on a received byte enters the queue a cycle later (registered), as does an
+        # accepted INFER's tag; a NAK for a framing error or a timeout enters it at once (they
+        # are decided on registers alone, and the timeout's NAK keeps its time to the cycle).
+        queued = Signal()
+        queued_entry = Signal(8 + _CODE_BITS)
+        held = Signal()
+        held_entry = Signal(8 + _CODE_BITS)
+        accepted = Signal()  # an INFER is accepted: its tag enters the tag queue
+        m.d.sync += [held.eq(queued), held_entry.eq(queued_entry), tags.w_en.eq(accepted)]
+        with m.If(held):
+            m.d.comb += [ctl.w_en.eq(1), ctl.w_data.eq(held_entry)]
+
         def reply(code):
-            # A control reply that finds the queue full is dropped; the host times out.
-            m.d.comb += [ctl.w_en.eq(1), ctl.w_data.eq(Cat(rx_tag, Const(code, _CODE_BITS)))]
+            m.d.comb += [queued.eq(1), queued_entry.eq(Cat(rx_tag, Const(code, _CODE_BITS)))]
 
         def nak(name):
             reply(proto.ERRORS[name])
+
+        def nak_now(name):
+            m.d.comb += [ctl.w_en.eq(1),
+                         ctl.w_data.eq(Cat(rx_tag, Const(proto.ERRORS[name], _CODE_BITS)))]
 
         expected = Signal(16)
         last_byte = Signal()  # the payload byte being received is the last one
@@ -489,7 +528,7 @@ class Harness(wiring.Component):
         with m.FSM(name="rx_fsm") as rx_fsm:
             with m.State("HUNT"):
                 with m.If(got):
-                    with m.If(byte == proto.SYNC):
+                    with m.If(is_sync):
                         m.d.sync += [rx_crc.eq(proto.CRC_INIT), rx_tag.eq(0)]
                         m.next = "TYPE"
                     with m.Else():
@@ -497,10 +536,10 @@ class Harness(wiring.Component):
             with m.State("TYPE"):
                 with m.If(got):
                     m.d.sync += [rx_type.eq(byte), rx_crc.eq(crc16_next(rx_crc, byte))]
-                    with m.If(byte == proto.SYNC):
+                    with m.If(is_sync):
                         m.d.comb += events["garbage_bytes"].eq(1)  # the earlier SYNC was stray
                         m.d.sync += rx_crc.eq(proto.CRC_INIT)
-                    with m.Elif(Cat(byte == t for t in proto.REQUEST_TYPES).any()):
+                    with m.Elif(is_request):
                         m.next = "TAG"
                     with m.Else():
                         m.d.comb += events["header_errors"].eq(1)
@@ -524,7 +563,7 @@ class Harness(wiring.Component):
                     m.d.sync += [rx_crc.eq(crc16_next(rx_crc, byte)), rx_count.eq(0),
                                  elem_byte.eq(0), lane.eq(0), beat.eq(0),
                                  drop.eq(feeding | ~tags.w_rdy)]
-                    with m.If(Cat(rx_len_lo, byte) != expected):
+                    with m.If(~length_ok):
                         m.d.comb += events["header_errors"].eq(1)
                         nak("header")
                         m.next = "HUNT"
@@ -552,14 +591,14 @@ class Harness(wiring.Component):
                     m.next = "HUNT"
             with m.State("CRC_HI"):
                 with m.If(got):
-                    m.d.sync += rx_crc_hi_ok.eq(byte == rx_crc[8:])
+                    m.d.sync += rx_crc_hi_ok.eq(crc_hi_match)
                     m.next = "CRC_LO"
                 with m.If(abort):
                     m.next = "HUNT"
             with m.State("CRC_LO"):
                 with m.If(got):
                     m.next = "HUNT"
-                    with m.If(~rx_crc_hi_ok | (byte != rx_crc[:8])):
+                    with m.If(~rx_crc_hi_ok | ~crc_lo_match):
                         m.d.comb += events["crc_errors"].eq(1)
                         nak("crc")
                     with m.Elif(rx_type == proto.INFER):
@@ -567,7 +606,7 @@ class Harness(wiring.Component):
                             m.d.comb += events["overruns"].eq(1)
                             nak("overrun")
                         with m.Else():
-                            m.d.comb += [events["frames_ok"].eq(1), tags.w_en.eq(1)]
+                            m.d.comb += [events["frames_ok"].eq(1), accepted.eq(1)]
                             m.d.sync += feeding.eq(1)
                     with m.Else():
                         m.d.comb += events["frames_ok"].eq(1)
@@ -579,20 +618,28 @@ class Harness(wiring.Component):
                 with m.If(abort):
                     m.next = "HUNT"
         # Abandon a partial frame on a framing error or when the line goes idle.
-        timed_out = (idle == idle_end) & ~got
+        m.d.sync += [is_sync.eq(urx.o.payload == proto.SYNC),
+                     is_request.eq(Cat(urx.o.payload == t for t in proto.REQUEST_TYPES).any()),
+                     length_ok.eq(Cat(rx_len_lo, urx.o.payload) == expected),
+                     crc_hi_match.eq(urx.o.payload == rx_crc[8:]),
+                     crc_lo_match.eq(urx.o.payload == rx_crc[:8])]
+        # The timeout counts from the UART's delivery of the last byte, as it always has.
+        timed_out = idle_done & ~arrived
+        framing = Signal()  # the UART's framing error, registered
+        m.d.sync += framing.eq(urx.error)
         m.d.comb += [hunting.eq(rx_fsm.ongoing("HUNT")),
-                     abort.eq(~hunting & (urx.error | timed_out))]
+                     abort.eq(~hunting & (framing | timed_out))]
         with m.If(~hunting):
-            with m.If(urx.error):
-                nak("framing")
+            with m.If(framing):
+                nak_now("framing")
             with m.Elif(timed_out):
                 m.d.comb += events["timeouts"].eq(1)
-                nak("timeout")
-        m.d.comb += [events["framing_errors"].eq(urx.error), tags.w_data.eq(rx_tag)]
-        with m.If(hunting | got):
-            m.d.sync += idle.eq(1)
-        with m.Elif(idle != idle_end):
-            m.d.sync += idle.eq(lfsr_next(idle))
+                nak_now("timeout")
+        m.d.comb += [events["framing_errors"].eq(framing), tags.w_data.eq(rx_tag)]
+        with m.If(hunting | arrived):
+            m.d.sync += [idle.eq(1), idle_done.eq(0)]
+        with m.Elif(~idle_done):
+            m.d.sync += [idle.eq(lfsr_next(idle)), idle_done.eq(idle == before_end)]
 
         # ---- Status outputs -----------------------------------------------------------------
         # One free-running LFSR prescaler ticks the heartbeat and the three stretch timers
@@ -617,6 +664,9 @@ class Harness(wiring.Component):
         for output, event in ((self.busy, busy_now), (self.error, any_error),
                               (self.activity, events["frames_ok"])):
             timer = Signal(range(stretch_ticks + 1), name=f"{output.name}_timer")
+            seen = Signal(name=f"{output.name}_event")  # registered: off the event's paths
+            m.d.sync += seen.eq(event)
+            event = seen
             with m.If(event):
                 m.d.sync += timer.eq(stretch_ticks)
             with m.Elif(tick & (timer != 0)):
