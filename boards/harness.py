@@ -257,9 +257,9 @@ class Harness(wiring.Component):
         # happens in a cycle (a received byte, a framing error and a timeout exclude each
         # other, and each byte raises at most one event), and events are many cycles apart. An
         # event is registered; in the next cycle its counter is read, in the cycle after that
-        # written back incremented. Meanwhile the transmitter, which reads the STATUS, RESULT
-        # and INFO payloads from the same read port, waits, and in the write cycle the
-        # collector does not write. After a reset the counters are cleared, one a cycle.
+        # written back incremented: in that cycle the read port holds the counter, so the
+        # transmitter, which reads the STATUS, RESULT and INFO payloads from it, waits, and
+        # the collector does not write. After a reset the counters are cleared, one a cycle.
         events = {name: Signal(name=f"ev_{name}") for name in proto.COUNTERS}
         n_counters = len(proto.COUNTERS)
         info_base = n_counters + p.result_payload
@@ -270,12 +270,12 @@ class Harness(wiring.Component):
         reply_rd = replies.read_port(domain="sync")
         clearing = Signal(range(n_counters))
         clearing_active = Signal(init=1)  # after a reset
-        pending = Signal(3)  # an event's counter is being read, written, then read again
+        pending = Signal(2)  # an event's counter is being read (its word is out next), written
         pending_index = Signal(range(n_counters))
         counted = reply_rd.data
         memory_busy = Signal()  # the counters own the memory's write port this cycle
         m.d.comb += memory_busy.eq(pending[1] | clearing_active)
-        m.d.sync += pending.eq(Cat(Cat(events.values()).any(), pending[:2]))
+        m.d.sync += pending.eq(Cat(Cat(events.values()).any(), pending[0]))
         for index, name in enumerate(proto.COUNTERS):
             with m.If(events[name]):
                 m.d.sync += pending_index.eq(index)
@@ -390,6 +390,10 @@ class Harness(wiring.Component):
         tx_code = Signal(_CODE_BITS)
         tx_tag = Signal(8)
         tx_crc = Signal(16)
+        # A sent byte enters the CRC a cycle later, from a register (off the payload's paths);
+        # the CRC is sent characters later.
+        crc_byte = Signal(8)
+        crc_step = Signal()
         tx_pos = Signal(range(max(proto.HEADER_SIZE, *p.reply_lengths.values())))
         tx_byte = Signal(8)
         tx_type = Signal(8)
@@ -420,6 +424,9 @@ class Harness(wiring.Component):
 
         m.d.comb += reply_rd.addr.eq(Mux(pending[0], pending_index, tx_addr))
         sent = utx.i.valid & utx.i.ready
+        m.d.sync += crc_step.eq(0)
+        with m.If(crc_step):
+            m.d.sync += tx_crc.eq(crc16_next(tx_crc, crc_byte))
         with m.FSM(name="tx_fsm"):
             with m.State("IDLE"):
                 with m.If(result_full):
@@ -439,17 +446,17 @@ class Harness(wiring.Component):
                             m.d.comb += tx_byte.eq(value)
                 with m.If(sent):
                     with m.If(tx_pos != 0):
-                        m.d.sync += tx_crc.eq(crc16_next(tx_crc, tx_byte))
+                        m.d.sync += [crc_byte.eq(tx_byte), crc_step.eq(1)]
                     with m.If(tx_pos == proto.HEADER_SIZE - 1):
                         m.d.sync += tx_pos.eq(0)
                         m.next = "PAYLOAD"
                     with m.Else():
                         m.d.sync += tx_pos.eq(tx_pos + 1)
             with m.State("PAYLOAD"):
-                m.d.comb += [utx.i.valid.eq(~pending.any()), tx_active.eq(1),
+                m.d.comb += [utx.i.valid.eq(~pending[1]), tx_active.eq(1),
                              tx_byte.eq(payload_byte)]
                 with m.If(sent):
-                    m.d.sync += [tx_crc.eq(crc16_next(tx_crc, tx_byte)), tx_pos.eq(tx_pos + 1)]
+                    m.d.sync += [crc_byte.eq(tx_byte), crc_step.eq(1), tx_pos.eq(tx_pos + 1)]
                     with m.If(tx_last):
                         m.next = "CRC_HI"
             with m.State("CRC_HI"):
@@ -464,7 +471,7 @@ class Harness(wiring.Component):
                     m.next = "IDLE"
 
         # ---- Frame receiver -----------------------------------------------------------------
-        rx_type = Signal(8)
+        rx_kind = Signal(len(proto.REQUEST_TYPES))  # one-hot: the frame's request type
         rx_tag = Signal(8)
         rx_len_lo = Signal(8)
         rx_count = Signal(range(max(1, *p.request_lengths.values())))
@@ -472,7 +479,7 @@ class Harness(wiring.Component):
         rx_crc_hi_ok = Signal()  # CRC_HI matched
         # Flags of `byte`, registered with it.
         is_sync = Signal()
-        is_request = Signal()
+        type_flags = Signal(len(proto.REQUEST_TYPES))  # one-hot: the byte's request type
         length_ok = Signal()  # LEN_LO and this byte are the exact length of the frame's type
         crc_hi_match = Signal()
         crc_lo_match = Signal()
@@ -513,11 +520,10 @@ class Harness(wiring.Component):
 
         expected = Signal(16)
         last_byte = Signal()  # the payload byte being received is the last one
-        with m.Switch(rx_type):
-            for type_ in proto.REQUEST_TYPES:
-                with m.Case(type_):
-                    length = p.payload_length(type_)
-                    m.d.comb += [expected.eq(length), last_byte.eq(rx_count == length - 1)]
+        for index, type_ in enumerate(proto.REQUEST_TYPES):
+            with m.If(rx_kind[index]):
+                length = p.payload_length(type_)
+                m.d.comb += [expected.eq(length), last_byte.eq(rx_count == length - 1)]
 
         for k in range(simd):
             m.d.comb += wr.data[k].eq(full_element[:in_width])
@@ -535,11 +541,11 @@ class Harness(wiring.Component):
                         m.d.comb += events["garbage_bytes"].eq(1)
             with m.State("TYPE"):
                 with m.If(got):
-                    m.d.sync += [rx_type.eq(byte), rx_crc.eq(crc16_next(rx_crc, byte))]
+                    m.d.sync += [rx_kind.eq(type_flags), rx_crc.eq(crc16_next(rx_crc, byte))]
                     with m.If(is_sync):
                         m.d.comb += events["garbage_bytes"].eq(1)  # the earlier SYNC was stray
                         m.d.sync += rx_crc.eq(proto.CRC_INIT)
-                    with m.Elif(is_request):
+                    with m.Elif(type_flags.any()):
                         m.next = "TAG"
                     with m.Else():
                         m.d.comb += events["header_errors"].eq(1)
@@ -601,7 +607,7 @@ class Harness(wiring.Component):
                     with m.If(~rx_crc_hi_ok | ~crc_lo_match):
                         m.d.comb += events["crc_errors"].eq(1)
                         nak("crc")
-                    with m.Elif(rx_type == proto.INFER):
+                    with m.Elif(rx_kind[proto.REQUEST_TYPES.index(proto.INFER)]):
                         with m.If(drop):
                             m.d.comb += events["overruns"].eq(1)
                             nak("overrun")
@@ -610,16 +616,15 @@ class Harness(wiring.Component):
                             m.d.sync += feeding.eq(1)
                     with m.Else():
                         m.d.comb += events["frames_ok"].eq(1)
-                        with m.Switch(rx_type):
-                            for type_ in proto.REQUEST_TYPES:
-                                if type_ != proto.INFER:
-                                    with m.Case(type_):
-                                        reply(code_of[proto.reply_type(type_)])
+                        for index, type_ in enumerate(proto.REQUEST_TYPES):
+                            if type_ != proto.INFER:
+                                with m.If(rx_kind[index]):
+                                    reply(code_of[proto.reply_type(type_)])
                 with m.If(abort):
                     m.next = "HUNT"
         # Abandon a partial frame on a framing error or when the line goes idle.
         m.d.sync += [is_sync.eq(urx.o.payload == proto.SYNC),
-                     is_request.eq(Cat(urx.o.payload == t for t in proto.REQUEST_TYPES).any()),
+                     type_flags.eq(Cat(urx.o.payload == t for t in proto.REQUEST_TYPES)),
                      length_ok.eq(Cat(rx_len_lo, urx.o.payload) == expected),
                      crc_hi_match.eq(urx.o.payload == rx_crc[8:]),
                      crc_lo_match.eq(urx.o.payload == rx_crc[:8])]
