@@ -270,21 +270,24 @@ class Harness(wiring.Component):
         reply_rd = replies.read_port(domain="sync")
         clearing = Signal(range(n_counters))
         clearing_active = Signal(init=1)  # after a reset
-        pending = Signal(2)  # an event's counter is being read (its word is out next), written
+        seen = Signal(n_counters)  # the events, registered: the counter's word is being read
+        seen_index = Signal(range(n_counters))
+        pending = Signal()  # the counter is being written
         pending_index = Signal(range(n_counters))
         counted = reply_rd.data
         memory_busy = Signal()  # the counters own the memory's write port this cycle
-        m.d.comb += memory_busy.eq(pending[1] | clearing_active)
-        m.d.sync += pending.eq(Cat(Cat(events.values()).any(), pending[0]))
-        for index, name in enumerate(proto.COUNTERS):
-            with m.If(events[name]):
-                m.d.sync += pending_index.eq(index)
+        m.d.comb += memory_busy.eq(pending | clearing_active)
+        m.d.sync += [seen.eq(Cat(events.values())), pending.eq(seen.any()),
+                     pending_index.eq(seen_index)]
+        for index in range(n_counters):
+            with m.If(seen[index]):
+                m.d.comb += seen_index.eq(index)
         with m.If(clearing_active):
             m.d.comb += [reply_wr.addr.eq(clearing), reply_wr.data.eq(0), reply_wr.en.eq(1)]
             m.d.sync += clearing.eq(clearing + 1)
             with m.If(clearing == n_counters - 1):
                 m.d.sync += [clearing.eq(0), clearing_active.eq(0)]
-        with m.Elif(pending[1]):
+        with m.Elif(pending):
             m.d.comb += [reply_wr.addr.eq(pending_index), reply_wr.data.eq(counted + 1),
                          reply_wr.en.eq(counted != 0xFFFF)]
         any_error = Signal()
@@ -422,7 +425,7 @@ class Harness(wiring.Component):
                     else:
                         m.d.comb += payload_byte.eq(tx_code)
 
-        m.d.comb += reply_rd.addr.eq(Mux(pending[0], pending_index, tx_addr))
+        m.d.comb += reply_rd.addr.eq(Mux(seen.any(), seen_index, tx_addr))
         sent = utx.i.valid & utx.i.ready
         m.d.sync += crc_step.eq(0)
         with m.If(crc_step):
@@ -453,7 +456,7 @@ class Harness(wiring.Component):
                     with m.Else():
                         m.d.sync += tx_pos.eq(tx_pos + 1)
             with m.State("PAYLOAD"):
-                m.d.comb += [utx.i.valid.eq(~pending[1]), tx_active.eq(1),
+                m.d.comb += [utx.i.valid.eq(~pending), tx_active.eq(1),
                              tx_byte.eq(payload_byte)]
                 with m.If(sent):
                     m.d.sync += [crc_byte.eq(tx_byte), crc_step.eq(1), tx_pos.eq(tx_pos + 1)]
