@@ -401,7 +401,9 @@ class Harness(wiring.Component):
         tx_byte = Signal(8)
         tx_type = Signal(8)
         tx_len = Signal(16)
-        tx_last = Signal()  # the payload byte at tx_pos is the last one
+        at_last = Signal()  # the payload byte at tx_pos is the last one
+        tx_last = Signal()  # at_last, registered: tx_pos stands for a character or more
+        m.d.sync += tx_last.eq(at_last)
         tx_active = Signal()
         m.d.comb += [utx.i.payload.eq(tx_byte)]
 
@@ -412,7 +414,7 @@ class Harness(wiring.Component):
                 with m.Case(code):
                     length = p.reply_payload_length(type_)
                     m.d.comb += [tx_type.eq(type_), tx_len.eq(length),
-                                 tx_last.eq(tx_pos == length - 1)]
+                                 at_last.eq(tx_pos == length - 1)]
                     if type_ == proto.RESULT:
                         m.d.comb += [payload_byte.eq(reply_rd.data[:8]),
                                      tx_addr.eq(n_counters + tx_pos)]
