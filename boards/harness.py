@@ -133,8 +133,9 @@ class Harness(wiring.Component):
     INFER payload into an input buffer (a :class:`~amaranth.lib.memory.Memory` of
     ``network.plan.in_lanes`` lanes per row: the flat vector in the network's input beats, so
     ``C_in`` lanes, one position per beat, for a first convolution) and checks the CRC; only a
-    frame with a good CRC is streamed into the network. The output beats are collected, the
-    argmax is found by a scan (first maximum wins) and the RESULT reply is sent. Every error is
+    frame with a good CRC is streamed into the network. The output elements are collected
+    into a reply memory (with the counters and the INFO payload), the argmax is kept as they
+    go by (first maximum wins) and the RESULT reply is sent. Every error is
     counted (see :data:`boards.protocol.COUNTERS`) and answered with a NAK where the frame's
     tag is known; the receiver then hunts for the next ``SYNC``. A frame whose line goes idle
     for ``timeout`` cycles is abandoned, so a truncated frame never hangs the link. NAK,
@@ -159,10 +160,12 @@ class Harness(wiring.Component):
         (``10 * divisor``), since that is the gap between two back-to-back bytes of a frame.
         Default: 30 byte times.
     heartbeat : int, optional
-        Cycles per half period of the heartbeat output. Default: ``2**22``.
+        Cycles per half period of the heartbeat output, rounded to the ticks of the status
+        outputs' prescaler (:func:`led_timing`). Default: ``2**22``.
     stretch : int, optional
-        Cycles that the busy, error and activity outputs stay on after an event, so that they
-        are visible on an LED. Default: 40 byte times.
+        Cycles that the busy, error and activity outputs stay on at least after an event, so
+        that they are visible on an LED (at most half as long again, :func:`led_timing`).
+        Default: 40 byte times.
 
     Members
     -------
