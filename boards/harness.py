@@ -10,7 +10,7 @@ board's LEDs. The ``sync`` clock domain is the board's default clock, created by
 The wire format is in :mod:`boards.protocol`.
 """
 
-from amaranth.hdl import Array, Cat, Const, Elaboratable, Module, Mux, Signal, signed
+from amaranth.hdl import Cat, Const, Elaboratable, Module, Mux, Signal, signed
 from amaranth.lib import data, io, wiring
 from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
@@ -20,6 +20,7 @@ from amaranth_nn.network import Network
 from amaranth_nn.unused import rejecting
 
 from . import protocol as proto
+from .lfsr import POLYNOMIALS, lfsr_next, lfsr_width, state_after
 from .uart import UARTReceiver, UARTTransmitter, check_divisor
 
 __all__ = ["Harness", "BoardTop", "crc16_next", "check_harness_arguments", "STATUS_SIGNALS"]
@@ -54,6 +55,38 @@ def crc16_next(crc, byte):
     sources = {"c": crc, "d": byte}
     return Cat(Cat(sources[kind][index] for kind, index in bit).xor()
                for bit in _CRC16_EQUATIONS)
+
+
+def _reply_codes():
+    """``{code: reply type}``: 0 for a RESULT, each NAK error code, then STATUS and INFO."""
+    codes = {0: proto.RESULT}
+    codes.update({code: proto.NAK for code in proto.ERRORS.values()})
+    first = max(codes) + 1
+    codes.update({first: proto.STATUS_REPLY, first + 1: proto.INFO_REPLY})
+    return codes
+
+
+#: Bits of a reply code (:func:`_reply_codes`), the transmitter's and the control queue's.
+_CODE_BITS = max(_reply_codes()).bit_length()
+
+
+def led_timing(heartbeat, stretch):
+    """The status outputs' timers: ``(tick_width, heartbeat_ticks, stretch_ticks)``.
+
+    One free-running LFSR prescaler (:mod:`boards.lfsr`) of ``tick_width`` bits ticks them
+    every ``2**tick_width - 1`` cycles, the longest such period at most a quarter of the
+    shorter of ``heartbeat`` and ``stretch`` (every cycle, width 0, when there is none). The
+    heartbeat toggles every ``heartbeat_ticks`` ticks, ``heartbeat`` rounded to whole ticks
+    (within an eighth of it); a stretched output stays on for ``stretch_ticks`` ticks after its
+    event: exactly ``stretch`` cycles when a tick is one cycle, otherwise at least ``stretch``
+    cycles and at most half as long again.
+    """
+    quarter = min(heartbeat, stretch) // 4
+    width = max((w for w in POLYNOMIALS if (1 << w) - 1 <= quarter), default=0)
+    tick = (1 << width) - 1 if width else 1
+    heartbeat_ticks = max(1, (heartbeat + tick // 2) // tick)
+    stretch_ticks = stretch if tick == 1 else -(-stretch // tick) + 1
+    return width, heartbeat_ticks, stretch_ticks
 
 
 def _check_positive(name, value):
@@ -100,8 +133,9 @@ class Harness(wiring.Component):
     INFER payload into an input buffer (a :class:`~amaranth.lib.memory.Memory` of
     ``network.plan.in_lanes`` lanes per row: the flat vector in the network's input beats, so
     ``C_in`` lanes, one position per beat, for a first convolution) and checks the CRC; only a
-    frame with a good CRC is streamed into the network. The output beats are collected, the
-    argmax is found by a scan (first maximum wins) and the RESULT reply is sent. Every error is
+    frame with a good CRC is streamed into the network. The output elements are collected
+    into a reply memory (with the counters and the INFO payload), the argmax is kept as they
+    go by (first maximum wins) and the RESULT reply is sent. Every error is
     counted (see :data:`boards.protocol.COUNTERS`) and answered with a NAK where the frame's
     tag is known; the receiver then hunts for the next ``SYNC``. A frame whose line goes idle
     for ``timeout`` cycles is abandoned, so a truncated frame never hangs the link. NAK,
@@ -126,10 +160,12 @@ class Harness(wiring.Component):
         (``10 * divisor``), since that is the gap between two back-to-back bytes of a frame.
         Default: 30 byte times.
     heartbeat : int, optional
-        Cycles per half period of the heartbeat output. Default: ``2**22``.
+        Cycles per half period of the heartbeat output, rounded to the ticks of the status
+        outputs' prescaler (:func:`led_timing`). Default: ``2**22``.
     stretch : int, optional
-        Cycles that the busy, error and activity outputs stay on after an event, so that they
-        are visible on an LED. Default: 40 byte times.
+        Cycles that the busy, error and activity outputs stay on at least after an event, so
+        that they are visible on an LED (at most half as long again, :func:`led_timing`).
+        Default: 40 byte times.
 
     Members
     -------
@@ -201,8 +237,13 @@ class Harness(wiring.Component):
         m.submodules.uart_rx = urx = UARTReceiver(self._divisor)
         m.submodules.uart_tx = utx = UARTTransmitter(self._divisor)
         m.d.comb += [urx.rx.eq(self.rx), self.tx.eq(utx.tx), urx.o.ready.eq(1)]
-        got = urx.o.valid
-        byte = urx.o.payload
+        # The receiver acts on each byte one cycle after the UART delivers it, with the byte's
+        # comparisons registered (`got`, `byte` and the flags below), which keeps the comparisons
+        # off the paths into the counters, the queues and the input buffer.
+        arrived = urx.o.valid
+        got = Signal()
+        byte = Signal(8)
+        m.d.sync += [got.eq(arrived), byte.eq(urx.o.payload)]
 
         in_width = p.input_width
         in_bytes, out_bytes = p.input_bytes, p.output_bytes
@@ -213,13 +254,45 @@ class Harness(wiring.Component):
         pe = net.plan.out_lanes
         in_beats, out_beats = net.in_beats, net.out_beats
 
-        # Events and their saturating counters.
+        # The reply memory: the 16-bit saturating counters (words 0 to 6, in the order of
+        # `proto.COUNTERS`), then the RESULT payload and the INFO payload (its initial
+        # contents, never written), a byte a word. At most one counted event
+        # happens in a cycle (a received byte, a framing error and a timeout exclude each
+        # other, and each byte raises at most one event), and events are many cycles apart. An
+        # event is registered; in the next cycle its counter is read, in the cycle after that
+        # written back incremented: in that cycle the read port holds the counter, so the
+        # transmitter, which reads the STATUS, RESULT and INFO payloads from it, waits, and
+        # the collector does not write. After a reset the counters are cleared, one a cycle.
         events = {name: Signal(name=f"ev_{name}") for name in proto.COUNTERS}
-        counters = {}
-        for name in proto.COUNTERS:
-            counter = counters[name] = Signal(16, name=f"count_{name}")
-            with m.If(events[name] & (counter != 0xFFFF)):
-                m.d.sync += counter.eq(counter + 1)
+        n_counters = len(proto.COUNTERS)
+        info_base = n_counters + p.result_payload
+        info = p.info_bytes(net.ii, net.latency)
+        m.submodules.replies = replies = Memory(
+            shape=16, depth=info_base + len(info), init=[0] * info_base + list(info))
+        reply_wr = replies.write_port()
+        reply_rd = replies.read_port(domain="sync")
+        clearing = Signal(range(n_counters))
+        clearing_active = Signal(init=1)  # after a reset
+        seen = Signal(n_counters)  # the events, registered: the counter's word is being read
+        seen_index = Signal(range(n_counters))
+        pending = Signal()  # the counter is being written
+        pending_index = Signal(range(n_counters))
+        counted = reply_rd.data
+        memory_busy = Signal()  # the counters own the memory's write port this cycle
+        m.d.comb += memory_busy.eq(pending | clearing_active)
+        m.d.sync += [seen.eq(Cat(events.values())), pending.eq(seen.any()),
+                     pending_index.eq(seen_index)]
+        for index in range(n_counters):
+            with m.If(seen[index]):
+                m.d.comb += seen_index.eq(index)
+        with m.If(clearing_active):
+            m.d.comb += [reply_wr.addr.eq(clearing), reply_wr.data.eq(0), reply_wr.en.eq(1)]
+            m.d.sync += clearing.eq(clearing + 1)
+            with m.If(clearing == n_counters - 1):
+                m.d.sync += [clearing.eq(0), clearing_active.eq(0)]
+        with m.Elif(pending):
+            m.d.comb += [reply_wr.addr.eq(pending_index), reply_wr.data.eq(counted + 1),
+                         reply_wr.en.eq(counted != 0xFFFF)]
         any_error = Signal()
         m.d.comb += any_error.eq(Cat(events[name] for name in
                                      ("crc_errors", "header_errors", "framing_errors",
@@ -249,84 +322,127 @@ class Harness(wiring.Component):
                     m.d.sync += [feeding.eq(0), feed_beat.eq(0)]
 
         # ---- Output collector and argmax ----------------------------------------------------
-        outs = [Signal(signed(8 * out_bytes), name=f"out{j}") for j in range(n_out)]
-        out_beat = Signal(range(out_beats))
+        # The collector writes the output elements into the reply memory a byte at a time
+        # (holding the network's next output beat until the last byte is written), then the argmax
+        # class, which it keeps as the elements go by (a strictly greater element replaces the
+        # best: the first maximum wins).
+        o_pos = Signal(range(p.result_payload))
+        o_byte = Signal(range(out_bytes))
+        o_lane = Signal(range(pe))
+        o_index = Signal(range(out_beats * pe))
+        # The network's output beat is taken into a register first, off the paths from the
+        # memory's arbitration into the network.
+        held_beat = Signal(net.o.payload.shape())
+        beat_full = Signal()
+        m.d.comb += net.o.ready.eq(~beat_full)
+        with m.If(net.o.valid & ~beat_full):
+            m.d.sync += [held_beat.eq(net.o.payload), beat_full.eq(1)]
+        value = held_beat[o_lane] if pe > 1 else held_beat[0]
+        extended = Signal(signed(8 * out_bytes))
+        m.d.comb += extended.eq(value)
+        best = Signal.like(value)
+        best_index = Signal(range(max(n_out, 2)))
+        arg_byte = Signal(range(proto.ARGMAX_BYTES))
+        element_done = o_byte == out_bytes - 1
+        beat_done = element_done & (o_lane == pe - 1)
         result_full = Signal()
-        result_ready = Signal()
         result_done = Signal()  # the RESULT reply's last byte was taken
-        m.d.comb += net.o.ready.eq(~result_full)
-        with m.If(net.o.valid & ~result_full):
-            for b in range(out_beats):
-                with m.If(out_beat == b):
-                    for k in range(pe):
-                        if b * pe + k < n_out:
-                            m.d.sync += outs[b * pe + k].eq(net.o.payload[k])
-            with m.If(out_beat == out_beats - 1):
-                m.d.sync += [out_beat.eq(0), result_full.eq(1)]
-            with m.Else():
-                m.d.sync += out_beat.eq(out_beat + 1)
 
-        scan = Signal(range(max(n_out, 2)))
-        best = Signal(signed(8 * out_bytes))
-        best_index = Signal(8 * proto.ARGMAX_BYTES)
-        current = Array(outs)[scan]
-        with m.If(result_full & ~result_ready):
-            with m.If((scan == 0) | (current > best)):
-                m.d.sync += [best.eq(current), best_index.eq(scan)]
-            with m.If(scan == n_out - 1):
-                m.d.sync += [result_ready.eq(1), scan.eq(0)]
-            with m.Else():
-                m.d.sync += scan.eq(scan + 1)
-        with m.If(result_done):
-            m.d.sync += [result_full.eq(0), result_ready.eq(0),
-                         self.last_class.eq(best_index)]
+        def write_result(byte):
+            m.d.comb += [reply_wr.addr.eq(n_counters + o_pos), reply_wr.data.eq(byte),
+                         reply_wr.en.eq(1)]
+            m.d.sync += o_pos.eq(o_pos + 1)
+
+        with m.FSM(name="collect_fsm"):
+            with m.State("COLLECT"):
+                with m.If(beat_full & ~memory_busy):
+                    with m.If(o_index < n_out):  # the last beat's lanes past the end are padding
+                        write_result(extended.word_select(o_byte, 8))
+                        with m.If(element_done & ((o_index == 0) | (value > best))):
+                            m.d.sync += [best.eq(value), best_index.eq(o_index)]
+                    with m.If(beat_done):
+                        m.d.sync += beat_full.eq(0)
+                    with m.If(element_done):
+                        m.d.sync += [o_byte.eq(0), o_index.eq(o_index + 1),
+                                     o_lane.eq(Mux(o_lane == pe - 1, 0, o_lane + 1))]
+                        with m.If(o_index == out_beats * pe - 1):
+                            m.d.sync += o_index.eq(0)
+                            m.next = "ARGMAX"
+                    with m.Else():
+                        m.d.sync += o_byte.eq(o_byte + 1)
+            with m.State("ARGMAX"):
+                with m.If(~memory_busy):
+                    argmax_bytes = Cat(best_index, Const(0, 8 * proto.ARGMAX_BYTES))
+                    write_result(argmax_bytes.word_select(arg_byte, 8))
+                    m.d.sync += arg_byte.eq(arg_byte + 1)
+                    with m.If(arg_byte == proto.ARGMAX_BYTES - 1):
+                        m.d.sync += [o_pos.eq(0), arg_byte.eq(0)]
+                        m.next = "FULL"
+            with m.State("FULL"):
+                m.d.comb += result_full.eq(1)
+                with m.If(result_done):
+                    m.d.sync += self.last_class.eq(best_index)
+                    m.next = "COLLECT"
 
         # ---- Reply transmitter --------------------------------------------------------------
-        # Control replies (NAK, STATUS, INFO) wait in a small queue: type, tag, NAK code.
-        m.submodules.ctl = ctl = SyncFIFO(width=24, depth=4)
-        ctl_type, ctl_tag, ctl_code = ctl.r_data[16:], ctl.r_data[8:16], ctl.r_data[:8]
+        # A reply is named by a code: 0 a RESULT, a NAK's error code, or one past them for the
+        # STATUS and INFO replies. Control replies (NAK, STATUS, INFO) wait in a small queue as
+        # code and tag.
+        codes = _reply_codes()
+        code_of = {type_: code for code, type_ in codes.items() if type_ != proto.NAK}
+        m.submodules.ctl = ctl = SyncFIFO(width=8 + _CODE_BITS, depth=4)
+        ctl_tag, ctl_code = ctl.r_data[:8], ctl.r_data[8:]
 
-        tx_type = Signal(8)
+        tx_code = Signal(_CODE_BITS)
         tx_tag = Signal(8)
-        tx_code = Signal(8)
         tx_crc = Signal(16)
-        tx_pos = Signal(16)
+        # A sent byte enters the CRC a cycle later, from a register (off the payload's paths);
+        # the CRC is sent characters later.
+        crc_byte = Signal(8)
+        crc_step = Signal()
+        tx_pos = Signal(range(max(proto.HEADER_SIZE, *p.reply_lengths.values())))
         tx_byte = Signal(8)
+        tx_type = Signal(8)
         tx_len = Signal(16)
+        at_last = Signal()  # the payload byte at tx_pos is the last one
+        tx_last = Signal()  # at_last, registered: tx_pos stands for a character or more
+        m.d.sync += tx_last.eq(at_last)
         tx_active = Signal()
         m.d.comb += [utx.i.payload.eq(tx_byte)]
 
-        with m.Switch(tx_type):
-            for type_ in proto.REPLY_TYPES:
-                with m.Case(type_):
-                    m.d.comb += tx_len.eq(p.reply_payload_length(type_))
-
-        payloads = {
-            proto.RESULT: [o[8 * i:8 * i + 8] for o in outs for i in range(out_bytes)]
-            + [best_index[8 * i:8 * i + 8] for i in range(proto.ARGMAX_BYTES)],
-            proto.STATUS_REPLY: [counters[name][8 * i:8 * i + 8]
-                                 for name in proto.COUNTERS for i in range(2)],
-            proto.INFO_REPLY: [Const(b, 8) for b in p.info_bytes(net.ii, net.latency)],
-            proto.NAK: [tx_code],
-        }
         payload_byte = Signal(8)
-        with m.Switch(tx_type):
-            for type_, values in payloads.items():
-                with m.Case(type_):
-                    with m.Switch(tx_pos):
-                        for index, value in enumerate(values):
-                            with m.Case(index):
-                                m.d.comb += payload_byte.eq(value)
+        tx_addr = Signal.like(reply_rd.addr)  # the reply memory word of a STATUS, RESULT, INFO
+        with m.Switch(tx_code):
+            for code, type_ in codes.items():
+                with m.Case(code):
+                    length = p.reply_payload_length(type_)
+                    m.d.comb += [tx_type.eq(type_), tx_len.eq(length),
+                                 at_last.eq(tx_pos == length - 1)]
+                    if type_ == proto.RESULT:
+                        m.d.comb += [payload_byte.eq(reply_rd.data[:8]),
+                                     tx_addr.eq(n_counters + tx_pos)]
+                    elif type_ == proto.STATUS_REPLY:
+                        m.d.comb += [payload_byte.eq(counted.word_select(tx_pos[0], 8)),
+                                     tx_addr.eq(tx_pos[1:])]
+                    elif type_ == proto.INFO_REPLY:
+                        m.d.comb += [payload_byte.eq(reply_rd.data[:8]),
+                                     tx_addr.eq(info_base + tx_pos)]
+                    else:
+                        m.d.comb += payload_byte.eq(tx_code)
 
+        m.d.comb += reply_rd.addr.eq(Mux(seen.any(), seen_index, tx_addr))
         sent = utx.i.valid & utx.i.ready
+        m.d.sync += crc_step.eq(0)
+        with m.If(crc_step):
+            m.d.sync += tx_crc.eq(crc16_next(tx_crc, crc_byte))
         with m.FSM(name="tx_fsm"):
             with m.State("IDLE"):
-                with m.If(result_ready):
-                    m.d.sync += [tx_type.eq(proto.RESULT), tx_tag.eq(tags.r_data)]
+                with m.If(result_full):
+                    m.d.sync += [tx_code.eq(code_of[proto.RESULT]), tx_tag.eq(tags.r_data)]
                     m.next = "HEADER"
                 with m.Elif(ctl.r_rdy):
                     m.d.comb += ctl.r_en.eq(1)
-                    m.d.sync += [tx_type.eq(ctl_type), tx_tag.eq(ctl_tag), tx_code.eq(ctl_code)]
+                    m.d.sync += [tx_code.eq(ctl_code), tx_tag.eq(ctl_tag)]
                     m.next = "HEADER"
                 m.d.sync += [tx_pos.eq(0), tx_crc.eq(proto.CRC_INIT)]
             with m.State("HEADER"):
@@ -338,17 +454,18 @@ class Harness(wiring.Component):
                             m.d.comb += tx_byte.eq(value)
                 with m.If(sent):
                     with m.If(tx_pos != 0):
-                        m.d.sync += tx_crc.eq(crc16_next(tx_crc, tx_byte))
+                        m.d.sync += [crc_byte.eq(tx_byte), crc_step.eq(1)]
                     with m.If(tx_pos == proto.HEADER_SIZE - 1):
                         m.d.sync += tx_pos.eq(0)
                         m.next = "PAYLOAD"
                     with m.Else():
                         m.d.sync += tx_pos.eq(tx_pos + 1)
             with m.State("PAYLOAD"):
-                m.d.comb += [utx.i.valid.eq(1), tx_active.eq(1), tx_byte.eq(payload_byte)]
+                m.d.comb += [utx.i.valid.eq(~pending), tx_active.eq(1),
+                             tx_byte.eq(payload_byte)]
                 with m.If(sent):
-                    m.d.sync += [tx_crc.eq(crc16_next(tx_crc, tx_byte)), tx_pos.eq(tx_pos + 1)]
-                    with m.If(tx_pos == tx_len - 1):
+                    m.d.sync += [crc_byte.eq(tx_byte), crc_step.eq(1), tx_pos.eq(tx_pos + 1)]
+                    with m.If(tx_last):
                         m.next = "CRC_HI"
             with m.State("CRC_HI"):
                 m.d.comb += [utx.i.valid.eq(1), tx_active.eq(1), tx_byte.eq(tx_crc[8:])]
@@ -357,37 +474,64 @@ class Harness(wiring.Component):
             with m.State("CRC_LO"):
                 m.d.comb += [utx.i.valid.eq(1), tx_active.eq(1), tx_byte.eq(tx_crc[:8])]
                 with m.If(sent):
-                    with m.If(tx_type == proto.RESULT):
+                    with m.If(tx_code == code_of[proto.RESULT]):
                         m.d.comb += [result_done.eq(1), tags.r_en.eq(1)]
                     m.next = "IDLE"
 
         # ---- Frame receiver -----------------------------------------------------------------
-        rx_type = Signal(8)
+        rx_kind = Signal(len(proto.REQUEST_TYPES))  # one-hot: the frame's request type
         rx_tag = Signal(8)
-        rx_len = Signal(16)
-        rx_count = Signal(16)
+        rx_len_lo = Signal(8)
+        rx_count = Signal(range(max(1, *p.request_lengths.values())))
         rx_crc = Signal(16)
-        rx_crc_hi = Signal(8)
+        rx_crc_hi_ok = Signal()  # CRC_HI matched
+        # Flags of `byte`, registered with it.
+        is_sync = Signal()
+        type_flags = Signal(len(proto.REQUEST_TYPES))  # one-hot: the byte's request type
+        length_ok = Signal()  # LEN_LO and this byte are the exact length of the frame's type
+        crc_hi_match = Signal()
+        crc_lo_match = Signal()
         drop = Signal()
-        idle = Signal(range(self._timeout + 1))
+        # Cycles since the last byte of a partial frame, counted by an LFSR up to the timeout.
+        idle_width = lfsr_width(self._timeout)
+        idle = Signal(idle_width, init=1)
+        idle_done = Signal()  # idle is at the state `timeout` steps on (registered compare)
+        before_end = state_after(idle_width, self._timeout - 1)
         element = Signal(8 * in_bytes)
         elem_byte = Signal(range(in_bytes))
         lane = Signal(range(simd))
         beat = Signal(range(in_beats))
         full_element = Cat(element[8:], byte) if in_bytes > 1 else byte
 
-        def reply(type_, code=0):
-            # A control reply that finds the queue full is dropped; the host times out.
-            m.d.comb += [ctl.w_en.eq(1), ctl.w_data.eq(Cat(Const(code, 8), rx_tag, type_))]
+        # A control reply that finds the queue full is dropped; the host times out. A reply
+        # decided on a received byte enters the queue a cycle later (registered), as does an
+        # accepted INFER's tag; a NAK for a framing error or a timeout enters it at once (they
+        # are decided on registers alone, and the timeout's NAK keeps its time to the cycle).
+        queued = Signal()
+        queued_entry = Signal(8 + _CODE_BITS)
+        held = Signal()
+        held_entry = Signal(8 + _CODE_BITS)
+        accepted = Signal()  # an INFER is accepted: its tag enters the tag queue
+        m.d.sync += [held.eq(queued), held_entry.eq(queued_entry), tags.w_en.eq(accepted)]
+        with m.If(held):
+            m.d.comb += [ctl.w_en.eq(1), ctl.w_data.eq(held_entry)]
 
-        def nak(code):
-            reply(Const(proto.NAK, 8), proto.ERRORS[code])
+        def reply(code):
+            m.d.comb += [queued.eq(1), queued_entry.eq(Cat(rx_tag, Const(code, _CODE_BITS)))]
+
+        def nak(name):
+            reply(proto.ERRORS[name])
+
+        def nak_now(name):
+            m.d.comb += [ctl.w_en.eq(1),
+                         ctl.w_data.eq(Cat(rx_tag, Const(proto.ERRORS[name], _CODE_BITS)))]
 
         expected = Signal(16)
-        with m.Switch(rx_type):
-            for type_ in proto.REQUEST_TYPES:
-                with m.Case(type_):
-                    m.d.comb += expected.eq(p.payload_length(type_))
+        last_byte = Signal()  # the payload byte being received is the last one
+        for index, type_ in enumerate(proto.REQUEST_TYPES):
+            with m.If(rx_kind[index]):
+                length = p.payload_length(type_)
+                m.d.comb += [expected.eq(length), last_byte.eq(rx_count == length - 1)]
 
         for k in range(simd):
             m.d.comb += wr.data[k].eq(full_element[:in_width])
@@ -398,18 +542,18 @@ class Harness(wiring.Component):
         with m.FSM(name="rx_fsm") as rx_fsm:
             with m.State("HUNT"):
                 with m.If(got):
-                    with m.If(byte == proto.SYNC):
+                    with m.If(is_sync):
                         m.d.sync += [rx_crc.eq(proto.CRC_INIT), rx_tag.eq(0)]
                         m.next = "TYPE"
                     with m.Else():
                         m.d.comb += events["garbage_bytes"].eq(1)
             with m.State("TYPE"):
                 with m.If(got):
-                    m.d.sync += [rx_type.eq(byte), rx_crc.eq(crc16_next(rx_crc, byte))]
-                    with m.If(byte == proto.SYNC):
+                    m.d.sync += [rx_kind.eq(type_flags), rx_crc.eq(crc16_next(rx_crc, byte))]
+                    with m.If(is_sync):
                         m.d.comb += events["garbage_bytes"].eq(1)  # the earlier SYNC was stray
                         m.d.sync += rx_crc.eq(proto.CRC_INIT)
-                    with m.Elif(Cat(byte == t for t in proto.REQUEST_TYPES).any()):
+                    with m.Elif(type_flags.any()):
                         m.next = "TAG"
                     with m.Else():
                         m.d.comb += events["header_errors"].eq(1)
@@ -424,7 +568,7 @@ class Harness(wiring.Component):
                     m.next = "HUNT"
             with m.State("LEN_LO"):
                 with m.If(got):
-                    m.d.sync += [rx_len[:8].eq(byte), rx_crc.eq(crc16_next(rx_crc, byte))]
+                    m.d.sync += [rx_len_lo.eq(byte), rx_crc.eq(crc16_next(rx_crc, byte))]
                     m.next = "LEN_HI"
                 with m.If(abort):
                     m.next = "HUNT"
@@ -433,7 +577,7 @@ class Harness(wiring.Component):
                     m.d.sync += [rx_crc.eq(crc16_next(rx_crc, byte)), rx_count.eq(0),
                                  elem_byte.eq(0), lane.eq(0), beat.eq(0),
                                  drop.eq(feeding | ~tags.w_rdy)]
-                    with m.If(Cat(rx_len[:8], byte) != expected):
+                    with m.If(~length_ok):
                         m.d.comb += events["header_errors"].eq(1)
                         nak("header")
                         m.next = "HUNT"
@@ -455,66 +599,93 @@ class Harness(wiring.Component):
                             m.d.sync += lane.eq(lane + 1)
                     with m.Else():
                         m.d.sync += [elem_byte.eq(elem_byte + 1), element.eq(full_element)]
-                    with m.If(rx_count == rx_len - 1):
+                    with m.If(last_byte):
                         m.next = "CRC_HI"
                 with m.If(abort):
                     m.next = "HUNT"
             with m.State("CRC_HI"):
                 with m.If(got):
-                    m.d.sync += rx_crc_hi.eq(byte)
+                    m.d.sync += rx_crc_hi_ok.eq(crc_hi_match)
                     m.next = "CRC_LO"
                 with m.If(abort):
                     m.next = "HUNT"
             with m.State("CRC_LO"):
                 with m.If(got):
                     m.next = "HUNT"
-                    with m.If(Cat(byte, rx_crc_hi) != rx_crc):
+                    with m.If(~rx_crc_hi_ok | ~crc_lo_match):
                         m.d.comb += events["crc_errors"].eq(1)
                         nak("crc")
-                    with m.Elif(rx_type == proto.INFER):
+                    with m.Elif(rx_kind[proto.REQUEST_TYPES.index(proto.INFER)]):
                         with m.If(drop):
                             m.d.comb += events["overruns"].eq(1)
                             nak("overrun")
                         with m.Else():
-                            m.d.comb += [events["frames_ok"].eq(1), tags.w_en.eq(1)]
+                            m.d.comb += [events["frames_ok"].eq(1), accepted.eq(1)]
                             m.d.sync += feeding.eq(1)
                     with m.Else():
                         m.d.comb += events["frames_ok"].eq(1)
-                        reply(proto.reply_type(rx_type))
+                        for index, type_ in enumerate(proto.REQUEST_TYPES):
+                            if type_ != proto.INFER:
+                                with m.If(rx_kind[index]):
+                                    reply(code_of[proto.reply_type(type_)])
                 with m.If(abort):
                     m.next = "HUNT"
         # Abandon a partial frame on a framing error or when the line goes idle.
-        timed_out = (idle == self._timeout) & ~got
+        m.d.sync += [is_sync.eq(urx.o.payload == proto.SYNC),
+                     type_flags.eq(Cat(urx.o.payload == t for t in proto.REQUEST_TYPES)),
+                     length_ok.eq(Cat(rx_len_lo, urx.o.payload) == expected),
+                     crc_hi_match.eq(urx.o.payload == rx_crc[8:]),
+                     crc_lo_match.eq(urx.o.payload == rx_crc[:8])]
+        # The timeout counts from the UART's delivery of the last byte, as it always has.
+        timed_out = idle_done & ~arrived
+        framing = Signal()  # the UART's framing error, registered
+        m.d.sync += framing.eq(urx.error)
         m.d.comb += [hunting.eq(rx_fsm.ongoing("HUNT")),
-                     abort.eq(~hunting & (urx.error | timed_out))]
+                     abort.eq(~hunting & (framing | timed_out))]
         with m.If(~hunting):
-            with m.If(urx.error):
-                nak("framing")
+            with m.If(framing):
+                nak_now("framing")
             with m.Elif(timed_out):
                 m.d.comb += events["timeouts"].eq(1)
-                nak("timeout")
-        m.d.comb += [events["framing_errors"].eq(urx.error), tags.w_data.eq(rx_tag)]
-        with m.If(hunting | got):
-            m.d.sync += idle.eq(0)
-        with m.Elif(idle != self._timeout):
-            m.d.sync += idle.eq(idle + 1)
+                nak_now("timeout")
+        m.d.comb += [events["framing_errors"].eq(framing), tags.w_data.eq(rx_tag)]
+        with m.If(hunting | arrived):
+            m.d.sync += [idle.eq(1), idle_done.eq(0)]
+        with m.Elif(~idle_done):
+            m.d.sync += [idle.eq(lfsr_next(idle)), idle_done.eq(idle == before_end)]
 
         # ---- Status outputs -----------------------------------------------------------------
-        beat_timer = Signal(range(self._heartbeat))
-        with m.If(beat_timer == self._heartbeat - 1):
-            m.d.sync += [beat_timer.eq(0), self.heartbeat.eq(~self.heartbeat)]
-        with m.Else():
-            m.d.sync += beat_timer.eq(beat_timer + 1)
+        # One free-running LFSR prescaler ticks the heartbeat and the three stretch timers
+        # (see led_timing).
+        tick_width, beat_ticks, stretch_ticks = led_timing(self._heartbeat, self._stretch)
+        tick = Signal()
+        if tick_width:
+            prescaler = Signal(tick_width, init=1)
+            m.d.sync += prescaler.eq(lfsr_next(prescaler))
+            m.d.comb += tick.eq(prescaler == 1)
+        else:
+            m.d.comb += tick.eq(1)
+
+        beat_timer = Signal(range(beat_ticks))
+        with m.If(tick):
+            with m.If(beat_timer == beat_ticks - 1):
+                m.d.sync += [beat_timer.eq(0), self.heartbeat.eq(~self.heartbeat)]
+            with m.Else():
+                m.d.sync += beat_timer.eq(beat_timer + 1)
 
         busy_now = feeding | tags.r_rdy | tx_active
         for output, event in ((self.busy, busy_now), (self.error, any_error),
                               (self.activity, events["frames_ok"])):
-            timer = Signal(range(self._stretch + 1), name=f"{output.name}_timer")
+            timer = Signal(range(stretch_ticks + 1), name=f"{output.name}_timer")
+            seen = Signal(name=f"{output.name}_event")  # registered: off the event's paths
+            m.d.sync += seen.eq(event)
+            event = seen
             with m.If(event):
-                m.d.sync += timer.eq(self._stretch)
-            with m.Elif(timer != 0):
+                m.d.sync += timer.eq(stretch_ticks)
+            with m.Elif(tick & (timer != 0)):
                 m.d.sync += timer.eq(timer - 1)
-            m.d.comb += output.eq(event | (timer != 0))
+            # Registered, like the heartbeat, so that all four change on a clock edge together.
+            m.d.sync += output.eq(event | (timer != 0))
         return m
 
 

@@ -77,8 +77,15 @@ class UARTReceiver(wiring.Component):
         m.submodules.sync = FFSynchronizer(self.rx, rx, init=1)
 
         timer = Signal(range(divisor))
+        done = Signal()  # timer is 0: a registered compare, off the paths it starts
         shreg = Signal(8)
         bits = Signal(range(8))
+
+        def load(value):  # at least 1: the divisor is at least 4
+            m.d.sync += [timer.eq(value), done.eq(0)]
+
+        def count():
+            m.d.sync += [timer.eq(timer - 1), done.eq(timer == 1)]
 
         with m.If(self.o.ready):
             m.d.sync += self.o.valid.eq(0)
@@ -86,27 +93,28 @@ class UARTReceiver(wiring.Component):
         with m.FSM():
             with m.State("IDLE"):
                 with m.If(~rx):
-                    m.d.sync += timer.eq(divisor // 2 - 1)
+                    load(divisor // 2 - 1)
                     m.next = "START"
             with m.State("START"):
-                with m.If(timer != 0):
-                    m.d.sync += timer.eq(timer - 1)
+                with m.If(~done):
+                    count()
                 with m.Elif(rx):
                     m.next = "IDLE"  # a glitch, not a start bit
                 with m.Else():
-                    m.d.sync += [timer.eq(divisor - 1), bits.eq(0)]
+                    load(divisor - 1)
+                    m.d.sync += bits.eq(0)
                     m.next = "DATA"
             with m.State("DATA"):
-                with m.If(timer != 0):
-                    m.d.sync += timer.eq(timer - 1)
+                with m.If(~done):
+                    count()
                 with m.Else():
-                    m.d.sync += [timer.eq(divisor - 1), shreg.eq(Cat(shreg[1:], rx)),
-                                 bits.eq(bits + 1)]
+                    load(divisor - 1)
+                    m.d.sync += [shreg.eq(Cat(shreg[1:], rx)), bits.eq(bits + 1)]
                     with m.If(bits == 7):
                         m.next = "STOP"
             with m.State("STOP"):
-                with m.If(timer != 0):
-                    m.d.sync += timer.eq(timer - 1)
+                with m.If(~done):
+                    count()
                 with m.Elif(rx):
                     with m.If(self.o.valid & ~self.o.ready):
                         m.d.comb += self.overrun.eq(1)
