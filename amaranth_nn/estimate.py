@@ -257,30 +257,30 @@ def converter_features(converter):
 
 
 # Coefficients of the LUT and flip-flop models, by family: least squares with non-negative
-# coefficients (``python bench/bench_estimate.py --fit`` prints them) of per-layer yosys counts
-# (synth_xilinx, synth_ecp5 with the ECP5 target, synth_ice40 -dsp; hierarchical runs) of the
-# digits model at target II 16-1024 and random MLPs of 4- to 16-bit formats, 47 xc7, 24 ECP5
-# and 11 iCE40 layers (none with LUT multipliers: the iCE40 "lut_mult" is from the 4-bit MLP of
-# the bench, 887 logic cells for 44 LUT multipliers). The width converter's, from four
+# coefficients of per-layer yosys counts (synth_xilinx, synth_ecp5 with the ECP5 target,
+# synth_ice40 -dsp; hierarchical runs: ``python bench/bench_estimate.py --fit --parts-only
+# --no-conv --families F`` prints them) of the digits model at target II 16-1024 and random
+# MLPs of 4- to 16-bit formats, 40 xc7 (mean error 5.9 % LUT, 4.6 % FF), 40 ECP5 (11.9 %,
+# 3.6 %) and 11 iCE40 layers (1.1 %, 0.9 %), refitted for the dense engine with the arrival
+# count and the held bias (issue 12). The width converter's, from four
 # converters. On iCE40 the unit is the logic cell (a LUT4 and a flip-flop): nextpnr packs a
 # flip-flop into the cell of the LUT that drives it when it can; _LOGIC_CELLS_PER_FF is the
 # cells per flip-flop on top of the LUT4s, fitted to nextpnr's counts of iCEBreaker board
 # builds (4210 and 3325 cells for the digits model at target II 512 and 1024).
 _LAYER_LUT = {
-    "xc7": {"one": 14.5, "tree": 0.42, "out": 2.58, "lut_mult": 1.98, "lut_rom": 0.0692,
-              "beats": 5.73, "w_data": 0.0412, "x_data": 1.57},
-    "ecp5": {"one": 15.3, "tree": 0.421, "acc": 3.01, "lut_rom": 0.0695, "beats": 13.2,
-              "x_data": 2.02},
-    "ice40": {"one": 42.9, "tree": 0.907, "acc": 0.523, "lut_rom": 0.153, "beats": 8.33,
-              "x_data": 1.31, "lut_mult": 1.3},
+    "xc7": {"one": 31.8, "tree": 0.481, "out": 1.84, "lut_mult": 1.95, "lut_rom": 0.0641,
+            "beats": 0.645, "x_data": 1.42, "first": 0.303},
+    "ecp5": {"out": 2.68, "lut_rom": 0.093, "beats": 4.32, "w_data": 0.657, "x_data": 4.05},
+    "ice40": {"one": 115.0, "tree": 1.92, "acc": 0.161, "lut_mult": 2.05, "lut_rom": 0.113,
+              "beats": 0.187, "x_data": 0.868},
 }
 _LAYER_FF = {
-    "xc7": {"tree": 0.695, "acc": 1.93, "lut_rom": 0.0308, "beats": 3.33, "x_data": 5.58,
-              "products": 2.83, "first": 3.99},
-    "ecp5": {"one": 82.8, "tree": 1.77, "acc": 3.44, "out": 0.589, "lut_rom": 0.0025,
-              "beats": 1.73, "x_data": 3.12},
-    "ice40": {"one": 49.7, "tree": 3.2, "acc": 3.69, "lut_rom": 0.0187, "beats": 2.78,
-              "x_data": 5.6, "first": 9.36},
+    "xc7": {"one": 1.43, "tree": 0.65, "acc": 1.37, "lut_rom": 0.0204, "beats": 0.591,
+            "x_data": 4.42, "products": 2.56, "first": 5.78},
+    "ecp5": {"one": 32.8, "tree": 1.58, "acc": 3.66, "lut_rom": 0.00311, "x_data": 3.66,
+             "first": 0.521},
+    "ice40": {"one": 33.2, "tree": 0.311, "lut_rom": 0.0014, "beats": 0.24, "w_data": 4.86,
+              "x_data": 10.9, "first": 6.83},
 }
 # The window generator's and the pooling reducer's: least squares with non-negative
 # coefficients (``python bench/bench_estimate.py --fit``) of the per-module yosys counts
