@@ -320,15 +320,19 @@ _CONVERTER_LUT = {"xc7": {"one": 40, "select": 0.4}, "ecp5": {"one": 30, "select
 _CONVERTER_FF = {"one": 50, "banks": 1.0, "lanes": 3.0}
 _LOGIC_CELLS_PER_FF = 0.75
 
-#: The board harness (UART, protocol, buffers, argmax, LEDs) by family, without its output
-#: registers (one LUT per two and one and a half flip-flops per output bit on top): board
-#: builds of the digits model at target II 64 to 1024 and of a 16-64-32-32-5 MLP, less the
-#: same networks alone (iCE40: LUT4 and flip-flops before packing into logic cells).
+#: The board harness (UART, protocol, queues, reply memory, argmax, LEDs) by family: its
+#: modules in ``python bench/bench_breakdown.py --model digits --target-ii 512 --harness``
+#: (everything but ``top.network``; iCE40: LUT4 and flip-flops before packing into logic
+#: cells; MNIST-1D's harness, also 80 output bits, is within 1 % on iCE40).
 _HARNESS = {
-    "xc7": Resources(lut=650, ff=450),
-    "ecp5": Resources(lut=2300, ff=480),
-    "ice40": Resources(lut=1130, ff=540),
+    "xc7": Resources(lut=480, ff=340),
+    "ecp5": Resources(lut=725, ff=340),
+    "ice40": Resources(lut=690, ff=450),
 }
+
+#: Words of the harness's reply memory besides the RESULT payload: the 7 counters and the
+#: 18-byte INFO payload of :mod:`boards.protocol` (a test checks it against the harness).
+HARNESS_REPLY_WORDS = 25
 
 
 def _model(coefficients, features):
@@ -336,16 +340,18 @@ def _model(coefficients, features):
 
 
 def _harness(plan, device):
-    """Resources of the board harness around ``plan``'s network."""
+    """Resources of the board harness around ``plan``'s network: the base of its family, and on
+    iCE40, which has no LUT RAM, block RAM for the input buffer and the reply memory (16-bit
+    words: the counters, the RESULT payload a byte a word, the INFO payload)."""
     spec = plan.spec
-    in_width = spec.input_format.width
-    buffer_bram = 0
-    if device.family == "ice40":  # no LUT RAM: the input buffer takes block RAM
-        buffer_bram = block_rams(plan.in_beats, plan.in_lanes * in_width, device)
-    out_bits = spec.output_size * 8 * -(-spec.output_format.width // 8)
     base = _HARNESS[device.family]
-    return Resources(lut=base.lut + 0.5 * out_bits, ff=base.ff + 1.5 * out_bits,
-                     bram=buffer_bram)
+    if device.family != "ice40":
+        return base
+    in_width = spec.input_format.width
+    result_bytes = spec.output_size * -(-spec.output_format.width // 8) + 2  # + argmax
+    bram = (block_rams(plan.in_beats, plan.in_lanes * in_width, device)
+            + block_rams(HARNESS_REPLY_WORDS + result_bytes, 16, device))
+    return Resources(lut=base.lut, ff=base.ff, bram=bram)
 
 
 def block_parts(block, device):

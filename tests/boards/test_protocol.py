@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from specs import mlp_spec
 
 from amaranth_nn import NetworkSpec, QFormat
+from amaranth_nn.estimate import HARNESS_REPLY_WORDS
 from amaranth_nn.folding import plan_network
 from amaranth_nn.link import FRAME_START_NOISE, single_faults
 from amaranth_nn.models import MODELS
@@ -279,3 +280,9 @@ def test_protocol_lengths_flush_and_nak_codes():
     assert decoder.feed(proto.encode_frame(proto.RESULT, 1, bytes(8))) != []
     assert decoder.feed(proto.encode_frame(proto.RESULT, 1, bytes(7))) == []
     assert decoder.header_errors == 1
+
+
+def test_estimate_knows_the_reply_memory():
+    """The resource estimate's count of the harness's reply memory words besides the RESULT
+    payload: the counters and the INFO payload."""
+    assert HARNESS_REPLY_WORDS == len(proto.COUNTERS) + proto.INFO_PAYLOAD
