@@ -14,11 +14,12 @@ credit-counted output queue (:class:`~amaranth_nn.plumbing.CreditQueue`): only t
 the sink's ``ready``.
 """
 
-from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Const, Module, Mux, Shape, Signal, signed, unsigned
 from amaranth.lib import data, stream, wiring
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
+from .plan import BLOCK_ROM_BITS
 from .plumbing import CreditQueue
 from .unused import rejecting
 from .window_plan import WindowPlan
@@ -88,7 +89,9 @@ class SlidingWindow(wiring.Component):
         lead = Signal(signed(span.bit_length() + 1), init=plan.first_address)
         ahead_max = cap // plan.sample_stride + 3
         ahead = Signal(range(-1, ahead_max + 1))
-        mems = [Memory(shape=unsigned(width), depth=plan.bank_depth, init=[])
+        attrs = ({"ram_style": "distributed"}
+                 if plan.bank_depth * width < BLOCK_ROM_BITS else None)
+        mems = [Memory(shape=unsigned(width), depth=plan.bank_depth, init=[], attrs=attrs)
                 for _ in range(banks)]
         for n, mem in enumerate(mems):
             m.submodules[f"bank{n}"] = mem
@@ -151,15 +154,19 @@ class SlidingWindow(wiring.Component):
         ox = Signal(range(ow))
         oy = Signal(range(oh))
         base = Signal(range(cap))
-        need = Signal(range(plan.positions_in), init=plan.needed(0, 0))
         rows_in = Signal(kh, init=plan.row_valid(0))
         cols_in = Signal(kw, init=plan.col_valid(0))
         go = Signal()
+        beat_first = Signal(init=1)
+        avail = Signal()
         m.d.comb += [
-            go.eq(((ahead > 0) | ((ahead == 0) & (wpos > need))) & queue.ok),
+            go.eq(queue.ok & (~beat_first | avail)),
             queue.take.eq(go),
         ]
         window_done, _ = _counter(m, beat, bpw, go, "beat")
+        if bpw > 1:
+            with m.If(go):
+                m.d.sync += beat_first.eq(window_done)
         out_row_done, ox_next = _counter(m, ox, ow, window_done, "ox")
         out_done, oy_next = _counter(m, oy, oh, out_row_done, "oy")
         x_step, y_step, t_step = plan.steps()
@@ -168,20 +175,57 @@ class SlidingWindow(wiring.Component):
                                                       Mux(out_done, t_step, y_step), x_step), 0))
         m.d.sync += [
             base.eq(base + r_advance),
-            need.eq(Array(Const(plan.needed_row(y), need.shape()) for y in range(oh))[oy_next]
-                    + Array(Const(plan.needed_col(x), need.shape()) for x in range(ow))[ox_next]),
             rows_in.eq(Array(Const(plan.row_valid(y), kh) for y in range(oh))[oy_next]),
             cols_in.eq(Array(Const(plan.col_valid(x), kw) for x in range(ow))[ox_next]),
         ]
 
-        # The line buffer's room: the writer's next position against the reader's base.
-        lead_next = Signal.like(lead)
-        m.d.comb += lead_next.eq(lead + w_advance - r_advance)
+        # The line buffer's room: the writer's next position against the reader's base. The
+        # comparison for every pair of steps is made on the register, so that only a selection
+        # follows the steps' flags.
+        def room(w_step):
+            def fits(r_step):
+                return lead <= cap - channels - w_step + r_step
+            return Mux(window_done, Mux(out_row_done, Mux(out_done, fits(t_step), fits(y_step)),
+                                        fits(x_step)), fits(0))
         m.d.sync += [
-            lead.eq(lead_next),
-            w_ready.eq(lead_next + channels <= cap),
+            lead.eq(lead + w_advance - r_advance),
+            w_ready.eq(Mux(pos_done, Mux(row_done, Mux(sample_done, room(s_step), room(r_step)),
+                                         room(p_step)), room(0))),
             ahead.eq(ahead + (w1_valid & w1_pos & w1_sample) - out_done),
         ]
+
+        # Whether the current window's positions are in, a register (one cycle behind the
+        # writer): from the last position the current window needs, that of the next window
+        # and the raster position of the one after, all registers, stepped at a window's end.
+        count = oh * ow
+        need_shape = Shape.cast(range(plan.positions_in))
+
+        def window_at(n):
+            oy_n, ox_n = divmod(n % count, ow)
+            return oy_n, ox_n
+
+        need = Signal(need_shape, init=plan.needed(*window_at(0)))
+        need_next = Signal(need_shape, init=plan.needed(*window_at(1)))
+        last = Signal(init=count == 1)
+        last_next = Signal(init=window_at(1) == (oh - 1, ow - 1))
+        ox2 = Signal(range(ow), init=window_at(2)[1])
+        oy2 = Signal(range(oh), init=window_at(2)[0])
+        with m.If(window_done):
+            m.d.sync += [
+                need.eq(need_next),
+                need_next.eq(Array(Const(plan.needed_row(y), need_shape) for y in range(oh))[oy2]
+                             + Array(Const(plan.needed_col(x), need_shape)
+                                     for x in range(ow))[ox2]),
+                last.eq(last_next),
+                last_next.eq((ox2 == ow - 1) & (oy2 == oh - 1)),
+                ox2.eq(Mux(ox2 == ow - 1, 0, ox2 + 1)),
+            ]
+            with m.If(ox2 == ow - 1):
+                m.d.sync += oy2.eq(Mux(oy2 == oh - 1, 0, oy2 + 1))
+        ok_now = (ahead > 0) | ((ahead == 0) & (wpos > need))
+        ok_next = Mux(last, (ahead > 1) | ((ahead == 1) & (wpos > need_next)),
+                      (ahead > 0) | ((ahead == 0) & (wpos > need_next)))
+        m.d.sync += avail.eq(Mux(window_done, ok_next, ok_now))
 
         # Stage 1: each lane's address and mask, from the beat's table.
         addr1 = [Signal(range(cap), name=f"addr1_{j}") for j in range(lo)]
@@ -200,27 +244,39 @@ class SlidingWindow(wiring.Component):
                             ky, kx, _ = element
                             m.d.sync += mask1[j].eq(rows_in[ky] & cols_in[kx])
 
-        # Stage 2: each bank reads the row of the lane that falls in it.
+        # Stage 2: each bank's row, from the lane that falls in it.
         rot1 = addr1[0][:lg] if lg else Const(0, 1)
         rows1 = [a[lg:] if lg else a for a in addr1]
         rows1 += [rows1[0]] * (banks - lo)
-        reads = []
-        for n, mem in enumerate(mems):
-            port = mem.read_port(domain="sync")
-            m.d.comb += port.addr.eq(Array(rows1)[(n - rot1)[:lg]] if lg else rows1[0])
-            reads.append(port.data)
+        rows2 = [Signal.like(rows1[0], name=f"row2_{n}") for n in range(banks)]
+        for n in range(banks):
+            m.d.sync += rows2[n].eq(Array(rows1)[(n - rot1)[:lg]] if lg else rows1[0])
         rot2 = Signal.like(rot1)
         mask2 = [Signal(name=f"mask2_{j}") for j in range(lo)]
         valid2 = Signal()
         m.d.sync += [rot2.eq(rot1), valid2.eq(valid1)]
         m.d.sync += [a.eq(b) for a, b in zip(mask2, mask1, strict=True)]
 
-        # Stage 3: the banks' words rotated into lanes, masked, into the queue.
-        out3 = Signal(data.ArrayLayout(unsigned(width), lo))
+        # Stage 3: the banks' words, read between registers (LUT RAM for small banks).
+        reads = []
+        for n, mem in enumerate(mems):
+            port = mem.read_port(domain="comb")
+            m.d.comb += port.addr.eq(rows2[n])
+            word = Signal.like(port.data, name=f"read3_{n}")
+            m.d.sync += word.eq(port.data)
+            reads.append(word)
+        rot3 = Signal.like(rot1)
+        mask3 = [Signal(name=f"mask3_{j}") for j in range(lo)]
         valid3 = Signal()
-        m.d.sync += valid3.eq(valid2)
+        m.d.sync += [rot3.eq(rot2), valid3.eq(valid2)]
+        m.d.sync += [a.eq(b) for a, b in zip(mask3, mask2, strict=True)]
+
+        # Stage 4: the banks' words rotated into lanes, masked, into the queue.
+        out4 = Signal(data.ArrayLayout(unsigned(width), lo))
+        valid4 = Signal()
+        m.d.sync += valid4.eq(valid3)
         for j in range(lo):
-            word = Array(reads)[(rot2 + j)[:lg]] if lg else reads[0]
-            m.d.sync += out3[j].eq(Mux(mask2[j], word, 0))
-        m.d.comb += [queue.w.valid.eq(valid3), queue.w.payload.eq(out3)]
+            word = Array(reads)[(rot3 + j)[:lg]] if lg else reads[0]
+            m.d.sync += out4[j].eq(Mux(mask3[j], word, 0))
+        m.d.comb += [queue.w.valid.eq(valid4), queue.w.payload.eq(out4)]
         return m

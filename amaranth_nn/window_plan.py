@@ -25,8 +25,8 @@ __all__ = ["ORDERS", "WINDOW_STAGES", "WindowPlan"]
 ORDERS = ("window", "kernel")
 
 #: Registers from issuing a window beat to its lanes on the way into the output FIFO: the lane
-#: addresses, the bank read, and the rotated, masked lanes.
-WINDOW_STAGES = 3
+#: addresses, the banks' addresses, the bank read, and the rotated, masked lanes.
+WINDOW_STAGES = 4
 
 
 def _axes(name, value, axes, minimum=1):
@@ -331,8 +331,9 @@ class WindowPlan:
     @property
     def issue_delay(self):
         """Cycles from the transfer of the input beat that completes a position to the first
-        cycle a window needing it can issue: the input register, the write and the count."""
-        return 2
+        cycle a window needing it can issue: the input register, the write, the count and the
+        registered comparison with the window's needs."""
+        return 3
 
     @property
     def depth(self):
