@@ -20,7 +20,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from .plan import BLOCK_ROM_BITS
-from .plumbing import CreditQueue
+from .plumbing import CreditQueue, delay
 from .unused import rejecting
 from .window_plan import WindowPlan
 
@@ -180,17 +180,28 @@ class SlidingWindow(wiring.Component):
         ]
 
         # The line buffer's room: the writer's next position against the reader's base. The
-        # comparison for every pair of steps is made on the register, so that only a selection
-        # follows the steps' flags.
-        def room(w_step):
-            def fits(r_step):
-                return lead <= cap - channels - w_step + r_step
-            return Mux(window_done, Mux(out_row_done, Mux(out_done, fits(t_step), fits(y_step)),
-                                        fits(x_step)), fits(0))
+        # comparison for every pair of steps is made on the register, the writer is assumed to
+        # take a beat whenever it is ready (a safe overestimate of its step: the flag then
+        # depends on no input), and the reader's issue selects last, so that only the
+        # registers' own flags precede it.
+        def fits(write, read):
+            return lead <= cap - channels - write + read
+
+        w_pos = w_ready & (in_beat == bpp - 1)
+        w_row = w_pos & (ix == wid - 1)
+        w_sample = w_row & (iy == height - 1)
+        r_window = beat == bpw - 1
+        r_row = r_window & (ox == ow - 1)
+        r_sample = r_row & (oy == oh - 1)
+
+        def room(read):
+            return Mux(w_pos, Mux(w_row, Mux(w_sample, fits(s_step, read), fits(r_step, read)),
+                                  fits(p_step, read)), fits(0, read))
+        room_go = Mux(r_window, Mux(r_row, Mux(r_sample, room(t_step), room(y_step)),
+                                    room(x_step)), room(0))
         m.d.sync += [
             lead.eq(lead + w_advance - r_advance),
-            w_ready.eq(Mux(pos_done, Mux(row_done, Mux(sample_done, room(s_step), room(r_step)),
-                                         room(p_step)), room(0))),
+            w_ready.eq(Mux(go, room_go, room(0))),
             ahead.eq(ahead + (w1_valid & w1_pos & w1_sample) - out_done),
         ]
 
@@ -227,24 +238,34 @@ class SlidingWindow(wiring.Component):
                       (ahead > 0) | ((ahead == 0) & (wpos > need_next)))
         m.d.sync += avail.eq(Mux(window_done, ok_next, ok_now))
 
-        # Stage 1: each lane's address and mask, from the beat's table.
-        addr1 = [Signal(range(cap), name=f"addr1_{j}") for j in range(lo)]
-        mask1 = [Signal(name=f"mask1_{j}") for j in range(lo)]
-        valid1 = Signal()
-        m.d.sync += valid1.eq(go)
+        # Stage 1: each lane's offset and mask, from the beat's table, and the window's base.
+        offsets = [[plan.offset(b, j) for j in range(lo)] for b in range(bpw)]
+        off1 = [Signal(range(max(map(max, offsets)) + 1), name=f"off1_{j}") for j in range(lo)]
+        base1 = Signal.like(base)
+        mask0 = [Signal(name=f"mask0_{j}") for j in range(lo)]
+        valid0 = Signal()
+        m.d.sync += [valid0.eq(go), base1.eq(base)]
         with m.Switch(beat):
             for b in range(bpw):
                 with m.Case(b):
                     for j in range(lo):
-                        m.d.sync += addr1[j].eq(base + plan.offset(b, j))
+                        m.d.sync += off1[j].eq(offsets[b][j])
                         element = plan.element(b, j)
                         if element is None:
-                            m.d.sync += mask1[j].eq(0)
+                            m.d.sync += mask0[j].eq(0)
                         else:
                             ky, kx, _ = element
-                            m.d.sync += mask1[j].eq(rows_in[ky] & cols_in[kx])
+                            m.d.sync += mask0[j].eq(rows_in[ky] & cols_in[kx])
 
-        # Stage 2: each bank's row, from the lane that falls in it.
+        # Stage 2: each lane's address.
+        addr1 = [Signal(range(cap), name=f"addr1_{j}") for j in range(lo)]
+        mask1 = [Signal(name=f"mask1_{j}") for j in range(lo)]
+        valid1 = Signal()
+        m.d.sync += valid1.eq(valid0)
+        m.d.sync += [a.eq(base1 + o) for a, o in zip(addr1, off1, strict=True)]
+        m.d.sync += [a.eq(b) for a, b in zip(mask1, mask0, strict=True)]
+
+        # Stage 3: each bank's row, from the lane that falls in it.
         rot1 = addr1[0][:lg] if lg else Const(0, 1)
         rows1 = [a[lg:] if lg else a for a in addr1]
         rows1 += [rows1[0]] * (banks - lo)
@@ -257,21 +278,20 @@ class SlidingWindow(wiring.Component):
         m.d.sync += [rot2.eq(rot1), valid2.eq(valid1)]
         m.d.sync += [a.eq(b) for a, b in zip(mask2, mask1, strict=True)]
 
-        # Stage 3: the banks' words, read between registers (LUT RAM for small banks).
+        # Stages 4 and 5: the banks' words, read between registers (LUT RAM for small banks),
+        # then registered again (block RAM takes the first register as its synchronous read,
+        # and its slow clock-to-output then meets only a flip-flop).
         reads = []
         for n, mem in enumerate(mems):
             port = mem.read_port(domain="comb")
             m.d.comb += port.addr.eq(rows2[n])
-            word = Signal.like(port.data, name=f"read3_{n}")
-            m.d.sync += word.eq(port.data)
+            word = delay(m, port.data, 2, f"read{n}")
             reads.append(word)
-        rot3 = Signal.like(rot1)
-        mask3 = [Signal(name=f"mask3_{j}") for j in range(lo)]
-        valid3 = Signal()
-        m.d.sync += [rot3.eq(rot2), valid3.eq(valid2)]
-        m.d.sync += [a.eq(b) for a, b in zip(mask3, mask2, strict=True)]
+        rot3 = delay(m, rot2, 2, "rot3")
+        valid3 = delay(m, valid2, 2, "valid3")
+        mask3 = [delay(m, mask2[j], 2, f"mask3_{j}") for j in range(lo)]
 
-        # Stage 4: the banks' words rotated into lanes, masked, into the queue.
+        # Stage 6: the banks' words rotated into lanes, masked, into the queue.
         out4 = Signal(data.ArrayLayout(unsigned(width), lo))
         valid4 = Signal()
         m.d.sync += valid4.eq(valid3)
