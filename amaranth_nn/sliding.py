@@ -26,6 +26,10 @@ from .window_plan import WindowPlan
 
 __all__ = ["SlidingWindow"]
 
+#: Cycles from issuing a window beat to its last bank read, less one: the writer may overwrite
+#: what the reader's base has passed only after that.
+READ_LAG = 2
+
 
 def _counter(m, value, limit, step, name):
     """``(wrap, next)``: a counter of ``value`` from 0 to ``limit - 1`` that steps when ``step``;
@@ -180,28 +184,28 @@ class SlidingWindow(wiring.Component):
         ]
 
         # The line buffer's room: the writer's next position against the reader's base. The
-        # comparison for every pair of steps is made on the register, the writer is assumed to
-        # take a beat whenever it is ready (a safe overestimate of its step: the flag then
-        # depends on no input), and the reader's issue selects last, so that only the
-        # registers' own flags precede it.
+        # reader's steps count READ_LAG cycles late, when its reads have been made. The
+        # comparison for every pair of steps is made on the register, and the writer is assumed
+        # to take a beat whenever it is ready (a safe overestimate of its step), so that the
+        # selection follows registers only.
         def fits(write, read):
             return lead <= cap - channels - write + read
 
         w_pos = w_ready & (in_beat == bpp - 1)
         w_row = w_pos & (ix == wid - 1)
         w_sample = w_row & (iy == height - 1)
-        r_window = beat == bpw - 1
-        r_row = r_window & (ox == ow - 1)
-        r_sample = r_row & (oy == oh - 1)
+        r_window, r_row, r_sample = (delay(m, flag, READ_LAG, name) for flag, name in
+                                     ((window_done, "read_window"), (out_row_done, "read_row"),
+                                      (out_done, "read_sample")))
+        r_late = Mux(r_window, Mux(r_row, Mux(r_sample, t_step, y_step), x_step), 0)
 
         def room(read):
             return Mux(w_pos, Mux(w_row, Mux(w_sample, fits(s_step, read), fits(r_step, read)),
                                   fits(p_step, read)), fits(0, read))
-        room_go = Mux(r_window, Mux(r_row, Mux(r_sample, room(t_step), room(y_step)),
-                                    room(x_step)), room(0))
         m.d.sync += [
-            lead.eq(lead + w_advance - r_advance),
-            w_ready.eq(Mux(go, room_go, room(0))),
+            lead.eq(lead + w_advance - r_late),
+            w_ready.eq(Mux(r_window, Mux(r_row, Mux(r_sample, room(t_step), room(y_step)),
+                                         room(x_step)), room(0))),
             ahead.eq(ahead + (w1_valid & w1_pos & w1_sample) - out_done),
         ]
 
