@@ -103,12 +103,24 @@ class PoolReducer(wiring.Component):
             m.d.sync += [x[j].eq(self.i.payload[j]) for j in range(lanes)]
         chain = [[Signal(signed(partial_width), name=f"partial_{n}_{j}", reset_less=True)
                   for j in range(lanes)] for n in range(groups)]
+        # With two groups or more, a max compares the beat on its way into stage 1 with the
+        # partial it will meet: chain[1] if the chain shifts in this cycle, else chain[0].
+        early = plan.kind == "maxpool" and groups > 1
+        larger = [Signal(name=f"larger_{j}") for j in range(lanes)] if early else []
+        if early:
+            with m.If(go):
+                for j in range(lanes):
+                    beat = self.i.payload[j]
+                    m.d.sync += larger[j].eq(k_first | Mux(valid, beat > chain[1][j],
+                                                           beat > chain[0][j]))
         with m.If(valid):
             for j in range(lanes):
                 # One mux level before the register: a max takes the beat when it starts the
                 # window or is larger; a sum adds the beat to the partial or to the rounding.
                 head = chain[0][j]
-                if plan.kind == "maxpool":
+                if early:
+                    new = Mux(larger[j], x[j], head)
+                elif plan.kind == "maxpool":
                     new = Mux(first | (x[j] > head), x[j], head)
                 else:
                     new = x[j] + Mux(first, plan.rounding, head)
