@@ -19,10 +19,16 @@ from amaranth.lib import data, wiring
 from amaranth.lib.memory import Memory
 
 from .block import PlanComponent
-from .plumbing import CreditQueue
+from .plan import BLOCK_ROM_BITS
+from .plumbing import CreditQueue, delay
 from .window_plan import WindowPlan
 
 __all__ = ["SlidingWindow"]
+
+#: Cycles the writer's room counts the reader's steps late, on top of the one cycle of its
+#: registered step: a window's last bank reads are made three cycles after its issue, and the
+#: writer may overwrite what the reader's base has passed only after them.
+READ_LAG = 1
 
 
 def _counter(m, limit, step, name, start=0):
@@ -84,7 +90,9 @@ class SlidingWindow(PlanComponent):
         lead = Signal(signed(span.bit_length() + 1), init=plan.first_address)
         ahead_max = cap // plan.sample_stride + 3
         ahead = Signal(range(-1, ahead_max + 1))
-        mems = [Memory(shape=unsigned(width), depth=plan.bank_depth, init=[])
+        attrs = ({"ram_style": "distributed"}
+                 if plan.bank_depth * width < BLOCK_ROM_BITS else None)
+        mems = [Memory(shape=unsigned(width), depth=plan.bank_depth, init=[], attrs=attrs)
                 for _ in range(banks)]
         for n, mem in enumerate(mems):
             m.submodules[f"bank{n}"] = mem
@@ -191,11 +199,12 @@ class SlidingWindow(PlanComponent):
             ]
 
         # The line buffer's room: the writer's next position against the reader's base. The
-        # steps of the previous cycle are applied from registers (the reader's a cycle late,
-        # which only holds the writer back); the writer's ready, a register, takes a step of
-        # this cycle into account.
+        # steps of the previous cycle are applied from registers (the reader's READ_LAG cycles
+        # later still, when the reads of its window are made, which only holds the writer
+        # back); the writer's ready, a register, takes a step of this cycle into account.
+        r_step = delay(m, Mux(window_done, step, 0), READ_LAG, "r_step")
         delta = Signal(signed(max(w_step.shape().width, step.shape().width) + 1))
-        m.d.sync += delta.eq(Mux(pos_done, w_step, 0) - Mux(window_done, step, 0))
+        m.d.sync += delta.eq(Mux(pos_done, w_step, 0) - r_step)
         lead_next = Signal.like(lead)
         room = Signal(signed(cap.bit_length() + 1))
         m.d.comb += [
@@ -207,16 +216,18 @@ class SlidingWindow(PlanComponent):
             w_ready.eq(Mux(pos_done, lead_next <= room, lead_next <= cap - channels)),
         ]
 
-        # Stage 1: each lane's address and mask, from the beat's table.
-        addr1 = [Signal(range(cap), name=f"addr1_{j}") for j in range(lo)]
+        # Stage 1: each lane's offset and mask, from the beat's table, and the window's base.
+        offsets = [[plan.offset(b, j) for j in range(lo)] for b in range(bpw)]
+        off1 = [Signal(range(max(map(max, offsets)) + 1), name=f"off1_{j}") for j in range(lo)]
+        base1 = Signal.like(base)
         mask1 = [Signal(name=f"mask1_{j}") for j in range(lo)]
         valid1 = Signal()
-        m.d.sync += valid1.eq(go)
+        m.d.sync += [valid1.eq(go), base1.eq(base)]
         with m.Switch(beat):
             for b in range(bpw):
                 with m.Case(b):
                     for j in range(lo):
-                        m.d.sync += addr1[j].eq(base + plan.offset(b, j))
+                        m.d.sync += off1[j].eq(offsets[b][j])
                         element = plan.element(b, j)
                         if element is None:
                             m.d.sync += mask1[j].eq(0)
@@ -224,27 +235,38 @@ class SlidingWindow(PlanComponent):
                             ky, kx, _ = element
                             m.d.sync += mask1[j].eq(rows_in[ky] & cols_in[kx])
 
-        # Stage 2: each bank reads the row of the lane that falls in it.
-        rot1 = addr1[0][:lg] if lg else Const(0, 1)
-        rows1 = [a[lg:] if lg else a for a in addr1]
-        rows1 += [rows1[0]] * (banks - lo)
+        # Stage 2: each lane's address.
+        addr2 = [Signal(range(cap), name=f"addr2_{j}") for j in range(lo)]
+        m.d.sync += [a.eq(base1 + o) for a, o in zip(addr2, off1, strict=True)]
+        valid2 = delay(m, valid1, 1, "valid2")
+        mask2 = [delay(m, mask1[j], 1, f"mask2_{j}") for j in range(lo)]
+
+        # Stage 3: each bank's row, from the lane that falls in it.
+        rot2 = addr2[0][:lg] if lg else Const(0, 1)
+        rows2 = [a[lg:] if lg else a for a in addr2]
+        rows2 += [rows2[0]] * (banks - lo)
+        rows3 = [Signal.like(rows2[0], name=f"row3_{n}") for n in range(banks)]
+        m.d.sync += [row.eq(Array(rows2)[(n - rot2)[:lg]] if lg else rows2[0])
+                     for n, row in enumerate(rows3)]
+
+        # Stages 4 and 5: the banks' words, read between registers (LUT RAM for small banks),
+        # then registered again (block RAM takes the first register as its synchronous read,
+        # and its slow clock-to-output then meets only a flip-flop).
         reads = []
         for n, mem in enumerate(mems):
-            port = mem.read_port(domain="sync")
-            m.d.comb += port.addr.eq(Array(rows1)[(n - rot1)[:lg]] if lg else rows1[0])
-            reads.append(port.data)
-        rot2 = Signal.like(rot1)
-        mask2 = [Signal(name=f"mask2_{j}") for j in range(lo)]
-        valid2 = Signal()
-        m.d.sync += [rot2.eq(rot1), valid2.eq(valid1)]
-        m.d.sync += [a.eq(b) for a, b in zip(mask2, mask1, strict=True)]
+            port = mem.read_port(domain="comb")
+            m.d.comb += port.addr.eq(rows3[n])
+            reads.append(delay(m, port.data, 2, f"read{n}"))
+        rot5 = delay(m, rot2, 3, "rot5")
+        valid5 = delay(m, valid2, 3, "valid5")
+        mask5 = [delay(m, mask2[j], 3, f"mask5_{j}") for j in range(lo)]
 
-        # Stage 3: the banks' words rotated into lanes, masked, into the queue.
-        out3 = Signal(data.ArrayLayout(unsigned(width), lo))
-        valid3 = Signal()
-        m.d.sync += valid3.eq(valid2)
+        # Stage 6: the banks' words rotated into lanes, masked, into the queue.
+        out6 = Signal(data.ArrayLayout(unsigned(width), lo))
+        valid6 = Signal()
+        m.d.sync += valid6.eq(valid5)
         for j in range(lo):
-            word = Array(reads)[(rot2 + j)[:lg]] if lg else reads[0]
-            m.d.sync += out3[j].eq(Mux(mask2[j], word, 0))
-        m.d.comb += [queue.w.valid.eq(valid3), queue.w.payload.eq(out3)]
+            word = Array(reads)[(rot5 + j)[:lg]] if lg else reads[0]
+            m.d.sync += out6[j].eq(Mux(mask5[j], word, 0))
+        m.d.comb += [queue.w.valid.eq(valid6), queue.w.payload.eq(out6)]
         return m
