@@ -10,7 +10,7 @@ that makes those windows from a stream of positions, then the reducer.
 from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 
-from .block import PlanComponent
+from .block import PlanComponent, PlannedBlock
 from .plumbing import CreditQueue, delay
 from .pool_plan import PoolPlan, ReducerPlan
 from .sliding import SlidingWindow
@@ -120,7 +120,7 @@ class PoolReducer(PlanComponent):
         return m
 
 
-class Pool(PlanComponent):
+class Pool(PlannedBlock):
     """One max or average pooling layer of a spec: a sliding window in kernel order, then the
     reducer.
 
@@ -134,6 +134,9 @@ class Pool(PlanComponent):
     ----------
     plan : PoolPlan
         ``PoolPlan(spec, index, lanes=...)``.
+    arch : str or Target
+        Which RAM the window generator's line buffer is (see
+        :class:`~amaranth_nn.sliding.SlidingWindow`).
 
     Members
     -------
@@ -146,14 +149,16 @@ class Pool(PlanComponent):
     Raises
     ------
     TypeError
-        If ``plan`` is not a PoolPlan.
+        If ``plan`` is not a PoolPlan or ``arch`` is neither a name nor a Target.
+    ValueError
+        If ``arch`` is an unknown name.
     """
 
     PLAN = PoolPlan
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.window = window = SlidingWindow(self._plan.window)
+        m.submodules.window = window = SlidingWindow(self._plan.window, arch=self._arch)
         m.submodules.reducer = reducer = PoolReducer(self._plan.reducer)
         wiring.connect(m, wiring.flipped(self.i), window.i)
         wiring.connect(m, window.o, reducer.i)

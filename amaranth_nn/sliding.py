@@ -16,11 +16,10 @@ the sink's ``ready``.
 
 from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
 from amaranth.lib import data, wiring
-from amaranth.lib.memory import Memory
 
-from .block import PlanComponent
-from .plan import BLOCK_ROM_BITS
+from .block import PlannedBlock
 from .plumbing import CreditQueue, delay
+from .targets import RAM_READ_STAGES, resolve_target
 from .window_plan import WindowPlan
 
 __all__ = ["SlidingWindow"]
@@ -47,7 +46,7 @@ def _counter(m, limit, step, name, start=0):
     return value, last, wrap
 
 
-class SlidingWindow(PlanComponent):
+class SlidingWindow(PlannedBlock):
     """Sliding windows over a stream of positions, one output beat per cycle.
 
     See :class:`~amaranth_nn.window_plan.WindowPlan` for the beats in and out and the window
@@ -56,6 +55,8 @@ class SlidingWindow(PlanComponent):
     Parameters
     ----------
     plan : WindowPlan
+    arch : str or Target
+        Which RAM the line buffer's banks are (:meth:`~amaranth_nn.targets.Target.ram`).
 
     Members
     -------
@@ -68,7 +69,9 @@ class SlidingWindow(PlanComponent):
     Raises
     ------
     TypeError
-        If ``plan`` is not a WindowPlan.
+        If ``plan`` is not a WindowPlan or ``arch`` is neither a name nor a Target.
+    ValueError
+        If ``arch`` is an unknown name.
     """
 
     PLAN = WindowPlan
@@ -87,15 +90,10 @@ class SlidingWindow(PlanComponent):
         bpp, bpw = plan.beats_per_position, plan.beats_per_window
         kh, kw = plan.kernel2
         span = 4 * (cap + plan.sample_stride)
-        lead = Signal(signed(span.bit_length() + 1), init=plan.first_address)
         ahead_max = cap // plan.sample_stride + 3
         ahead = Signal(range(-1, ahead_max + 1))
-        attrs = ({"ram_style": "distributed"}
-                 if plan.bank_depth * width < BLOCK_ROM_BITS else None)
-        mems = [Memory(shape=unsigned(width), depth=plan.bank_depth, init=[], attrs=attrs)
-                for _ in range(banks)]
-        for n, mem in enumerate(mems):
-            m.submodules[f"bank{n}"] = mem
+        target = resolve_target(self._arch, platform)
+        rams = [target.ram(m, width, plan.bank_depth, f"bank{n}") for n in range(banks)]
 
         # Writer: count beats, positions and rows; each beat is registered, then written.
         w_ready = Signal(init=1)
@@ -127,16 +125,15 @@ class SlidingWindow(PlanComponent):
         ]
         w_rot = w1_addr[:lg] if lg else Const(0, 1)
         w_row = w1_addr[lg:] if lg else w1_addr
-        for n, mem in enumerate(mems):
-            port = mem.write_port()
+        for n, ram in enumerate(rams):
             lane = Signal(range(banks), name=f"w_lane{n}")
             m.d.comb += lane.eq((n - w_rot)[:lg] if lg else 0)
             lanes = [w1_data[k] for k in range(li)] + [Const(0, width)] * (banks - li)
             channel = w1_beat * li + lane
             m.d.comb += [
-                port.addr.eq(Mux(Const(n, lg + 1) < w_rot, w_row + 1, w_row)),
-                port.data.eq(Array(lanes)[lane]),
-                port.en.eq(w1_valid & (lane < li) & (channel < channels)),
+                ram.w_addr.eq(Mux(Const(n, lg + 1) < w_rot, w_row + 1, w_row)),
+                ram.w_data.eq(Array(lanes)[lane]),
+                ram.w_en.eq(w1_valid & (lane < li) & (channel < channels)),
             ]
 
         # Positions written in the writer's sample, and its samples ahead of the reader's (-1
@@ -170,10 +167,17 @@ class SlidingWindow(PlanComponent):
         m.d.comb += [go.eq(avail & queue.ok), queue.take.eq(go)]
         out_done = Signal()
         m.d.comb += out_done.eq(window_done & ox_last & oy_last)
-        need_nx = Signal.like(need)
-        m.d.comb += need_nx.eq(
-            Array(Const(plan.needed_row(y), need.shape()) for y in range(oh))[nx_oy]
-            + Array(Const(plan.needed_col(x), need.shape()) for x in range(ow))[nx_ox])
+        # The next window's last needed position is a register too, from the coordinates of
+        # the window after it.
+        count = oh * ow
+        nn_y, nn_x = divmod(2 % count, ow)
+        nn_ox, _, nn_row = _counter(m, ow, window_done, "nn_ox", start=nn_x)
+        nn_oy, _, _ = _counter(m, oh, nn_row, "nn_oy", start=nn_y)
+        need_nx = Signal.like(need, init=plan.needed(*divmod(1 % count, ow)))
+        with m.If(window_done):
+            m.d.sync += need_nx.eq(
+                Array(Const(plan.needed_row(y), need.shape()) for y in range(oh))[nn_oy]
+                + Array(Const(plan.needed_col(x), need.shape()) for x in range(ow))[nn_ox])
         ahead_next = Signal.like(ahead)
         m.d.comb += ahead_next.eq(ahead + (w1_valid & w1_pos & w1_sample) - out_done)
         # wpos_next > need_next, from comparisons of registers only: wpos_next is wpos, wpos + 1
@@ -198,22 +202,31 @@ class SlidingWindow(PlanComponent):
                 cols_in.eq(Array(Const(plan.col_valid(x), kw) for x in range(ow))[nx_ox]),
             ]
 
-        # The line buffer's room: the writer's next position against the reader's base. The
-        # steps of the previous cycle are applied from registers (the reader's READ_LAG cycles
-        # later still, when the reads of its window are made, which only holds the writer
-        # back); the writer's ready, a register, takes a step of this cycle into account.
-        r_step = delay(m, Mux(window_done, step, 0), READ_LAG, "r_step")
-        delta = Signal(signed(max(w_step.shape().width, step.shape().width) + 1))
-        m.d.sync += delta.eq(Mux(pos_done, w_step, 0) - r_step)
-        lead_next = Signal.like(lead)
-        room = Signal(signed(cap.bit_length() + 1))
-        m.d.comb += [
-            lead_next.eq(lead + delta),
-            room.eq(cap - channels - w_step),
-        ]
+        # The line buffer's room: the writer's next position against the reader's base, as the
+        # slack ``cap - channels - lead``. The steps of the previous cycle are applied from
+        # registers (the reader's READ_LAG cycles later still, when the reads of its window are
+        # made, which only holds the writer back). The writer's ready, a register, takes a step
+        # of this cycle into account: it compares the slack with the registered steps plus each
+        # of the writer's possible steps, so that no adder precedes a comparison.
+        read_step = delay(m, Mux(window_done, step, 0), READ_LAG, "read_step")
+        delta_shape = signed(max(w_step.shape().width, step.shape().width) + 2)
+
+        def stepped(extra):
+            """``extra`` plus the writer's step of this cycle less the reader's late one, in a
+            register."""
+            value = Signal(delta_shape, name=f"delta_{extra}")
+            moved = Mux(ix_last, Mux(iy_last, s_step + extra, r_step + extra), p_step + extra)
+            m.d.sync += value.eq(Mux(pos_done, moved, extra) - read_step)
+            return value
+
+        delta = stepped(0)
+        deltas = [stepped(extra) for extra in (p_step, r_step, s_step)]
+        slack = Signal(signed(span.bit_length() + 2), init=cap - channels - plan.first_address)
         m.d.sync += [
-            lead.eq(lead_next),
-            w_ready.eq(Mux(pos_done, lead_next <= room, lead_next <= cap - channels)),
+            slack.eq(slack - delta),
+            w_ready.eq(Mux(pos_done, Mux(ix_last, Mux(iy_last, slack >= deltas[2],
+                                                          slack >= deltas[1]),
+                                         slack >= deltas[0]), slack >= delta)),
         ]
 
         # Stage 1: each lane's offset and mask, from the beat's table, and the window's base.
@@ -249,17 +262,12 @@ class SlidingWindow(PlanComponent):
         m.d.sync += [row.eq(Array(rows2)[(n - rot2)[:lg]] if lg else rows2[0])
                      for n, row in enumerate(rows3)]
 
-        # Stages 4 and 5: the banks' words, read between registers (LUT RAM for small banks),
-        # then registered again (block RAM takes the first register as its synchronous read,
-        # and its slow clock-to-output then meets only a flip-flop).
-        reads = []
-        for n, mem in enumerate(mems):
-            port = mem.read_port(domain="comb")
-            m.d.comb += port.addr.eq(rows3[n])
-            reads.append(delay(m, port.data, 2, f"read{n}"))
-        rot5 = delay(m, rot2, 3, "rot5")
-        valid5 = delay(m, valid2, 3, "valid5")
-        mask5 = [delay(m, mask2[j], 3, f"mask5_{j}") for j in range(lo)]
+        # Stages 4 and 5: the banks' words, read and registered (the target's RAM read).
+        m.d.comb += [ram.r_addr.eq(row) for ram, row in zip(rams, rows3, strict=True)]
+        reads = [ram.r_data for ram in rams]
+        rot5 = delay(m, rot2, 1 + RAM_READ_STAGES, "rot5")
+        valid5 = delay(m, valid2, 1 + RAM_READ_STAGES, "valid5")
+        mask5 = [delay(m, mask2[j], 1 + RAM_READ_STAGES, f"mask5_{j}") for j in range(lo)]
 
         # Stage 6: the banks' words rotated into lanes, masked, into the queue.
         out6 = Signal(data.ArrayLayout(unsigned(width), lo))

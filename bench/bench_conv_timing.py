@@ -48,7 +48,7 @@ def block_of(spec, name):
     if what == "layer":
         return f"layer {index} ({kind})", COMPONENTS[kind](plan, ARCH)
     if what == "window":
-        return f"SlidingWindow of layer {index} ({kind})", SlidingWindow(plan.window)
+        return f"SlidingWindow of layer {index} ({kind})", SlidingWindow(plan.window, arch=ARCH)
     if what == "reducer":
         return f"PoolReducer of layer {index}", PoolReducer(plan.reducer)
     return f"DenseLayer of layer {index}", DenseLayer(plan.dense, arch=ARCH)
