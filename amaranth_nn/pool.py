@@ -13,7 +13,7 @@ from amaranth.lib import wiring
 from .block import PlanComponent, PlannedBlock
 from .plumbing import CreditQueue, delay
 from .pool_plan import PoolPlan, ReducerPlan
-from .sliding import SlidingWindow
+from .sliding import SlidingWindow, offset_binary
 
 __all__ = ["PoolReducer", "Pool"]
 
@@ -101,15 +101,18 @@ class PoolReducer(PlanComponent):
         m.d.sync += [a.eq(b) for a, b in zip(x2, x, strict=True)]
         chain = [[Signal(signed(partial_width), name=f"partial_{n}_{j}", reset_less=True)
                   for j in range(lanes)] for n in range(groups)]
+        bits = max(width, partial_width)  # of a max's comparisons
         if plan.kind == "maxpool" and groups > 1:
             # The partial a beat meets in stage 3 is known in stage 2: chain[1] if the chain
             # shifts in this cycle, else chain[0]; the comparison gets a cycle of its own.
             take = [Signal(name=f"take_{j}") for j in range(lanes)]
             for j in range(lanes):
                 meets = Mux(valid2, chain[1][j], chain[0][j])
-                m.d.sync += take[j].eq(first | (x[j] > meets))
+                m.d.sync += take[j].eq(first | (offset_binary(x[j], bits)
+                                                > offset_binary(meets, bits)))
         elif plan.kind == "maxpool":
-            take = [first2 | (x2[j] > chain[0][j]) for j in range(lanes)]
+            take = [first2 | (offset_binary(x2[j], bits)
+                                  > offset_binary(chain[0][j], bits)) for j in range(lanes)]
         with m.If(valid2):
             for j in range(lanes):
                 # One mux level before the register: a max takes the beat when it starts the

@@ -14,7 +14,7 @@ credit-counted output queue (:class:`~amaranth_nn.plumbing.CreditQueue`): only t
 the sink's ``ready``.
 """
 
-from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, wiring
 
 from .block import PlannedBlock
@@ -22,12 +22,23 @@ from .plumbing import CreditQueue, delay
 from .targets import RAM_READ_STAGES, resolve_target
 from .window_plan import WindowPlan
 
-__all__ = ["SlidingWindow"]
+__all__ = ["SlidingWindow", "offset_binary"]
 
 #: Cycles the writer's room counts the reader's steps late, on top of the one cycle of its
 #: registered step: a window's last bank reads are made three cycles after its issue, and the
 #: writer may overwrite what the reader's base has passed only after them.
 READ_LAG = 1
+
+
+def offset_binary(value, width):
+    """The bits of a signed ``value`` (sign-extended to ``width``) with the top one inverted,
+    which compare as unsigned numbers as the signed values do: a comparison of these is one
+    carry chain, where a signed one also takes the carry into the top bit out of the chain (on
+    ECP5 a split of the chain and a detour through the routing)."""
+    value = Value.cast(value)
+    if len(value) < width:
+        value = Cat(value, value[-1].replicate(width - len(value)))
+    return Cat(value[:width - 1], ~value[width - 1])
 
 
 def _counter(m, limit, step, name, start=0):
@@ -222,11 +233,15 @@ class SlidingWindow(PlannedBlock):
         delta = stepped(0)
         deltas = [stepped(extra) for extra in (p_step, r_step, s_step)]
         slack = Signal(signed(span.bit_length() + 2), init=cap - channels - plan.first_address)
+
+        def fits(steps):
+            """``slack >= steps``, both signed, as one unsigned comparison."""
+            width = max(len(slack), len(steps))
+            return offset_binary(slack, width) >= offset_binary(steps, width)
         m.d.sync += [
             slack.eq(slack - delta),
-            w_ready.eq(Mux(pos_done, Mux(ix_last, Mux(iy_last, slack >= deltas[2],
-                                                          slack >= deltas[1]),
-                                         slack >= deltas[0]), slack >= delta)),
+            w_ready.eq(Mux(pos_done, Mux(ix_last, Mux(iy_last, fits(deltas[2]), fits(deltas[1])),
+                                         fits(deltas[0])), fits(delta))),
         ]
 
         # Stage 1: each lane's offset and mask, from the beat's table, and the window's base.
