@@ -214,11 +214,12 @@ class SlidingWindow(PlannedBlock):
             ]
 
         # The line buffer's room: the writer's next position against the reader's base, as the
-        # slack ``cap - channels - lead``. The steps of the previous cycle are applied from
-        # registers (the reader's READ_LAG cycles later still, when the reads of its window are
-        # made, which only holds the writer back). The writer's ready, a register, takes a step
-        # of this cycle into account: it compares the slack with the registered steps plus each
-        # of the writer's possible steps, so that no adder precedes a comparison.
+        # slack ``cap - channels - (position - base)``. The steps of the previous cycle are
+        # applied from registers (the reader's READ_LAG cycles later still, when the reads of
+        # its window are made, which only holds the writer back). The writer's ready, a
+        # register, takes a step of this cycle into account: it compares the slack with the
+        # registered steps plus each of the writer's possible steps, so that no adder precedes
+        # a comparison.
         read_step = delay(m, Mux(window_done, step, 0), READ_LAG, "read_step")
         delta_shape = signed(max(w_step.shape().width, step.shape().width) + 2)
 
