@@ -1,10 +1,12 @@
 """Build a network into a board design: ``python -m amaranth_nn.build --board arty_a7``.
 
-With no options it builds the embedded default digits model, at the board's default folding
-(or, when that does not fit the board by the estimate, at the smallest power-of-two target II
-that does, said in one line), into the board harness (:mod:`boards.harness`: UART, framed
-protocol, the network, argmax, status LEDs). The build runs in stages, each on its own line
-with its time:
+With no options it builds the embedded default digits model into the board harness
+(:mod:`boards.harness`: UART, framed protocol, the network, argmax, status LEDs) at the
+fastest folding the board holds: the smallest power-of-two target II whose estimate fits the
+board's device with the margin, said in one line; when the real tools disagree (the finished
+build does not fit, or place and route fails), it steps back once to the next target II that
+fits and builds again. A folding given on the command line is never changed. The build runs in
+stages, each on its own line with its time:
 
 1. **check**: the board, the options and the tools; then the resource estimate of the design
    (:mod:`amaranth_nn.estimate`) against the board's device. A design that cannot fit stops
@@ -41,8 +43,8 @@ from boards.harness import BoardTop, Harness
 from boards.protocol import Protocol
 
 from . import cli, synth
-from .estimate import DoesNotFit, check_fit, fitting_target_ii
-from .folding import add_folding_arguments, default_target_ii, folding_from_args, plan_network
+from .estimate import DoesNotFit, check_fit, fitting_target_ii, most_folded
+from .folding import add_folding_arguments, folding_from_args, plan_network
 from .models import default_spec
 from .progress import Progress
 from .spec import check_spec
@@ -97,8 +99,8 @@ def make_top(board, spec, *, folding=None, target_ii=None, baud=None):
     board : boards.Board
     spec : NetworkSpec
     folding, target_ii
-        As for :class:`~amaranth_nn.network.Network`; with neither, the board's default
-        target II (if any).
+        As for :class:`~amaranth_nn.network.Network` (with neither, the network's default
+        folding).
     baud : int, optional
         UART baud rate (default: the board's, 115200).
 
@@ -107,8 +109,6 @@ def make_top(board, spec, *, folding=None, target_ii=None, baud=None):
     TypeError, ValueError
         For a bad baud rate, and from the network for a bad folding.
     """
-    if folding is None and target_ii is None:
-        target_ii = board.target_ii
     divisor = uart_divisor(board, baud)
     clk = board.clk_freq
     harness = Harness(spec, folding=folding, target_ii=target_ii, divisor=divisor,
@@ -138,8 +138,10 @@ def build(board_name, spec=None, *, folding=None, target_ii=None, out=None, tool
     spec : NetworkSpec, optional
         Default: the embedded digits model.
     folding, target_ii
-        See :class:`amaranth_nn.network.Network`; default: the board's default, or the
-        smallest power-of-two target II whose estimate fits when that one does not.
+        See :class:`amaranth_nn.network.Network`. With neither, the build picks the smallest
+        power-of-two target II whose estimate fits the board with the margin
+        (:func:`~amaranth_nn.estimate.fitting_target_ii`), and when the finished build does not
+        fit (or place and route fails) it steps back once to the next one.
     out : path, optional
         Build directory; default ``build/<board>``.
     toolchain : str, optional
@@ -181,10 +183,15 @@ def build(board_name, spec=None, *, folding=None, target_ii=None, out=None, tool
     out = cli.output_dir(out if out is not None else Path("build") / board.name, "--out")
     chosen = folding is None and target_ii is None
     if chosen:
-        target_ii = board.target_ii
-    plan = plan_network(spec, folding, target_ii=target_ii)
+        plan, fit, target_ii = _pick_folding(board, spec, progress)
+    else:
+        plan = plan_network(spec, folding, target_ii=target_ii)
+        fit = check_fit(plan, board.device, harness=True)
     uart_divisor(board, baud)
-    platform = board.platform(toolchain=toolchain) if toolchain else board.platform()
+    def make_platform():
+        return board.platform(toolchain=toolchain) if toolchain else board.platform()
+
+    platform = make_platform()
     vivado = board.family == "xc7" and platform.has_required_tools()
     if not vivado:
         check_tools(FLOW_TOOLS[board.family])
@@ -194,9 +201,44 @@ def build(board_name, spec=None, *, folding=None, target_ii=None, out=None, tool
                             f"({', '.join(platform.required_tools)}) is not on PATH")
         if board.family != "xc7":
             _programmer(board)
-    fit = check_fit(plan, board.device, harness=True)
-    if chosen and not fit.fits:
-        plan, fit, target_ii = _pick_folding(board, spec, fit, progress)
+    flow = dict(make_platform=make_platform, out=out, baud=baud, program=program, vivado=vivado,
+                verbose=verbose, progress=progress)
+    try:
+        report = _build_at(board, spec, plan, fit, target_ii, force=force, **flow)
+    except _ToolsDisagree as disagreement:
+        # A folding the build picked steps back once to the next that fits by the estimate.
+        step = None
+        if chosen and target_ii is not None:
+            step = fitting_target_ii(spec, board.device, harness=True, above=target_ii)
+        if step is None:
+            raise disagreement.error from None
+        target_ii, fit = step
+        progress.say(f"folding: the tools disagree with the estimate ({disagreement.reason}); "
+                     f"stepping back to --target-ii {target_ii}")
+        try:
+            report = _build_at(board, spec, fit.plan, fit, target_ii, force=force, **flow)
+        except _ToolsDisagree as again:
+            raise again.error from None
+    report["build_seconds"] = round(time.monotonic() - started, 2)
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+class _ToolsDisagree(Exception):
+    """The finished build does not fit, or place and route failed: ``error`` is what the
+    build raises unless it can step back to a more folded design."""
+
+    def __init__(self, reason, error):
+        super().__init__(reason)
+        self.reason, self.error = reason, error
+
+
+def _build_at(board, spec, plan, fit, target_ii, *, make_platform, out, baud, program, vivado,
+              verbose, progress, force):
+    """Check, elaborate and run the flow for one folding (on a new platform: an amaranth
+    platform builds once); the report."""
+    started = time.monotonic()
+    platform = make_platform()
     progress.say(f"{board.description}: {spec!r}, folding "
                  f"{', '.join(_entry(entry) for entry in plan.folding)} (pe x simd), "
                  f"II {plan.ii}, latency {plan.latency} cycles")
@@ -216,18 +258,24 @@ def build(board_name, spec=None, *, folding=None, target_ii=None, out=None, tool
         build_plan = platform.build(top, name="top", build_dir=str(out), do_build=False,
                                     verbose=verbose, **options)
         build_plan.extract(str(out))
-    if board.family == "xc7":
-        result = _build_xc7(platform, out, program, vivado, verbose, progress)
-    else:
-        result = _build_open(board, platform, out, program, verbose, progress)
+    try:
+        if board.family == "xc7":
+            result = _build_xc7(platform, out, program, vivado, verbose, progress)
+        else:
+            result = _build_open(board, platform, out, program, verbose, progress)
+    except ToolError as error:
+        if str(error).startswith("nextpnr"):
+            raise _ToolsDisagree("place and route failed", error) from None
+        raise
     result["files"] = [name for name in result["files"] if (out / name).exists()]
     report = _report(board, spec, top.harness, result, fit, out, time.monotonic() - started,
                      target_ii)
     (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     over = _over_capacity(report)
     if over and not force:
-        raise DoesNotFit(f"the finished build does not fit the {board.device.name}: {over} "
-                         f"(report in {out / 'report.json'}; --force accepts it)")
+        raise _ToolsDisagree(over, DoesNotFit(
+            f"the finished build does not fit the {board.device.name}: {over} (report in "
+            f"{out / 'report.json'}; --force accepts it)"))
     return report
 
 
@@ -237,21 +285,18 @@ def _entry(entry):
     return f"{pe}x{simd}"
 
 
-def _pick_folding(board, spec, fit, progress):
-    """The ``(plan, fit, target_ii)`` a board build takes when the default folding (the
-    board's target II, or the model's) does not fit: the smallest power-of-two target II whose
-    estimate fits (:func:`~amaranth_nn.estimate.fitting_target_ii`), said in one line. When
-    none fits, the default's (the check then stops the build, naming what is over)."""
-    default = board.target_ii if board.target_ii is not None else default_target_ii(spec)
+def _pick_folding(board, spec, progress):
+    """The ``(plan, fit, target_ii)`` a board build takes without a folding option: the
+    smallest power-of-two target II whose estimate fits the board's device with the margin
+    (:func:`~amaranth_nn.estimate.fitting_target_ii`), said in one line. When none fits, the
+    most folded design's (the check then stops the build, naming what is over)."""
     suggestion = fitting_target_ii(spec, board.device, harness=True)
     if suggestion is None:
-        return fit.plan, fit, board.target_ii
+        plan = plan_network(spec, most_folded(spec))
+        return plan, check_fit(plan, board.device, harness=True), None
     target, check = suggestion
-    whose = "the board's" if board.target_ii is not None else "the model's"
-    over = ", ".join(fit.over)
-    progress.say(f"folding: {whose} default target II {default} does not fit the "
-                 f"{board.device.name} ({over} over); picked --target-ii {target}, the smallest "
-                 f"power of two whose estimate fits")
+    progress.say(f"folding: --target-ii {target}, the smallest power of two whose estimate "
+                 f"fits the {board.device.name}")
     return check.plan, check, target
 
 

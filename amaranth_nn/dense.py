@@ -13,7 +13,7 @@ from amaranth.lib.memory import Memory
 from .block import PlannedBlock
 from .plan import MEMORY_STAGES, DensePlan
 from .plumbing import CreditQueue, PingPong, delay
-from .targets import resolve_target
+from .targets import ECP5Target, resolve_target
 
 __all__ = ["DenseLayer"]
 
@@ -93,7 +93,6 @@ class DenseLayer(PlannedBlock):
         wiring.connect(m, queue.o, wiring.flipped(self.o))
         beat = Signal(range(beats))
         group = Signal(range(groups))
-        w_addr = Signal(range(beats * groups))
         beat_first = Signal(init=1)
         beat_last = Signal(init=beats == 1)
         group_last = Signal(init=groups == 1)
@@ -118,8 +117,14 @@ class DenseLayer(PlannedBlock):
             beat_last.eq(beat_next == beats - 1),
             group_last.eq(group_next == groups - 1),
         ]
-        with m.If(go):
-            m.d.sync += w_addr.eq(Mux(w_addr == beats * groups - 1, 0, w_addr + 1))
+        # The weight word g*B + b: the beat and group numbers side by side when B is a power of
+        # two, else a counter of its own.
+        if beats & (beats - 1) == 0:
+            w_addr = Cat(beat, group)
+        else:
+            w_addr = Signal(range(beats * groups))
+            with m.If(go):
+                m.d.sync += w_addr.eq(Mux(w_addr == beats * groups - 1, 0, w_addr + 1))
 
         x_read = target.read_ram(m, x_mem, buf.r_addr(beat), "x_data")
         w_reads = [target.read_rom(m, rom, w_addr, copy=p)
@@ -127,17 +132,12 @@ class DenseLayer(PlannedBlock):
 
         # Control tokens travel with the data through the free-running pipeline: token k is
         # the issue's flag k cycles later. The tokens at stages["tree"] meet the adder tree
-        # output and update the accumulators; the bias ROM is read with the group of the
-        # tokens MEMORY_STAGES earlier, so that its word arrives then.
+        # output and update the accumulators; those of a group's last issue go on to write the
+        # result into the queue.
         acc_stage = stages["tree"]
-        bias_stage = acc_stage - MEMORY_STAGES
-        valid = self._tokens(m, go, stages["clamp"], "valid")
-        last = self._tokens(m, beat_last, stages["clamp"], "last")
+        valid = self._tokens(m, go, acc_stage, "valid")
+        result = self._tokens(m, go & beat_last, stages["clamp"], "result")
         last_group = self._tokens(m, group_last, stages["clamp"], "last_group")
-        group_tok = [group] + [Signal(range(groups), name=f"group_{k}")
-                               for k in range(1, bias_stage + 1)]
-        for k in range(1, bias_stage + 1):
-            m.d.sync += group_tok[k].eq(group_tok[k - 1])
 
         # Operand and product registers (the multiplier's), then one register per tree level.
         x_data = [self._lane(x_read, k, x_shape) for k in range(simd)]
@@ -146,18 +146,13 @@ class DenseLayer(PlannedBlock):
         products = target.multiply(m, plan, x_data, w_data)
         sums = [self._adder_tree(m, row, p) for p, row in enumerate(products)]
 
-        # Bias ROM, read so that the word is present with the tree output.
-        b_read = target.read_rom(m, plan.bias_rom, group_tok[bias_stage])
+        # Bias word, present with the tree output for the first beat of each group.
+        b_read = self._bias(m, target, group)
         accs = []
         for p in range(pe):
             acc = Signal(signed(acc_width), name=f"acc_{p}")
             bias = b_read[p * acc_width:(p + 1) * acc_width].as_signed()
-            # Each PE has its own copy of the `first` token (it selects the bias for a whole
-            # accumulator): the copies' reset values are the bits of p, so that yosys does not
-            # merge them. They are only used with a valid token, so those values do not matter.
-            first_p = beat_first
-            for k in range(acc_stage):
-                first_p = delay(m, first_p, 1, f"first{p}_{k + 1}", init=(p >> k) & 1)
+            first_p = self._first(m, beat_first, valid[acc_stage], result[acc_stage], p)
             with m.If(valid[acc_stage]):
                 m.d.sync += acc.eq(Mux(first_p, bias, acc) + sums[p])
             accs.append(acc)
@@ -188,10 +183,58 @@ class DenseLayer(PlannedBlock):
             lanes.append(y)
 
         m.d.comb += [
-            queue.w.valid.eq(valid[-1] & last[-1]),
+            queue.w.valid.eq(result[-1]),
             queue.w.payload.eq(Cat(lanes)),
         ]
         return m
+
+    def _bias(self, m, target, group):
+        """The bias word of ``group``'s issue, as it meets the group's first beat at the
+        accumulator: from the bias ROM behind one register (its synchronous read, or the ECP5
+        target's register after a LUT ROM) when :attr:`DensePlan.bias_held
+        <amaranth_nn.plan.DensePlan.bias_held>`, else read by the target with the group number
+        of the issue ``MEMORY_STAGES`` cycles before that."""
+        plan, rom = self._plan, self._plan.bias_rom
+        if not plan.bias_held:
+            return target.read_rom(m, rom, delay(m, group, plan.stages["tree"] - MEMORY_STAGES,
+                                                 "group"))
+        addr = delay(m, group, 1, "bias_addr")
+        if not isinstance(target, ECP5Target):
+            # A memory, as the target's ROMs are, where the export finds it by its name.
+            memory = Memory(shape=unsigned(rom.width), depth=rom.depth, init=rom.words)
+            m.submodules[rom.name] = memory
+            port = memory.read_port(domain="sync")
+            m.d.comb += port.addr.eq(addr)
+            return port.data
+        # The ECP5 target's LUT ROM: a tree of multiplexers between constants.
+        level = [Const(word, rom.width) for word in rom.words]
+        bit = 0
+        while len(level) > 1:
+            level = [Mux(addr[bit], level[n + 1], level[n]) if n + 1 < len(level) else level[n]
+                     for n in range(0, len(level), 2)]
+            bit += 1
+        word = Signal(rom.width, name="bias_word")
+        m.d.sync += word.eq(level[0])
+        return word
+
+    def _first(self, m, beat_first, valid, result, p):
+        """Whether PE ``p``'s accumulator starts from the bias: the `first` token at the
+        accumulator (``valid`` and ``result`` are the tokens there).
+
+        With one PE, a flag: set by a group's last beat, cleared by any other. With more, each
+        PE has its own copy of the token's register chain (the flag would fan out to every
+        accumulator): the copies' reset values are the bits of p, so that yosys does not merge
+        them; they are only used with a valid token, so those values do not matter.
+        """
+        if self._plan.pe == 1:
+            first = Signal(init=1, name="first")
+            with m.If(valid):
+                m.d.sync += first.eq(result)
+            return first
+        first = beat_first
+        for k in range(self._plan.stages["tree"]):
+            first = delay(m, first, 1, f"first{p}_{k + 1}", init=(p >> k) & 1)
+        return first
 
     @staticmethod
     def _tokens(m, flag, stages, name):

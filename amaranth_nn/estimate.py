@@ -526,11 +526,12 @@ def most_folded(spec):
     return tuple(None if layer.kind == "flatten" else (1, 1) for layer in spec.layers)
 
 
-def fitting_target_ii(spec, device, *, harness=True):
+def fitting_target_ii(spec, device, *, harness=True, above=None):
     """The smallest power-of-two target II whose :func:`choose_folding` fits ``device``.
 
     The targets run from the smallest that any folding reaches
-    (:func:`~amaranth_nn.folding.smallest_ii`) up to the II of the :func:`most_folded` design.
+    (:func:`~amaranth_nn.folding.smallest_ii`), or from the first past ``above`` whose folding
+    differs from ``above``'s, up to the II of the :func:`most_folded` design.
 
     Returns
     -------
@@ -538,8 +539,10 @@ def fitting_target_ii(spec, device, *, harness=True):
         None when even the most folded design does not fit.
     """
     largest = NetworkPlan(spec, most_folded(spec)).ii
-    least = smallest_ii(spec)
+    least = smallest_ii(spec) if above is None else above + 1
     target, seen = 1 << (least - 1).bit_length(), set()
+    if above is not None:
+        seen.add(choose_folding(spec, above))
     while True:
         folding = choose_folding(spec, target)
         if folding not in seen:

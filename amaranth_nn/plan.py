@@ -24,7 +24,8 @@ from .ii import dense_ii
 from .lanes import ceil_div, pack_lanes
 from .spec import check_spec
 
-__all__ = ["MEMORY_STAGES", "FIFO_LATENCY", "CONVERTER_STAGES", "BLOCK_ROM_BITS", "dense_ii",
+__all__ = ["MEMORY_STAGES", "FIFO_LATENCY", "CONVERTER_STAGES", "BLOCK_ROM_BITS", "HELD_BIAS_WORDS",
+           "dense_ii",
            "check_count", "ROM_KINDS", "Rom", "RequantizingPlan", "DensePlan", "ConverterPlan"]
 
 #: Registers from a memory address to its data in a register: an address register or the
@@ -39,6 +40,10 @@ FIFO_LATENCY = 2
 #: Pipeline registers of the width converter's read side: the (bank, beat) numbers, the beat's
 #: lanes of both banks, and the bank's lanes.
 CONVERTER_STAGES = 3
+
+#: Bias ROMs of at most this many words, in a dense layer whose groups last long enough, are
+#: read behind a single register (:attr:`DensePlan.bias_held`).
+HELD_BIAS_WORDS = 16
 
 #: ROMs of at least this many bits ask the synthesis tool for block RAM; smaller ones are left
 #: to it, and it puts them into LUTs.
@@ -402,6 +407,21 @@ class DensePlan(RequantizingPlan):
         """Cycles from issuing a group's last weight word to its output beat's transfer:
         the register chain of :attr:`stages` plus the output FIFO, ``9 + ceil(log2(simd))``."""
         return self.stages["clamp"] + FIFO_LATENCY
+
+    @property
+    def bias_held(self):
+        """Whether the bias word is read behind a single register, as constants selected by
+        the group number of the cycle before (in place of the bias ROM's
+        :data:`MEMORY_STAGES` registers and a group number delayed to meet them).
+
+        A group's word is then in that register from 2 cycles after its first issue until 2
+        cycles after the next group's first issue, at least ``in_beats`` cycles later, so it
+        meets the group's first beat at the accumulator (``stages["tree"]`` cycles after the
+        issue) when ``in_beats >= stages["tree"] - 1``. Only for a bias ROM of at most
+        :data:`HELD_BIAS_WORDS` words (one LUT level per bit on a 4-input-LUT device).
+        """
+        return (self.out_beats <= HELD_BIAS_WORDS and not self.bias_rom.block_ram
+                and self.in_beats >= self.stages["tree"] - 1)
 
     @property
     def fifo_depth(self):

@@ -8,7 +8,7 @@ pipeline that never stalls (:func:`delay` builds its register chains). Backpress
 reaches the datapath: only the queue sees the sink's ``ready``.
 """
 
-from amaranth.hdl import Cat, Const, Module, Mux, Shape, Signal
+from amaranth.hdl import Cat, Module, Mux, Shape, Signal
 from amaranth.lib import stream, wiring
 from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.lib.wiring import In, Out
@@ -147,34 +147,43 @@ class PingPong(wiring.Component):
     def _arrival(self, m):
         """``written(beat)`` at the in-order reader's beat, as the OR of two flip-flops.
 
-        It is bit 0 of a thermometer ``t[k] | x[k] = written(beat + k)``: the beats of a vector
-        are written in order and the reader never passes the writer, so a write into the
-        reader's vector sets the first zero bit, a step shifts the bits down, a new pass over
-        the same vector sets every bit, and a new vector takes the count of its beats written so
-        far. ``x`` holds what the previous cycle's write set and ``t`` the rest, so that
-        ``w_en``, which comes from the upstream block, only feeds ``x``.
+        ``ahead`` counts the beats of the reader's vector written at or after its beat (so
+        ``written(beat)`` is ``ahead != 0``): the beats of a vector are written in order and the
+        reader never passes the writer, so a write into the reader's vector adds one, a step
+        takes one, a new pass over the same vector makes it ``beats``, and a new vector takes
+        the count of its beats written so far. The flag is ``t | x``: ``x`` holds whether the
+        previous cycle wrote into the reader's vector and ``t`` whether ``ahead`` was nonzero
+        without that write, so that ``w_en``, which comes from the upstream block, only feeds
+        ``x``. Its cost does not grow with ``beats``: a counter of ``ceil(log2(beats + 1))``
+        bits and two flip-flops (issue 12: the thermometer of ``written(beat + k)`` it replaces
+        took two flip-flops and a mux per beat).
         """
         beats, go, last, final = self._beats, self.r_go, self.r_last, self.r_final
-        t = [Signal(name=f"ahead_{k}") for k in range(beats)]
-        x = [Signal(name=f"ahead_w{k}") for k in range(beats)]
-        have = [t[k] | x[k] for k in range(beats)]
+        ahead = Signal(range(beats + 1), name="ahead", init=0)
+        t = Signal(name="arrived_t")
+        x = Signal(name="arrived_w")
         # A write goes into the reader's vector when the writer is on the reader's bank (with
-        # two vectors buffered and the writer there, it is blocked).
-        same = ~self.differ
+        # two vectors buffered and the writer there, it is blocked); when the reader finishes
+        # its vector, into the next one.
         full = self.used2 & ~self.differ
-        for k in range(beats):
-            below = have[k - 1] if k else Const(1)
-            above = have[k + 1] if k + 1 < beats else Const(0)
-            # Without this cycle's write: stay, step down, new pass, or the next vector (when
-            # the reader finishes this one, the writer is on the next vector with w_beat beats
-            # written, or finished it, or has not started it and w_beat is 0).
-            m.d.sync += [
-                t[k].eq(Mux(go, Mux(last, Mux(final, full | (self.w_beat > k), 1), above),
-                            have[k])),
-                x[k].eq(self.w_en & Mux(go, Mux(last, final & (self.w_beat == k),
-                                                same & have[k]), same & below)),
-            ]
-        return have[0]
+        into = self.w_en & ~self.differ
+        # Without this cycle's write: stay, step down, new pass, or the next vector (when the
+        # reader finishes this one, the writer is on the next vector with w_beat beats written,
+        # or finished it, or has not started it and w_beat is 0); then this cycle's write. The
+        # sums are of flip-flops only, and the flags (``go`` last) only select among them.
+        sums = {}
+        for name, value in [("dec", ahead - 1), ("inc", ahead + 1), ("wnext", self.w_beat + 1)]:
+            sums[name] = Signal.like(ahead, name=f"ahead_{name}")
+            m.d.comb += sums[name].eq(value)
+        wrote_go = Mux(last, self.w_en & final, into)
+        ahead_go = Mux(last, Mux(final & ~full, Mux(self.w_en, sums["wnext"], self.w_beat), beats),
+                       Mux(into, ahead, sums["dec"]))
+        m.d.sync += [
+            ahead.eq(Mux(go, ahead_go, Mux(into, sums["inc"], ahead))),
+            t.eq(Mux(go, Mux(last, ~final | full | (self.w_beat != 0), ahead != 1), t | x)),
+            x.eq(Mux(go, wrote_go, into)),
+        ]
+        return t | x
 
 
 class CreditQueue(wiring.Component):

@@ -15,7 +15,7 @@ from .devices import DEVICES, Device
 
 __all__ = ["XILINX_DEVICES", "XilinxUtilization", "PnrResult", "parse_yosys_stat",
            "parse_nextpnr_report", "parse_nextpnr_log", "read_build_report",
-           "nextpnr_report_opts"]
+           "nextpnr_report_opts", "resource_counts"]
 
 #: The Xilinx 7-series devices of :data:`amaranth_nn.devices.DEVICES`, by name.
 XILINX_DEVICES = {name: device for name, device in DEVICES.items() if device.family == "xc7"}
@@ -255,20 +255,65 @@ def parse_yosys_stat(stat, *, top="top", seconds=0.0):
         for module in stat.get("modules", {}).values():
             for cell, count in module.get("num_cells_by_type", {}).items():
                 cells[cell] = cells.get(cell, 0) + count
-    lut_logic = sum(cells.get(f"LUT{k}", 0) for k in range(1, 7))
-    lut_memory = sum(cells.get(cell, 0) * luts for cell, luts in _XILINX_LUTRAM.items())
+    lut_logic, lut_memory = _xilinx_luts(cells)
     return XilinxUtilization(
         lut=lut_logic + lut_memory,
         lut_logic=lut_logic,
         lut_memory=lut_memory,
         ff=sum(cells.get(cell, 0) for cell in _XILINX_FF),
         dsp=cells.get("DSP48E1", 0),
-        ramb36=cells.get("RAMB36E1", 0) + cells.get("FIFO36E1", 0),
-        ramb18=cells.get("RAMB18E1", 0) + cells.get("FIFO18E1", 0),
+        ramb36=_xilinx_ramb(cells, 36),
+        ramb18=_xilinx_ramb(cells, 18),
         cells=cells,
         top=top,
         seconds=seconds,
     )
+
+
+def _xilinx_luts(cells):
+    """``(logic, memory)``: LUT1 to LUT6, and the LUTs of LUT-memory primitives."""
+    return (sum(cells.get(f"LUT{k}", 0) for k in range(1, 7)),
+            sum(cells.get(cell, 0) * luts for cell, luts in _XILINX_LUTRAM.items()))
+
+
+def _xilinx_ramb(cells, size):
+    return cells.get(f"RAMB{size}E1", 0) + cells.get(f"FIFO{size}E1", 0)
+
+
+def resource_counts(cells, family):
+    """LUT, FF, DSP, block RAM and carry cells in yosys's cell counts for ``family``.
+
+    ``LUT`` counts LUT4s on ECP5 and iCE40 (a CCU2C carry cell holds two of them; an ECP5
+    LUT-RAM cell takes two) and Vivado's "Slice LUTs" on xc7; ``BRAM`` counts RAMB36 (a RAMB18
+    is a half), DP16KD or SB_RAM40_4K; ``carry`` counts CARRY4, CCU2C or SB_CARRY cells (on
+    iCE40 a carry takes a logic cell's carry logic, which its LUT may share).
+
+    Parameters
+    ----------
+    cells : dict
+        ``{cell type: count}`` as ``stat -json`` gives it.
+    family : str
+        ``"xc7"``, ``"ecp5"`` or ``"ice40"``.
+    """
+    def count(*names):
+        return sum(cells.get(name, 0) for name in names)
+
+    if family == "xc7":
+        return {"LUT": sum(_xilinx_luts(cells)), "FF": count(*_XILINX_FF),
+                "DSP": count("DSP48E1"),
+                "BRAM": _xilinx_ramb(cells, 36) + _xilinx_ramb(cells, 18) / 2,
+                "carry": count("CARRY4")}
+    if family == "ecp5":
+        return {"LUT": count("LUT4") + 2 * count("CCU2C") + 2 * count("TRELLIS_DPR16X4"),
+                "FF": count("TRELLIS_FF"), "DSP": count("MULT18X18D"), "BRAM": count("DP16KD"),
+                "carry": count("CCU2C")}
+    if family == "ice40":
+        rams = sum(n for name, n in cells.items() if "SB_RAM40_4K" in name)
+        macs = sum(n for name, n in cells.items() if "SB_MAC16" in name)
+        return {"LUT": count("SB_LUT4"),
+                "FF": sum(n for name, n in cells.items() if name.startswith("SB_DFF")),
+                "DSP": macs, "BRAM": rams, "carry": count("SB_CARRY")}
+    raise ValueError(f"Family must be 'xc7', 'ecp5' or 'ice40', not {family!r}")
 
 
 def _family_of(names):

@@ -25,6 +25,7 @@ Runs take seconds to a minute; with ``progress=True`` (the default) each step pr
 to stderr when it starts and when it ends.
 """
 
+import json
 import os
 import re
 import shlex
@@ -47,13 +48,15 @@ from .reports import (
     parse_nextpnr_report,
     parse_yosys_stat,
     read_build_report,
+    resource_counts,
 )
 from .toolchain import ToolError, check_tools, find_tool, run_tool
 from .unused import rejecting
 
 __all__ = [
     "ToolError", "Device", "XILINX_DEVICES", "XilinxUtilization", "PnrResult",
-    "YOSYS_RENAME_FIX", "find_tool", "design_source", "IOHarness",
+    "YOSYS_RENAME_FIX", "find_tool", "design_source", "IOHarness", "module_resources",
+    "resource_counts",
     "xilinx_utilization", "parse_yosys_stat", "ecp5_fmax", "ice40_fmax",
     "parse_nextpnr_report", "parse_nextpnr_log", "read_build_report", "nextpnr_report_opts",
 ]
@@ -164,6 +167,64 @@ def _top_option(design, top, name):
     if top is not None:
         return f" -top {top}"
     return f" -top {name}" if hasattr(design, "elaborate") else ""
+
+
+# ---------------------------------------------------------------------------------------------
+# Any family: synthesis that keeps the hierarchy
+
+#: The yosys command of a hierarchical synthesis run of each family (``synth_ecp5`` and
+#: ``synth_ice40`` flatten unless told not to; ``synth_xilinx`` only with ``-flatten``).
+HIERARCHY_SYNTH = {
+    "xc7": "synth_xilinx -family xc7 -noiopad -noclkbuf",
+    "ecp5": "synth_ecp5 -noflatten",
+    "ice40": "synth_ice40 -noflatten -dsp",
+}
+
+
+def module_resources(design, *, family, name="top", platform=None, ports=None, workdir=None,
+                     progress=True, timeout=None):
+    """Synthesize ``design`` for ``family`` keeping its hierarchy; the resources of each module.
+
+    Every module is counted on its own (not with its submodules), so that a design's blocks
+    can be compared one by one. Logic is not optimized across module boundaries, so the sum
+    can be a little larger than the flattened design's.
+
+    Parameters
+    ----------
+    family : str
+        ``"xc7"``, ``"ecp5"`` or ``"ice40"`` (see :data:`HIERARCHY_SYNTH`).
+    design, name, platform, ports, workdir, progress, timeout
+        As for :func:`xilinx_utilization`.
+
+    Returns
+    -------
+    dict
+        ``{module path: {"LUT": n, "FF": n, "DSP": n, "BRAM": n, "carry": n}}``, the path as
+        Amaranth names the module (``top.network.layer0.dense``); see
+        :func:`~amaranth_nn.reports.resource_counts`.
+
+    Raises
+    ------
+    ValueError
+        For an unknown family.
+    ToolError
+        If yosys is missing or fails.
+    """
+    if family not in HIERARCHY_SYNTH:
+        raise ValueError(f"Family must be one of {', '.join(map(repr, HIERARCHY_SYNTH))}, "
+                         f"not {family!r}")
+    with _Workdir(workdir) as path:
+        read = _write_design(path, design, name, platform, ports)
+        command = HIERARCHY_SYNTH[family] + _top_option(design, None, name)
+        script = "\n".join([read, YOSYS_RENAME_FIX, command,
+                            "tee -q -o stat.json stat -json"]) + "\n"
+        (path / "synth.ys").write_text(script)
+        _run("yosys", ["-q", "-l", "yosys.log", "synth.ys"], path, "yosys.log",
+             f"{HIERARCHY_SYNTH[family].split()[0]} (hierarchy kept)", progress, timeout,
+             "yosys.out")
+        stat = json.loads((path / "stat.json").read_text())
+    return {module.lstrip("\\"): resource_counts(entry.get("num_cells_by_type", {}), family)
+            for module, entry in stat.get("modules", {}).items()}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ with non-negative coefficients, and prints the coefficient tables to paste into
 Usage::
 
     python bench/bench_estimate.py [--families xc7,ice40,ecp5] [--boards] [--fit] [--quick]
+    python bench/bench_estimate.py --fit --parts-only --families ice40   # coefficients only
 
 Figures, never assertions. The tools run one after the other; a design whose estimate does not
 fit the family's device is left out, and so is one whose tool fails or runs past
@@ -30,14 +31,12 @@ fit the family's device is left out, and so is one whose tool fails or runs past
 """
 
 import argparse
-import json
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-from amaranth.back import rtlil
 
 from amaranth_nn import Activation, Layer, NetworkSpec, QFormat, synth
 from amaranth_nn.build import build
@@ -46,7 +45,7 @@ from amaranth_nn.estimate import DoesNotFit, block_parts, check_fit, estimate
 from amaranth_nn.folding import choose_folding, plan_network
 from amaranth_nn.models import MODELS, default_spec
 from amaranth_nn.network import Network
-from amaranth_nn.toolchain import ToolError, run_tool
+from amaranth_nn.toolchain import ToolError
 
 FAMILY_DEVICES = {"xc7": DEVICES["xc7a35t"], "ice40": DEVICES["ice40up5k"],
                   "ecp5": DEVICES["lfe5u-85f"]}
@@ -144,66 +143,35 @@ def table(title, rows):
 
 # --- The fit: per-layer counts from hierarchical yosys runs ------------------------------------
 
-# synth_ice40 and synth_ecp5 flatten unless told not to: the fit needs each module's counts.
-_SYNTH = {"xc7": "synth_xilinx -family xc7 -noiopad -noclkbuf",
-          "ice40": "synth_ice40 -dsp -noflatten", "ecp5": "synth_ecp5 -noflatten"}
-
-
-def _luts(family, cells):
-    """LUTs as the device counts them: LUT6 plus LUT RAM (xc7), LUT4 plus two per carry cell
-    and per LUT-RAM cell (ECP5's TRELLIS_COMB), LUT4 (iCE40)."""
-    if family == "xc7":
-        return (sum(cells.get(f"LUT{k}", 0) for k in range(1, 7))
-                + 4 * (cells.get("RAM32M", 0) + cells.get("RAM64M", 0)))
-    if family == "ecp5":
-        return (cells.get("LUT4", 0) + 2 * cells.get("CCU2C", 0)
-                + 2 * cells.get("TRELLIS_DPR16X4", 0))
-    return cells.get("SB_LUT4", 0)
-
-
-def _ffs(family, cells):
-    prefix = {"xc7": "FD", "ecp5": "TRELLIS_FF", "ice40": "SB_DFF"}[family]
-    return sum(count for cell, count in cells.items() if cell.startswith(prefix))
-
-
 #: Where each part of a block sits under its ``layer{i}`` module.
 _PART_MODULES = {"dense": "dense", "window": "window", "reducer": "reducer", "scale": ""}
 
 
-def per_part(family, spec, folding, workdir=None):
+def per_part(family, spec, folding):
     """``[(model, features, luts, ffs)]`` of every part of every block (a dense layer, a conv
     block's window generator and dense engine, a pooling block's generator and reducer, a
-    scale-and-shift block), from one hierarchical yosys run."""
+    scale-and-shift block), from one hierarchical yosys run
+    (:func:`amaranth_nn.synth.module_resources`)."""
     arch = "ecp5" if family == "ecp5" else "generic"
     network = Network(spec, folding, arch=arch)
-    with tempfile.TemporaryDirectory(dir=workdir) as directory:
-        path = Path(directory)
-        (path / "design.il").write_text(rtlil.convert(network, name="top"))
-        (path / "synth.ys").write_text(
-            f"read_rtlil design.il\n{synth.YOSYS_RENAME_FIX}\n{_SYNTH[family]} -top top\n"
-            f"tee -q -o stat.json stat -json\n")
-        run_tool("yosys", ["-q", "-l", "yosys.log", "synth.ys"], path, "yosys.log",
-                 console="yosys.out", what=_SYNTH[family])
-        modules = json.loads((path / "stat.json").read_text())["modules"]
+    modules = synth.module_resources(network, family=family, progress=False)
     return parts_of(family, network.plan, modules)
 
 
 def parts_of(family, plan, modules):
-    """:func:`per_part`'s rows from a ``stat -json`` module table of ``plan``'s network."""
+    """:func:`per_part`'s rows from the per-module resources of ``plan``'s network."""
     device = FAMILY_DEVICES[family]
     rows = []
     for block in plan.layers:
         parts = block_parts(block, device)
         for model, features in parts:
-            name = f"\\top.layer{block.index}"
+            name = f"top.layer{block.index}"
             if len(parts) > 1:
                 name += "." + _PART_MODULES[model]
-            cells = {}
-            for module, stat in modules.items():
-                if module == name or module.startswith(name + "."):
-                    for cell, count in stat.get("num_cells_by_type", {}).items():
-                        cells[cell] = cells.get(cell, 0) + count
-            rows.append((model, features, _luts(family, cells), _ffs(family, cells)))
+            under = [counts for module, counts in modules.items()
+                     if module == name or module.startswith(name + ".")]
+            rows.append((model, features, sum(c["LUT"] for c in under),
+                         sum(c["FF"] for c in under)))
     return rows
 
 
@@ -238,6 +206,9 @@ def main(argv=None):
     parser.add_argument("--boards", action="store_true",
                         help="also board builds (arty_a7, icebreaker, ulx3s), with the harness")
     parser.add_argument("--fit", action="store_true", help="refit the LUT and FF models")
+    parser.add_argument("--parts-only", action="store_true",
+                        help="with --fit: only the hierarchical yosys runs and the fit, no "
+                             "place and route and no network table (minutes, not an hour)")
     parser.add_argument("--timeout", type=float, default=600,
                         help="seconds a tool may run before the design is left out "
                              "(default 600)")
@@ -247,6 +218,8 @@ def main(argv=None):
     parser.add_argument("--no-conv", action="store_true",
                         help="the MLPs only (the set the dense coefficients were fitted to)")
     args = parser.parse_args(argv)
+    if args.parts_only and not args.fit:
+        parser.error("--parts-only goes with --fit")
     families = [name.strip() for name in args.families.split(",")]
     for family in families:
         if family not in FAMILY_DEVICES:
@@ -261,15 +234,17 @@ def main(argv=None):
                 continue  # the tools would only fail
             start = time.monotonic()
             try:
-                real = measure(family, spec, folding, args.timeout)
+                if not args.parts_only:
+                    real = measure(family, spec, folding, args.timeout)
+                    results.append((label, folding, estimate(plan, device).as_dict(), real,
+                                    time.monotonic() - start))
+                if args.fit:
+                    layers += per_part(family, spec, folding)
             except ToolError as error:
                 print(f"{family}, {label}: {str(error).splitlines()[0]}", file=sys.stderr)
                 continue
-            results.append((label, folding, estimate(plan, device).as_dict(), real,
-                            time.monotonic() - start))
-            if args.fit:
-                layers += per_part(family, spec, folding)
-        table(f"{family}: {device.name}, network alone", results)
+        if not args.parts_only:
+            table(f"{family}: {device.name}, network alone", results)
         if args.fit and layers:
             print(f"\nFitted coefficients ({family}):")
             fit(family, layers)

@@ -27,7 +27,7 @@ import numpy as np
 from amaranth.sim import Simulator
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests" / "boards")]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "tests" / "boards")]
 
 from board_helpers import tiny_spec, wide_spec  # noqa: E402
 

@@ -24,11 +24,6 @@ class Board:
     leds : tuple of (int, tuple of str)
         ``led`` resource number and the status signals shown on it (see
         :class:`boards.harness.BoardTop`).
-    target_ii : int or None
-        Folding target for this board when the user gives none (``None``: the network's
-        default folding); when its estimate does not fit the device, the build takes the
-        smallest power-of-two target II that does
-        (:func:`amaranth_nn.estimate.fitting_target_ii`).
     baud : int
         Default UART baud rate.
     toolchain_options : dict
@@ -43,7 +38,6 @@ class Board:
     description: str
     device: Device
     leds: tuple
-    target_ii: int = None
     baud: int = 115200
     toolchain_options: dict = field(default_factory=dict)
     toolchains: tuple = ()

@@ -23,4 +23,4 @@ ICEBREAKER = Board(
     name="icebreaker", platform=ICEBreakerPlatform,
     description="1BitSquared iCEBreaker (iCE40UP5K, 12 MHz)", device=DEVICES["ice40up5k"],
     leds=((0, ("error",)), (1, ("heartbeat", "activity"))),
-    target_ii=512, toolchain_options={"synth_opts": "-dsp"}, toolchains=("IceStorm",))
+    toolchain_options={"synth_opts": "-dsp"}, toolchains=("IceStorm",))

@@ -58,6 +58,19 @@ def test_prime_sizes(pe, simd):
     check_layer(spec, 0, pe, simd, random_inputs(rng, spec, 5), stalls=(0.2, 0.2))
 
 
+@pytest.mark.parametrize("n, simd, held", [(4, 1, True), (3, 1, False), (10, 2, True),
+                                            (8, 2, False), (17, 17, False)])
+def test_bias_held_behind_one_register_at_the_edge(n, simd, held):
+    # The bias word read behind one register must still meet each group's first beat when a
+    # group lasts only stages["tree"] - 1 cycles, under stalls on both sides.
+    rng = np.random.default_rng(n * 10 + simd)
+    spec = random_spec(rng, [n, 11])
+    plan = DensePlan(spec, 0, pe=1, simd=simd)
+    assert plan.bias_held == held
+    for stalls in [(0.0, 0.0), (0.3, 0.3), (0.0, 0.5)]:
+        check_layer(spec, 0, 1, simd, random_inputs(rng, spec, 3), stalls=stalls)
+
+
 @pytest.mark.parametrize("shift", [-3, 0, 1])
 def test_small_and_negative_shift_saturates_both_sides(shift):
     rng = np.random.default_rng(shift + 10)

@@ -188,3 +188,37 @@ def test_design_source_errors(tmp_path):
     with pytest.raises(ValueError, match=r"^Frequency must be a positive number of MHz, "
                                          r"not 0$"):
         synth.ecp5_fmax("module top(); endmodule", freq_mhz=0, progress=False)
+
+
+# --- Resources per module ---------------------------------------------------------------------
+
+@pytest.mark.slow
+@pytest.mark.parametrize("family", ["xc7", "ecp5", "ice40"])
+def test_module_resources_per_layer(family):
+    network = Network(_spec(), ((2, 3), (3, 5)))
+    modules = synth.module_resources(network, family=family, progress=False)
+    # Every layer's engine is its own module, with the multipliers of that layer.
+    assert {"top", "top.layer0", "top.layer1", "top.layer0.buffer", "top.layer0.queue"} \
+        <= set(modules)
+    assert modules["top.layer0"]["DSP"] == 6 and modules["top.layer1"]["DSP"] == 15
+    assert sum(counts["DSP"] for counts in modules.values()) == network.multipliers
+    assert all(counts["LUT"] > 0 and counts["FF"] > 0
+               for path, counts in modules.items() if path.endswith(".buffer"))
+
+
+def test_resource_counts():
+    assert synth.resource_counts({"LUT4": 10, "CCU2C": 3, "TRELLIS_DPR16X4": 1,
+                                  "TRELLIS_FF": 7, "MULT18X18D": 2, "DP16KD": 1}, "ecp5") == \
+        {"LUT": 18, "FF": 7, "DSP": 2, "BRAM": 1, "carry": 3}
+    assert synth.resource_counts({"SB_LUT4": 5, "SB_CARRY": 2, "SB_DFFE": 3, "SB_DFFESR": 1,
+                                  "$paramod$abc\\SB_RAM40_4K": 2, "SB_MAC16": 1}, "ice40") == \
+        {"LUT": 5, "FF": 4, "DSP": 1, "BRAM": 2, "carry": 2}
+    assert synth.resource_counts({"LUT6": 4, "RAM64M": 1, "FDRE": 2, "RAMB18E1": 1,
+                                  "CARRY4": 1}, "xc7") == \
+        {"LUT": 8, "FF": 2, "DSP": 0, "BRAM": 0.5, "carry": 1}
+    with pytest.raises(ValueError, match=r"^Family must be 'xc7', 'ecp5' or 'ice40', not "
+                                         r"'gowin'$"):
+        synth.resource_counts({}, "gowin")
+    with pytest.raises(ValueError, match=r"^Family must be one of 'xc7', 'ecp5', 'ice40', "
+                                         r"not 'gowin'$"):
+        synth.module_resources("module top(); endmodule\n", family="gowin", progress=False)

@@ -11,13 +11,12 @@ from specs import mlp_spec, stream_spec
 
 from amaranth_nn import QFormat
 from amaranth_nn.build import _over_capacity, _shapes, build, format_report, main
-from amaranth_nn.estimate import check_fit, estimate, fitting_target_ii
+from amaranth_nn.estimate import check_fit, estimate, fitting_target_ii, most_folded
 from amaranth_nn.folding import choose_folding, plan_network
 from amaranth_nn.models import MODELS, default_spec
 from amaranth_nn.progress import Progress
 from amaranth_nn.toolchain import ToolError
 from boards import BOARDS, get_board
-from boards.board import Board
 
 KNOWN = "arty_a7, arty_a7_100, icebreaker, ulx3s"
 
@@ -144,13 +143,16 @@ def test_failing_tool_is_a_one_line_error(capsys, tmp_path, monkeypatch):
     assert not (out / "report.json").exists()
 
 
-def test_icebreaker_default_folding():
-    """The documented folding that makes the default model fit the iCE40UP5K: target II 512,
-    ((2, 2), (1, 1), (1, 1)), 6 multipliers for its 8 DSPs."""
-    board = get_board("icebreaker")
-    folding = choose_folding(default_spec(), board.target_ii)
-    assert board.target_ii == 512 and folding == ((2, 2), (1, 1), (1, 1))
-    assert sum(pe * simd for pe, simd in folding) == 6 <= board.device.dsp
+def test_icebreaker_picks_target_ii_512_for_the_default_model():
+    """No per-board target II: the build's pick for the default model on the iCE40UP5K is the
+    smallest power-of-two target II whose estimate fits, 512: ((2, 2), (1, 1), (1, 1)),
+    6 multipliers for its 8 DSPs."""
+    target, check = fitting_target_ii(default_spec(), get_board("icebreaker").device)
+    assert target == 512 and check.plan.folding == ((2, 2), (1, 1), (1, 1))
+    assert check.estimate.dsp == 6
+    assert choose_folding(default_spec(), 256) == ((2, 4), (1, 2), (1, 1))
+    assert not check_fit(plan_network(default_spec(), target_ii=256),
+                         get_board("icebreaker").device).fits
 
 
 def test_bad_model_file(cli_error, tmp_path):
@@ -199,6 +201,10 @@ def test_arty_a7_default_model_cli(tmp_path, capsys):
     _check_report(report, out, "arty_a7")
     assert report["model"] == default_spec().name
     assert report["fmax_mhz"] is None
+    # The fastest folding whose estimate fits, confirmed by the tools.
+    target, check = fitting_target_ii(default_spec(), get_board("arty_a7").device)
+    assert f"folding: --target-ii {target}, the smallest power of two" in stages
+    assert report["target_ii"] == target and report["multipliers"] == check.estimate.dsp
     # Target: the default model uses at most 50% of the A7-35T's LUTs.
     assert report["utilization"]["LUT"]["percent"] <= 50
     assert report["utilization"]["DSP"]["used"] == report["multipliers"]
@@ -260,27 +266,55 @@ def test_conv_model_that_does_not_fit_stops_before_any_tool(capsys, tmp_path):
 
 
 def test_board_picks_a_folding_that_fits(tmp_path, monkeypatch):
-    """Without --target-ii or --pe/--simd, a board whose default target II does not fit a
-    model takes the smallest power-of-two target II whose estimate fits, and says so in one
-    line (the flow's yosys is /bin/false here: only the check and the elaboration run)."""
+    """Without --target-ii or --pe/--simd, a board build takes the smallest power-of-two target
+    II whose estimate fits, and says so in one line (the flow's yosys is /bin/false here: only
+    the check and the elaboration run)."""
     monkeypatch.setenv("YOSYS", "false")
     spec = MODELS["mnist1d"].spec()
-    board = get_board("ulx3s")
-    default = plan_network(spec)
-    assert check_fit(default, board.device).fits  # the model's default folding fits
-    small = Board(**{**vars(board), "target_ii": 64})
-    assert not check_fit(plan_network(spec, target_ii=64), small.device).fits
-    target, _ = fitting_target_ii(spec, small.device)
+    device = get_board("ulx3s").device
+    target, check = fitting_target_ii(spec, device)
+    assert not check_fit(plan_network(spec, target_ii=target // 2), device).fits
     stream = io.StringIO()
-    monkeypatch.setitem(BOARDS, "ulx3s-small", small)
     with pytest.raises(ToolError):
-        build("ulx3s-small", spec, out=tmp_path / "b", progress=Progress(stream))
+        build("ulx3s", spec, out=tmp_path / "b", progress=Progress(stream))
     lines = stream.getvalue().splitlines()
-    picked = [line for line in lines if line.startswith("folding: ")]
-    assert picked == [f"folding: the board's default target II 64 does not fit the lfe5u-85f "
-                      f"(DSP over); picked --target-ii {target}, the smallest power of two whose "
-                      f"estimate fits"]
-    assert f"II {plan_network(spec, target_ii=target).ii}," in lines[1]
+    assert lines[0] == (f"folding: --target-ii {target}, the smallest power of two whose "
+                        f"estimate fits the lfe5u-85f")
+    assert f"II {check.plan.ii}," in lines[1]
+
+
+def test_board_steps_back_once_when_the_tools_disagree(tmp_path, monkeypatch):
+    """When place and route fails on the folding the build picked, the build steps back once
+    to the next target II that fits by the estimate and builds again; when that fails too, the
+    tool's error stops it. (nextpnr-ecp5 is /bin/false here, so both attempts fail; yosys is
+    real.)"""
+    monkeypatch.setenv("NEXTPNR_ECP5", "false")
+    spec = mlp_spec([6, 5, 3], seed=2, input_format=QFormat(8, 6))
+    device = get_board("ulx3s").device
+    first, _ = fitting_target_ii(spec, device)
+    second, check = fitting_target_ii(spec, device, above=first)
+    assert second > first and check.plan.folding != choose_folding(spec, first)
+    stream = io.StringIO()
+    with pytest.raises(ToolError, match=r"^nextpnr-ecp5 \(place and route\) failed"):
+        build("ulx3s", spec, out=tmp_path / "b", progress=Progress(stream))
+    lines = stream.getvalue().splitlines()
+    folding_lines = [line for line in lines if line.startswith("folding: ")]
+    assert folding_lines == [
+        f"folding: --target-ii {first}, the smallest power of two whose estimate fits the "
+        f"lfe5u-85f",
+        f"folding: the tools disagree with the estimate (place and route failed); stepping "
+        f"back to --target-ii {second}"]
+    designs = [line for line in lines if line.startswith("Radiona ULX3S")]
+    assert len(designs) == 2 and f"II {check.plan.ii}," in designs[1]
+
+
+def test_a_folding_option_never_steps_back(tmp_path, monkeypatch):
+    monkeypatch.setenv("NEXTPNR_ECP5", "false")
+    spec = mlp_spec([6, 5, 3], seed=2, input_format=QFormat(8, 6))
+    stream = io.StringIO()
+    with pytest.raises(ToolError, match=r"^nextpnr-ecp5 \(place and route\) failed"):
+        build("ulx3s", spec, target_ii=4, out=tmp_path / "b", progress=Progress(stream))
+    assert not [line for line in stream.getvalue().splitlines() if line.startswith("folding")]
 
 
 def test_report_shapes_of_a_conv_model():
@@ -307,7 +341,8 @@ def test_conv_model_board_build(tmp_path):
     assert (out / "top.bin").stat().st_size > 100_000
     _check_report(report, out, "icebreaker")
     assert report["shape"] == [[12, 1], [12, 4], [6, 4], 24, 3]
-    assert report["target_ii"] == 512
+    assert report["target_ii"] == fitting_target_ii(_small_conv_spec(),
+                                                    get_board("icebreaker").device)[0]
     assert report["utilization"]["BRAM"]["used"] == report["utilization"]["BRAM"]["estimate"]
     assert report["fmax_mhz"] > report["clock_mhz"]
 
@@ -320,16 +355,16 @@ def test_no_folding_of_a_conv_model_fits_the_icebreaker(capsys, tmp_path):
     spec = MODELS["digits-conv"].spec()
     device = get_board("icebreaker").device
     assert fitting_target_ii(spec, device) is None
-    check = check_fit(plan_network(spec, target_ii=512), device)
+    check = check_fit(plan_network(spec, most_folded(spec)), device)
     need = check.estimate.as_dict()
+    assert check.over == ["LUT"]
     start = time.monotonic()
     assert main(["--board", "icebreaker", "--model", "digits-conv", "--out",
                  str(tmp_path / "b")]) == 1
     assert time.monotonic() - start < 5
     lines = capsys.readouterr().err.splitlines()
+    # The most folded design is the one it reports: only its logic cells are over.
     assert lines[-1] == (
-        f"error: the design does not fit the ice40up5k: {need['DSP']} SB_MAC16 needed, 8 "
-        f"available; {need['BRAM']:g} SB_RAM40_4K needed, 30 available; about {need['LUT']} "
-        f"logic cells estimated, 4752 usable (90% of 5280). No folding of this model fits this "
-        f"device.")
+        f"error: the design does not fit the ice40up5k: about {need['LUT']} logic cells "
+        f"estimated, 4752 usable (90% of 5280). No folding of this model fits this device.")
     assert not (tmp_path / "b").exists()
