@@ -27,7 +27,7 @@ class ConvLayer(PlannedBlock):
         The layer and its folding: ``ConvPlan(spec, index, pe=..., simd=..., in_lanes=...)``.
     arch : str or Target
         Which primitives the dense engine builds (see
-        :class:`~amaranth_nn.dense.DenseLayer`).
+        :class:`~amaranth_nn.dense.DenseLayer`), and the window generator's RAM.
 
     Members
     -------
@@ -50,7 +50,7 @@ class ConvLayer(PlannedBlock):
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.window = window = SlidingWindow(self._plan.window)
+        m.submodules.window = window = SlidingWindow(self._plan.window, arch=self._arch)
         m.submodules.dense = dense = DenseLayer(self._plan.dense, arch=self._arch)
         wiring.connect(m, wiring.flipped(self.i), window.i)
         wiring.connect(m, window.o, dense.i)

@@ -27,7 +27,7 @@ def _conv(plan, arch):
 
 
 def _pool(plan, arch):
-    return Pool(plan)
+    return Pool(plan, arch=arch)
 
 
 def _scale_shift(plan, arch):

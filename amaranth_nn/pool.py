@@ -10,10 +10,10 @@ that makes those windows from a stream of positions, then the reducer.
 from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 
-from .block import PlanComponent
+from .block import PlanComponent, PlannedBlock
 from .plumbing import CreditQueue, delay
 from .pool_plan import PoolPlan, ReducerPlan
-from .sliding import SlidingWindow
+from .sliding import SlidingWindow, offset_binary
 
 __all__ = ["PoolReducer", "Pool"]
 
@@ -86,41 +86,59 @@ class PoolReducer(PlanComponent):
                                  k_first.eq(k_last),
                                  k_last.eq(position == kernel - 2)]
 
-        # Stage 1: the beat and its flags. Stage 2: the partials; the newest is the output.
+        # Stage 1: the beat and its flags. Stage 2: the beat again and, for a max, whether it
+        # is to be taken. Stage 3: the partials; the newest is the output.
         x = [Signal(signed(width), name=f"x_{j}") for j in range(lanes)]
+        x2 = [Signal(signed(width), name=f"x2_{j}") for j in range(lanes)]
         valid, first, emit, last = (delay(m, flag, 1, name) for flag, name in
                                     ((go, "valid"), (k_first, "first"), (k_last, "emit"),
                                      (group_last, "last")))
+        valid2, first2, emit2, last2 = (delay(m, flag, 1, name) for flag, name in
+                                         ((valid, "valid2"), (first, "first2"), (emit, "emit2"),
+                                          (last, "last2")))
         with m.If(go):
             m.d.sync += [x[j].eq(self.i.payload[j]) for j in range(lanes)]
+        m.d.sync += [a.eq(b) for a, b in zip(x2, x, strict=True)]
         chain = [[Signal(signed(partial_width), name=f"partial_{n}_{j}", reset_less=True)
                   for j in range(lanes)] for n in range(groups)]
-        with m.If(valid):
+        bits = max(width, partial_width)  # of a max's comparisons
+        if plan.kind == "maxpool" and groups > 1:
+            # The partial a beat meets in stage 3 is known in stage 2: chain[1] if the chain
+            # shifts in this cycle, else chain[0]; the comparison gets a cycle of its own.
+            take = [Signal(name=f"take_{j}") for j in range(lanes)]
+            for j in range(lanes):
+                meets = Mux(valid2, chain[1][j], chain[0][j])
+                m.d.sync += take[j].eq(first | (offset_binary(x[j], bits)
+                                                > offset_binary(meets, bits)))
+        elif plan.kind == "maxpool":
+            take = [first2 | (offset_binary(x2[j], bits)
+                                  > offset_binary(chain[0][j], bits)) for j in range(lanes)]
+        with m.If(valid2):
             for j in range(lanes):
                 # One mux level before the register: a max takes the beat when it starts the
                 # window or is larger; a sum adds the beat to the partial or to the rounding.
                 head = chain[0][j]
                 if plan.kind == "maxpool":
-                    new = Mux(first | (x[j] > head), x[j], head)
+                    new = Mux(take[j], x2[j], head)
                 else:
-                    new = x[j] + Mux(first, plan.rounding, head)
+                    new = x2[j] + Mux(first2, plan.rounding, head)
                 m.d.sync += chain[-1][j].eq(new)
                 for n in range(groups - 1):
                     m.d.sync += chain[n][j].eq(chain[n + 1][j])
         padded_from = plan.channels - (groups - 1) * lanes
-        out_last = delay(m, last, 1, "out_last")
+        out_last = delay(m, last2, 1, "out_last")
         outputs = []
         for j in range(lanes):
             y = chain[-1][j] >> shift if shift else chain[-1][j]
             outputs.append(Mux(out_last, 0, y[:width]) if j >= padded_from else y[:width])
         m.d.comb += [
-            queue.w.valid.eq(delay(m, valid & emit, 1, "out_valid")),
+            queue.w.valid.eq(delay(m, valid2 & emit2, 1, "out_valid")),
             queue.w.payload.eq(Cat(outputs)),
         ]
         return m
 
 
-class Pool(PlanComponent):
+class Pool(PlannedBlock):
     """One max or average pooling layer of a spec: a sliding window in kernel order, then the
     reducer.
 
@@ -134,6 +152,9 @@ class Pool(PlanComponent):
     ----------
     plan : PoolPlan
         ``PoolPlan(spec, index, lanes=...)``.
+    arch : str or Target
+        Which RAM the window generator's line buffer is (see
+        :class:`~amaranth_nn.sliding.SlidingWindow`).
 
     Members
     -------
@@ -146,14 +167,16 @@ class Pool(PlanComponent):
     Raises
     ------
     TypeError
-        If ``plan`` is not a PoolPlan.
+        If ``plan`` is not a PoolPlan or ``arch`` is neither a name nor a Target.
+    ValueError
+        If ``arch`` is an unknown name.
     """
 
     PLAN = PoolPlan
 
     def elaborate(self, platform):
         m = Module()
-        m.submodules.window = window = SlidingWindow(self._plan.window)
+        m.submodules.window = window = SlidingWindow(self._plan.window, arch=self._arch)
         m.submodules.reducer = reducer = PoolReducer(self._plan.reducer)
         wiring.connect(m, wiring.flipped(self.i), window.i)
         wiring.connect(m, window.o, reducer.i)

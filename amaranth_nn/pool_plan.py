@@ -22,9 +22,10 @@ __all__ = ["POOL_KINDS", "REDUCER_STAGES", "ReducerPlan", "PoolPlan"]
 #: The layer kinds a pooling plan takes.
 POOL_KINDS = ("maxpool", "avgpool")
 
-#: Registers of the reducer: the input beat, then the partial results (the last one written
-#: is the output beat on its way into the output FIFO).
-REDUCER_STAGES = 2
+#: Registers of the reducer: the input beat, the beat again (with a max's comparison), then
+#: the partial results (the last one written is the output beat on its way into the output
+#: FIFO).
+REDUCER_STAGES = 3
 
 
 class ReducerPlan(LanesPlan):
@@ -135,7 +136,7 @@ class ReducerPlan(LanesPlan):
     @property
     def pipeline_depth(self):
         """Cycles from a window's last beat of a group to that output beat's transfer (sink
-        ready): :data:`REDUCER_STAGES` plus the output FIFO, 4."""
+        ready): :data:`REDUCER_STAGES` plus the output FIFO, 5."""
         return REDUCER_STAGES + FIFO_LATENCY
 
     @property

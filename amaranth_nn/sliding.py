@@ -14,15 +14,31 @@ credit-counted output queue (:class:`~amaranth_nn.plumbing.CreditQueue`): only t
 the sink's ``ready``.
 """
 
-from amaranth.hdl import Array, Const, Module, Mux, Signal, signed, unsigned
+from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, signed, unsigned
 from amaranth.lib import data, wiring
-from amaranth.lib.memory import Memory
 
-from .block import PlanComponent
-from .plumbing import CreditQueue
+from .block import PlannedBlock
+from .plumbing import CreditQueue, delay
+from .targets import RAM_READ_STAGES, resolve_target
 from .window_plan import WindowPlan
 
-__all__ = ["SlidingWindow"]
+__all__ = ["SlidingWindow", "offset_binary"]
+
+#: Cycles the writer's room counts the reader's steps late, on top of the one cycle of its
+#: registered step: a window's last bank reads are made three cycles after its issue, and the
+#: writer may overwrite what the reader's base has passed only after them.
+READ_LAG = 1
+
+
+def offset_binary(value, width):
+    """The bits of a signed ``value`` (sign-extended to ``width``) with the top one inverted,
+    which compare as unsigned numbers as the signed values do: a comparison of these is one
+    carry chain, where a signed one also takes the carry into the top bit out of the chain (on
+    ECP5 a split of the chain and a detour through the routing)."""
+    value = Value.cast(value)
+    if len(value) < width:
+        value = Cat(value, value[-1].replicate(width - len(value)))
+    return Cat(value[:width - 1], ~value[width - 1])
 
 
 def _counter(m, limit, step, name, start=0):
@@ -41,7 +57,7 @@ def _counter(m, limit, step, name, start=0):
     return value, last, wrap
 
 
-class SlidingWindow(PlanComponent):
+class SlidingWindow(PlannedBlock):
     """Sliding windows over a stream of positions, one output beat per cycle.
 
     See :class:`~amaranth_nn.window_plan.WindowPlan` for the beats in and out and the window
@@ -50,6 +66,8 @@ class SlidingWindow(PlanComponent):
     Parameters
     ----------
     plan : WindowPlan
+    arch : str or Target
+        Which RAM the line buffer's banks are (:meth:`~amaranth_nn.targets.Target.ram`).
 
     Members
     -------
@@ -62,7 +80,9 @@ class SlidingWindow(PlanComponent):
     Raises
     ------
     TypeError
-        If ``plan`` is not a WindowPlan.
+        If ``plan`` is not a WindowPlan or ``arch`` is neither a name nor a Target.
+    ValueError
+        If ``arch`` is an unknown name.
     """
 
     PLAN = WindowPlan
@@ -81,13 +101,10 @@ class SlidingWindow(PlanComponent):
         bpp, bpw = plan.beats_per_position, plan.beats_per_window
         kh, kw = plan.kernel2
         span = 4 * (cap + plan.sample_stride)
-        lead = Signal(signed(span.bit_length() + 1), init=plan.first_address)
         ahead_max = cap // plan.sample_stride + 3
         ahead = Signal(range(-1, ahead_max + 1))
-        mems = [Memory(shape=unsigned(width), depth=plan.bank_depth, init=[])
-                for _ in range(banks)]
-        for n, mem in enumerate(mems):
-            m.submodules[f"bank{n}"] = mem
+        target = resolve_target(self._arch, platform)
+        rams = [target.ram(m, width, plan.bank_depth, f"bank{n}") for n in range(banks)]
 
         # Writer: count beats, positions and rows; each beat is registered, then written.
         w_ready = Signal(init=1)
@@ -119,16 +136,15 @@ class SlidingWindow(PlanComponent):
         ]
         w_rot = w1_addr[:lg] if lg else Const(0, 1)
         w_row = w1_addr[lg:] if lg else w1_addr
-        for n, mem in enumerate(mems):
-            port = mem.write_port()
+        for n, ram in enumerate(rams):
             lane = Signal(range(banks), name=f"w_lane{n}")
             m.d.comb += lane.eq((n - w_rot)[:lg] if lg else 0)
             lanes = [w1_data[k] for k in range(li)] + [Const(0, width)] * (banks - li)
             channel = w1_beat * li + lane
             m.d.comb += [
-                port.addr.eq(Mux(Const(n, lg + 1) < w_rot, w_row + 1, w_row)),
-                port.data.eq(Array(lanes)[lane]),
-                port.en.eq(w1_valid & (lane < li) & (channel < channels)),
+                ram.w_addr.eq(Mux(Const(n, lg + 1) < w_rot, w_row + 1, w_row)),
+                ram.w_data.eq(Array(lanes)[lane]),
+                ram.w_en.eq(w1_valid & (lane < li) & (channel < channels)),
             ]
 
         # Positions written in the writer's sample, and its samples ahead of the reader's (-1
@@ -162,10 +178,17 @@ class SlidingWindow(PlanComponent):
         m.d.comb += [go.eq(avail & queue.ok), queue.take.eq(go)]
         out_done = Signal()
         m.d.comb += out_done.eq(window_done & ox_last & oy_last)
-        need_nx = Signal.like(need)
-        m.d.comb += need_nx.eq(
-            Array(Const(plan.needed_row(y), need.shape()) for y in range(oh))[nx_oy]
-            + Array(Const(plan.needed_col(x), need.shape()) for x in range(ow))[nx_ox])
+        # The next window's last needed position is a register too, from the coordinates of
+        # the window after it.
+        count = oh * ow
+        nn_y, nn_x = divmod(2 % count, ow)
+        nn_ox, _, nn_row = _counter(m, ow, window_done, "nn_ox", start=nn_x)
+        nn_oy, _, _ = _counter(m, oh, nn_row, "nn_oy", start=nn_y)
+        need_nx = Signal.like(need, init=plan.needed(*divmod(1 % count, ow)))
+        with m.If(window_done):
+            m.d.sync += need_nx.eq(
+                Array(Const(plan.needed_row(y), need.shape()) for y in range(oh))[nn_oy]
+                + Array(Const(plan.needed_col(x), need.shape()) for x in range(ow))[nn_ox])
         ahead_next = Signal.like(ahead)
         m.d.comb += ahead_next.eq(ahead + (w1_valid & w1_pos & w1_sample) - out_done)
         # wpos_next > need_next, from comparisons of registers only: wpos_next is wpos, wpos + 1
@@ -190,33 +213,50 @@ class SlidingWindow(PlanComponent):
                 cols_in.eq(Array(Const(plan.col_valid(x), kw) for x in range(ow))[nx_ox]),
             ]
 
-        # The line buffer's room: the writer's next position against the reader's base. The
-        # steps of the previous cycle are applied from registers (the reader's a cycle late,
-        # which only holds the writer back); the writer's ready, a register, takes a step of
-        # this cycle into account.
-        delta = Signal(signed(max(w_step.shape().width, step.shape().width) + 1))
-        m.d.sync += delta.eq(Mux(pos_done, w_step, 0) - Mux(window_done, step, 0))
-        lead_next = Signal.like(lead)
-        room = Signal(signed(cap.bit_length() + 1))
-        m.d.comb += [
-            lead_next.eq(lead + delta),
-            room.eq(cap - channels - w_step),
-        ]
+        # The line buffer's room: the writer's next position against the reader's base, as the
+        # slack ``cap - channels - (position - base)``. The steps of the previous cycle are
+        # applied from registers (the reader's READ_LAG cycles later still, when the reads of
+        # its window are made, which only holds the writer back). The writer's ready, a
+        # register, takes a step of this cycle into account: it compares the slack with the
+        # registered steps plus each of the writer's possible steps, so that no adder precedes
+        # a comparison.
+        read_step = delay(m, Mux(window_done, step, 0), READ_LAG, "read_step")
+        delta_shape = signed(max(w_step.shape().width, step.shape().width) + 2)
+
+        def stepped(extra):
+            """``extra`` plus the writer's step of this cycle less the reader's late one, in a
+            register."""
+            value = Signal(delta_shape, name=f"delta_{extra}")
+            moved = Mux(ix_last, Mux(iy_last, s_step + extra, r_step + extra), p_step + extra)
+            m.d.sync += value.eq(Mux(pos_done, moved, extra) - read_step)
+            return value
+
+        delta = stepped(0)
+        deltas = [stepped(extra) for extra in (p_step, r_step, s_step)]
+        slack = Signal(signed(span.bit_length() + 2), init=cap - channels - plan.first_address)
+
+        def fits(steps):
+            """``slack >= steps``, both signed, as one unsigned comparison."""
+            width = max(len(slack), len(steps))
+            return offset_binary(slack, width) >= offset_binary(steps, width)
         m.d.sync += [
-            lead.eq(lead_next),
-            w_ready.eq(Mux(pos_done, lead_next <= room, lead_next <= cap - channels)),
+            slack.eq(slack - delta),
+            w_ready.eq(Mux(pos_done, Mux(ix_last, Mux(iy_last, fits(deltas[2]), fits(deltas[1])),
+                                         fits(deltas[0])), fits(delta))),
         ]
 
-        # Stage 1: each lane's address and mask, from the beat's table.
-        addr1 = [Signal(range(cap), name=f"addr1_{j}") for j in range(lo)]
+        # Stage 1: each lane's offset and mask, from the beat's table, and the window's base.
+        offsets = [[plan.offset(b, j) for j in range(lo)] for b in range(bpw)]
+        off1 = [Signal(range(max(map(max, offsets)) + 1), name=f"off1_{j}") for j in range(lo)]
+        base1 = Signal.like(base)
         mask1 = [Signal(name=f"mask1_{j}") for j in range(lo)]
         valid1 = Signal()
-        m.d.sync += valid1.eq(go)
+        m.d.sync += [valid1.eq(go), base1.eq(base)]
         with m.Switch(beat):
             for b in range(bpw):
                 with m.Case(b):
                     for j in range(lo):
-                        m.d.sync += addr1[j].eq(base + plan.offset(b, j))
+                        m.d.sync += off1[j].eq(offsets[b][j])
                         element = plan.element(b, j)
                         if element is None:
                             m.d.sync += mask1[j].eq(0)
@@ -224,27 +264,33 @@ class SlidingWindow(PlanComponent):
                             ky, kx, _ = element
                             m.d.sync += mask1[j].eq(rows_in[ky] & cols_in[kx])
 
-        # Stage 2: each bank reads the row of the lane that falls in it.
-        rot1 = addr1[0][:lg] if lg else Const(0, 1)
-        rows1 = [a[lg:] if lg else a for a in addr1]
-        rows1 += [rows1[0]] * (banks - lo)
-        reads = []
-        for n, mem in enumerate(mems):
-            port = mem.read_port(domain="sync")
-            m.d.comb += port.addr.eq(Array(rows1)[(n - rot1)[:lg]] if lg else rows1[0])
-            reads.append(port.data)
-        rot2 = Signal.like(rot1)
-        mask2 = [Signal(name=f"mask2_{j}") for j in range(lo)]
-        valid2 = Signal()
-        m.d.sync += [rot2.eq(rot1), valid2.eq(valid1)]
-        m.d.sync += [a.eq(b) for a, b in zip(mask2, mask1, strict=True)]
+        # Stage 2: each lane's address.
+        addr2 = [Signal(range(cap), name=f"addr2_{j}") for j in range(lo)]
+        m.d.sync += [a.eq(base1 + o) for a, o in zip(addr2, off1, strict=True)]
+        valid2 = delay(m, valid1, 1, "valid2")
+        mask2 = [delay(m, mask1[j], 1, f"mask2_{j}") for j in range(lo)]
 
-        # Stage 3: the banks' words rotated into lanes, masked, into the queue.
-        out3 = Signal(data.ArrayLayout(unsigned(width), lo))
-        valid3 = Signal()
-        m.d.sync += valid3.eq(valid2)
+        # Stage 3: each bank's row, from the lane that falls in it.
+        rot2 = addr2[0][:lg] if lg else Const(0, 1)
+        rows2 = [a[lg:] if lg else a for a in addr2]
+        rows2 += [rows2[0]] * (banks - lo)
+        rows3 = [Signal.like(rows2[0], name=f"row3_{n}") for n in range(banks)]
+        m.d.sync += [row.eq(Array(rows2)[(n - rot2)[:lg]] if lg else rows2[0])
+                     for n, row in enumerate(rows3)]
+
+        # Stages 4 and 5: the banks' words, read and registered (the target's RAM read).
+        m.d.comb += [ram.r_addr.eq(row) for ram, row in zip(rams, rows3, strict=True)]
+        reads = [ram.r_data for ram in rams]
+        rot5 = delay(m, rot2, 1 + RAM_READ_STAGES, "rot5")
+        valid5 = delay(m, valid2, 1 + RAM_READ_STAGES, "valid5")
+        mask5 = [delay(m, mask2[j], 1 + RAM_READ_STAGES, f"mask5_{j}") for j in range(lo)]
+
+        # Stage 6: the banks' words rotated into lanes, masked, into the queue.
+        out6 = Signal(data.ArrayLayout(unsigned(width), lo))
+        valid6 = Signal()
+        m.d.sync += valid6.eq(valid5)
         for j in range(lo):
-            word = Array(reads)[(rot2 + j)[:lg]] if lg else reads[0]
-            m.d.sync += out3[j].eq(Mux(mask2[j], word, 0))
-        m.d.comb += [queue.w.valid.eq(valid3), queue.w.payload.eq(out3)]
+            word = Array(reads)[(rot5 + j)[:lg]] if lg else reads[0]
+            m.d.sync += out6[j].eq(Mux(mask5[j], word, 0))
+        m.d.comb += [queue.w.valid.eq(valid6), queue.w.payload.eq(out6)]
         return m

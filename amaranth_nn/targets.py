@@ -1,16 +1,20 @@
 """Target primitives: how multipliers and memories are built for each FPGA architecture.
 
-An engine asks its :class:`Target` for three things, and gets the same timing from every
+An engine asks its :class:`Target` for four things, and gets the same timing from every
 target: an array of registered multipliers (products two cycles after the operands), a ROM read
 and a RAM read (data in a register :data:`~amaranth_nn.plan.MEMORY_STAGES` cycles after the
-address). Adding an architecture means adding a :class:`Target` subclass here.
+address), and a simple dual-port RAM of its own (:meth:`Target.ram`: the read data in a
+register :data:`RAM_READ_STAGES` cycles after the read address). Adding an architecture means
+adding a :class:`Target` subclass here.
 
 - :class:`GenericTarget`: ``x * w`` between registers, which yosys maps to DSP48E1 (xc7),
   SB_MAC16 (iCE40, ``synth_ice40 -dsp``) and MULT18X18D (ECP5); ROMs are
   :class:`~amaranth.lib.memory.Memory` (block RAM from
   :data:`~amaranth_nn.plan.BLOCK_ROM_BITS` up).
-- :class:`ECP5Target`: ``MULT18X18D`` instances with their input and output registers, and
-  ROMs as LUT logic between registers. nextpnr times yosys' inferred MULT18X18D as
+- :class:`ECP5Target`: ``MULT18X18D`` instances with their input and output registers, ROMs as
+  LUT logic between registers, and RAMs as LUT RAM below
+  :data:`~amaranth_nn.plan.BLOCK_ROM_BITS`, ``DP16KD`` instances with their output register
+  from there. nextpnr times yosys' inferred MULT18X18D as
   combinational between fabric registers and DP16KD block RAM with a 5.8 ns clock-to-output,
   which limits a design to about 110-150 MHz; this style reaches 200 MHz and more.
 
@@ -18,13 +22,16 @@ address). Adding an architecture means adding a :class:`Target` subclass here.
 target for a platform.
 """
 
-from amaranth.hdl import ClockSignal, Const, Instance, Mux, Signal, signed, unsigned
+from dataclasses import dataclass
+
+from amaranth.hdl import ClockSignal, Const, Instance, Mux, Signal, Value, signed, unsigned
 from amaranth.lib.memory import Memory
 
-from .plan import MEMORY_STAGES
+from .plan import BLOCK_ROM_BITS, MEMORY_STAGES
 from .plumbing import delay
 
-__all__ = ["ARCHES", "Target", "GenericTarget", "ECP5Target", "check_arch", "resolve_target"]
+__all__ = ["ARCHES", "RAM_READ_STAGES", "RamPorts", "Target", "GenericTarget", "ECP5Target",
+           "check_arch", "resolve_target"]
 
 #: The ``arch`` names: ``"generic"`` and ``"ecp5"`` select a target, and ``"auto"`` picks
 #: :class:`ECP5Target` for a platform whose ``family`` is ``"ecp5"`` and
@@ -33,6 +40,26 @@ ARCHES = ("auto", "generic", "ecp5")
 
 #: Signed operand width of the ECP5 multiplier block.
 ECP5_OPERAND_BITS = 18
+
+#: Registers from a :meth:`Target.ram` read address to its data: the synchronous read and an
+#: output register.
+RAM_READ_STAGES = 2
+
+#: ``(words, data bits)`` of the ECP5 ``DP16KD`` block RAM's port widths, deepest first.
+DP16KD_SHAPES = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18))
+
+
+@dataclass(frozen=True)
+class RamPorts:
+    """The ports of a :meth:`Target.ram`: a write of ``w_data`` at ``w_addr`` when ``w_en``,
+    and the word at ``r_addr``, in ``r_data`` :data:`RAM_READ_STAGES` cycles later. A word
+    read in the cycle it is written may read either value (block RAM ports collide)."""
+
+    w_addr: Value
+    w_data: Value
+    w_en: Value
+    r_addr: Value
+    r_data: Value
 
 
 class Target:
@@ -71,6 +98,23 @@ class Target:
         """Read ``memory`` (a :class:`~amaranth.lib.memory.Memory` of ``m``) at ``addr``; the
         data is in a register :data:`~amaranth_nn.plan.MEMORY_STAGES` cycles later."""
         raise NotImplementedError
+
+    def ram(self, m, width, depth, name):
+        """A RAM of ``depth`` words of ``width`` bits with one write and one read port, in
+        ``m``; returns its :class:`RamPorts`, to be driven and read by the caller."""
+        return self._memory_ram(m, width, depth, name, None)
+
+    @staticmethod
+    def _memory_ram(m, width, depth, name, attrs):
+        """:meth:`ram` as a :class:`~amaranth.lib.memory.Memory` with ``attrs``: an
+        asynchronous read between registers (block RAM takes the first as its synchronous
+        read)."""
+        memory = Memory(shape=unsigned(width), depth=depth, init=[], attrs=attrs)
+        m.submodules[name] = memory
+        write = memory.write_port()
+        read = memory.read_port(domain="comb")
+        return RamPorts(write.addr, write.data, write.en, read.addr,
+                        delay(m, read.data, RAM_READ_STAGES, f"{name}_data"))
 
 
 class GenericTarget(Target):
@@ -112,8 +156,8 @@ class ECP5Target(GenericTarget):
     ----------
     model_multipliers : bool
         Build a behavioural model of the registered MULT18X18D (input registers, signed 18x18
-        product, output register) instead of the instance, which yosys cannot simulate; for
-        simulating everything else of this target.
+        product, output register) and of the DP16KD of :meth:`ram` instead of the instances,
+        which yosys cannot simulate; for simulating everything else of this target.
     """
 
     name = "ecp5"
@@ -177,9 +221,56 @@ class ECP5Target(GenericTarget):
             bit += 1
         return delay(m, level[0], MEMORY_STAGES - 1, f"{rom.name}_data")
 
+    def ram(self, m, width, depth, name):
+        """LUT RAM below :data:`~amaranth_nn.plan.BLOCK_ROM_BITS` bits; from there ``DP16KD``
+        blocks with their output register (yosys maps block RAM without it, and its 5.8 ns
+        clock-to-output leaves little of a 200 MHz cycle), each a slice of the word's bits at
+        the narrowest port width that holds ``depth`` words (deeper RAMs are left to yosys)."""
+        if width * depth < BLOCK_ROM_BITS:
+            return self._memory_ram(m, width, depth, name, {"ram_style": "distributed"})
+        shape = next(((d, w) for d, w in reversed(DP16KD_SHAPES) if depth <= d), None)
+        if self.model_multipliers or shape is None:
+            return self._memory_ram(m, width, depth, name, None)
+        words, bits = shape
+        abits = (words - 1).bit_length()
+        w_addr, r_addr = Signal(range(depth), name=f"{name}_w_addr"), \
+            Signal(range(depth), name=f"{name}_r_addr")
+        w_data, r_data = Signal(width, name=f"{name}_w_data"), Signal(width, name=f"{name}_r_data")
+        w_en = Signal(name=f"{name}_w_en")
+        for n, low in enumerate(range(0, width, bits)):
+            ports = {}
+            for k in range(14):
+                # The word address is in the top address bits; the low ones are unused (or
+                # byte enables, kept high).
+                a = k - (14 - abits)
+                ports[f"i_ADA{k}"] = w_addr[a] if 0 <= a < len(w_addr) else Const(k < 2, 1)
+                ports[f"i_ADB{k}"] = r_addr[a] if 0 <= a < len(r_addr) else Const(0, 1)
+            for k in range(18):
+                ports[f"i_DIA{k}"] = w_data[low + k] if k < bits and low + k < width \
+                    else Const(0, 1)
+                ports[f"i_DIB{k}"] = Const(0, 1)
+                if k < bits and low + k < width:
+                    ports[f"o_DOB{k}"] = r_data[low + k]
+            for k in range(3):
+                ports[f"i_CSA{k}"] = ports[f"i_CSB{k}"] = Const(0, 1)
+            m.submodules[f"{name}_{n}"] = Instance(
+                "DP16KD",
+                p_DATA_WIDTH_A=bits, p_DATA_WIDTH_B=bits, p_REGMODE_A="NOREG",
+                p_REGMODE_B="OUTREG", p_RESETMODE="SYNC", p_ASYNC_RESET_RELEASE="SYNC",
+                p_CSDECODE_A="0b000", p_CSDECODE_B="0b000", p_WRITEMODE_A="NORMAL",
+                p_WRITEMODE_B="NORMAL", p_GSR="DISABLED",
+                i_CLKA=ClockSignal(), i_CEA=Const(1, 1), i_OCEA=Const(1, 1), i_WEA=w_en,
+                i_RSTA=Const(0, 1), i_CLKB=ClockSignal(), i_CEB=Const(1, 1),
+                i_OCEB=Const(1, 1), i_WEB=Const(0, 1), i_RSTB=Const(0, 1), **ports)
+        return RamPorts(w_addr, w_data, w_en, r_addr, r_data)
+
     def read_ram(self, m, memory, addr, name):
         """An asynchronous read port followed by registers, so that yosys keeps the register
-        on the data (LUT RAM between two flip-flops) instead of moving it to the address."""
+        on the data (LUT RAM between two flip-flops) instead of moving it to the address. A
+        memory of fewer than :data:`~amaranth_nn.plan.BLOCK_ROM_BITS` bits with no style of its
+        own is marked for LUT RAM (yosys would take block RAM, without its output register)."""
+        if memory.shape.width * memory.depth < BLOCK_ROM_BITS:
+            memory.attrs.setdefault("ram_style", "distributed")
         port = memory.read_port(domain="comb")
         m.d.comb += port.addr.eq(delay(m, addr, 1, f"{name}_addr"))
         return delay(m, port.data, MEMORY_STAGES - 1, name)

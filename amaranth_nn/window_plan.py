@@ -25,8 +25,9 @@ __all__ = ["ORDERS", "WINDOW_STAGES", "WindowPlan"]
 ORDERS = ("window", "kernel")
 
 #: Registers from issuing a window beat to its lanes on the way into the output FIFO: the lane
-#: addresses, the bank read, and the rotated, masked lanes.
-WINDOW_STAGES = 3
+#: offsets, the lane addresses, the banks' addresses, the bank read and its copy, and the
+#: rotated, masked lanes.
+WINDOW_STAGES = 6
 
 
 def _axes(name, value, axes, minimum=1):

@@ -3,6 +3,7 @@ with the timing of its plan."""
 
 import numpy as np
 import pytest
+from amaranth.back import rtlil
 from amaranth.hdl import signed
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -10,6 +11,7 @@ from hypothesis import strategies as st
 from amaranth_nn.lanes import pack_beats
 from amaranth_nn.simulate import run_streams
 from amaranth_nn.sliding import SlidingWindow
+from amaranth_nn.targets import ECP5Target
 from amaranth_nn.window_plan import WindowPlan
 from amaranth_nn.windows import windows
 
@@ -25,7 +27,7 @@ def window_beats(plan, x):
                       plan.shape.width)
 
 
-def run_windows(plan, batch, *, stalls=(0.0, 0.0), seed=0):
+def run_windows(plan, batch, *, stalls=(0.0, 0.0), seed=0, arch="auto"):
     """Run ``batch`` random samples through the generator; assert its beats; returns the run."""
     rng = np.random.default_rng(seed)
     width = plan.shape.width
@@ -34,7 +36,8 @@ def run_windows(plan, batch, *, stalls=(0.0, 0.0), seed=0):
     words = pack_beats(x.reshape(-1, plan.channels), plan.in_lanes, width)
     expected = window_beats(plan, x)
     assert len(expected) == batch * plan.out_beats
-    run = run_streams(SlidingWindow(plan), words, len(expected), stalls=stalls, seed=seed)
+    run = run_streams(SlidingWindow(plan, arch=arch), words, len(expected), stalls=stalls,
+                      seed=seed)
     assert run.outputs == expected
     return run
 
@@ -103,6 +106,25 @@ def test_line_buffer_is_banked_memory():
     assert plan.memory_bits == plan.capacity * 8
     plan = WindowPlan(signed(8), (8, 8), 1, 3, 1, 1, 1, 9)
     assert (plan.banks, plan.row_stride) == (16, 19)
+
+
+def test_ecp5_line_buffer():
+    """On ECP5, banks of block RAM size are DP16KD blocks with their output register, smaller
+    ones LUT RAM; the modelled target simulates bit for bit at the same II and latency."""
+    big = WindowPlan(signed(8), (40,), 16, 2, 2, 0, 1, 1, "kernel")
+    assert big.bank_depth * 8 >= 2048
+    text = rtlil.convert(SlidingWindow(big, arch="ecp5"))
+    assert "DP16KD" in text and '"OUTREG"' in text
+    small = WindowPlan(signed(8), (10,), 2, 3, 1, 1, 2, 6)
+    assert small.bank_depth * 8 < 2048
+    text = rtlil.convert(SlidingWindow(small, arch="ecp5"))
+    assert "DP16KD" not in text and '"distributed"' in text
+    assert '"distributed"' not in rtlil.convert(SlidingWindow(small, arch="generic"))
+    for plan in (big, small):
+        run = run_windows(plan, 1, arch=ECP5Target(model_multipliers=True))
+        t0 = run.in_cycles[0]
+        assert plan.output_times([t - t0 for t in run.in_cycles]) == \
+            [t - t0 for t in run.out_cycles]
 
 
 def test_errors():
