@@ -120,19 +120,21 @@ def _in_block_ram(depth, width, device):
     return depth * width >= BLOCK_ROM_BITS or (device.family == "ice40" and depth >= 128)
 
 
-def _ram_in_block_ram(depth, width, device):
-    """Whether a RAM of ``depth`` x ``width`` (a line buffer bank, an input buffer) ends up in
-    block RAM on ``device``: on iCE40, which has no LUT RAM, from :data:`ICE40_LOGIC_RAM_DEPTH`
-    words up; on xc7 from
-    :data:`XC7_RAM_BLOCK_DEPTH` words; on ECP5 from 128 words when it would take more than
+def _ram_in_block_ram(depth, width, device, *, bank=False):
+    """Whether a RAM of ``depth`` x ``width`` (a line buffer bank with ``bank``, else an input
+    buffer) ends up in block RAM on ``device``: on iCE40, which has no LUT RAM, from
+    :data:`ICE40_LOGIC_RAM_DEPTH` words up; on xc7 from :data:`XC7_RAM_BLOCK_DEPTH` words; on
+    ECP5 never below :data:`~amaranth_nn.plan.BLOCK_ROM_BITS` bits (the ECP5 target asks for
+    LUT RAM), a line buffer bank from there (a ``DP16KD`` instance), and an input buffer from
+    there when yosys chooses it: from 128 words when it would take more than
     :data:`ECP5_LUT_RAM_CELLS` TRELLIS_DPR16X4 (16 x 4 bits each). Measured in the board builds
-    of the conv models: xc7 keeps 256 x 8 in LUT RAM and puts 2048 x 8 into a RAMB18; ECP5
-    keeps 128 x 8 in 16 DPR16X4 and puts 128 x 14 and 256 x 8 into a DP16KD (and the wide,
-    shallow input buffers of the MLPs, 16 words, stay in LUT RAM)."""
+    of the conv models: xc7 keeps 256 x 8 in LUT RAM and puts 2048 x 8 into a RAMB18."""
     if device.family == "ice40":
         return depth > ICE40_LOGIC_RAM_DEPTH
     if device.family == "ecp5":
-        return depth >= 128 and -(-depth // 16) * -(-width // 4) > ECP5_LUT_RAM_CELLS
+        if depth * width < BLOCK_ROM_BITS:
+            return False
+        return bank or (depth >= 128 and -(-depth // 16) * -(-width // 4) > ECP5_LUT_RAM_CELLS)
     return depth >= XC7_RAM_BLOCK_DEPTH
 
 
@@ -203,7 +205,7 @@ def window_features(window, device):
     (:class:`~amaranth_nn.window_plan.WindowPlan`): its LUT RAM (the line buffer banks that
     stay out of block RAM, and the output queue), the lane rotations, the per-beat table."""
     depth, width = window.line_buffer_shape
-    banks = 0 if _ram_in_block_ram(depth, width, device) else window.banks
+    banks = 0 if _ram_in_block_ram(depth, width, device, bank=True) else window.banks
     lanes = window.out_lanes * width
     addr_bits = (window.capacity - 1).bit_length()
     row_bits = max(1, (depth - 1).bit_length())
@@ -382,7 +384,7 @@ def block_memories(block, device):
     memories = []
     if isinstance(block, (ConvPlan, PoolPlan)):
         depth, width = block.window.line_buffer_shape
-        if _ram_in_block_ram(depth, width, device):
+        if _ram_in_block_ram(depth, width, device, bank=True):
             memories += [(depth, width)] * block.window.banks
     dense = block.dense if isinstance(block, ConvPlan) else block
     if isinstance(dense, DensePlan):
