@@ -34,8 +34,9 @@ from .devices import Device
 from .folding import choose_folding, smallest_ii
 from .network_plan import NetworkPlan
 from .plan import BLOCK_ROM_BITS, DensePlan
-from .pool_plan import PoolPlan
+from .pool_plan import PoolPlan, ReducerPlan
 from .scale_plan import ScalePlan
+from .window_plan import WindowPlan
 
 __all__ = ["Resources", "FitCheck", "DoesNotFit", "layer_features", "window_features",
            "reducer_features", "scale_features", "converter_features", "block_parts",
@@ -122,15 +123,18 @@ def _in_block_ram(depth, width, device):
 
 def _ram_in_block_ram(depth, width, device, *, bank=False):
     """Whether a RAM of ``depth`` x ``width`` (a line buffer bank with ``bank``, else an input
-    buffer) ends up in block RAM on ``device``: on iCE40, which has no LUT RAM, from
-    :data:`ICE40_LOGIC_RAM_DEPTH` words up; on xc7 from :data:`XC7_RAM_BLOCK_DEPTH` words; on
-    ECP5 never below :data:`~amaranth_nn.plan.BLOCK_ROM_BITS` bits (the ECP5 target asks for
-    LUT RAM), a line buffer bank from there (a ``DP16KD`` instance), and an input buffer from
-    there when yosys chooses it: from 128 words when it would take more than
-    :data:`ECP5_LUT_RAM_CELLS` TRELLIS_DPR16X4 (16 x 4 bits each). Measured in the board builds
-    of the conv models: xc7 keeps 256 x 8 in LUT RAM and puts 2048 x 8 into a RAMB18."""
+    buffer or a queue) ends up in block RAM on ``device``.
+
+    On iCE40, which has no LUT RAM, above :data:`ICE40_LOGIC_RAM_BITS` bits and
+    :data:`ICE40_LOGIC_RAM_DEPTH` words; on xc7 from :data:`XC7_RAM_BLOCK_DEPTH` words (256 x 8
+    is LUT RAM, 2048 x 8 a RAMB18); on ECP5 never below
+    :data:`~amaranth_nn.plan.BLOCK_ROM_BITS` bits (the ECP5 target asks for LUT RAM), a line
+    buffer bank from there (a ``DP16KD`` instance), and another RAM from there when yosys
+    chooses it: from 128 words when it would take more than :data:`ECP5_LUT_RAM_CELLS`
+    TRELLIS_DPR16X4 (16 x 4 bits each).
+    """
     if device.family == "ice40":
-        return depth > ICE40_LOGIC_RAM_DEPTH
+        return depth * width > ICE40_LOGIC_RAM_BITS and depth > ICE40_LOGIC_RAM_DEPTH
     if device.family == "ecp5":
         if depth * width < BLOCK_ROM_BITS:
             return False
@@ -146,8 +150,10 @@ def _roms(layer):
 #: The depth from which yosys puts a RAM into block RAM rather than LUT RAM on xc7.
 XC7_RAM_BLOCK_DEPTH = 512
 
-#: The deepest RAM that yosys builds from flip-flops on iCE40 (an 8 x 8 input buffer); deeper
-#: ones take an SB_RAM40_4K (16 x 8 and up, measured).
+#: The most bits, and the most words, of a RAM that yosys builds from flip-flops on iCE40 (an
+#: 8 x 8 input buffer, a 9 x 8 output queue); one with more of both takes SB_RAM40_4K (12 x 8,
+#: 9 x 24 and 16 x 8 measured).
+ICE40_LOGIC_RAM_BITS = 72
 ICE40_LOGIC_RAM_DEPTH = 8
 
 #: The most TRELLIS_DPR16X4 that yosys builds one RAM from on ECP5 (a larger one goes to a
@@ -268,7 +274,9 @@ def converter_features(converter):
 # converters. On iCE40 the unit is the logic cell (a LUT4 and a flip-flop): nextpnr packs a
 # flip-flop into the cell of the LUT that drives it when it can; _LOGIC_CELLS_PER_FF is the
 # cells per flip-flop on top of the LUT4s, fitted to nextpnr's counts of iCEBreaker board
-# builds (4210 and 3325 cells for the digits model at target II 512 and 1024).
+# builds (``python -m amaranth_nn.build --board icebreaker``: 3051 cells for the digits model
+# at target II 512, 4482 for the digits conv model at its most folded design, both within 3 %;
+# MNIST-1D's most folded design, 6040 cells, comes out 10 % high).
 _LAYER_LUT = {
     "xc7": {"one": 31.8, "tree": 0.481, "out": 1.84, "lut_mult": 1.95, "lut_rom": 0.0641,
             "beats": 0.645, "x_data": 1.42, "first": 0.303},
@@ -298,18 +306,20 @@ _REDUCER_LUT = {"xc7": {"one": 32.2, "lanes": 2.34}}
 _REDUCER_FF = {"xc7": {"one": 16.2, "lanes": 4.1}}
 # ECP5: scaled to the ULX3S board builds of both conv models at their default foldings (12445
 # and 9925 LUT4 with the harness, where the xc7 coefficients at 1.5 LUT4 per LUT6 gave 20 % too
-# few): 2.6 LUT4 per LUT6, 1.75 per LUT of LUT RAM. iCE40: scaled to the flattened synth_ice40
-# counts of both conv models at their most folded designs (network alone: 3616 LUT4 and 3178
-# FF for MNIST-1D, 2570 and 2110 for the digits model): 1.35 LUT4 per LUT6, and 1.93 times the
-# flip-flops (the output queues are flip-flops there, LUT RAM on xc7).
+# few): 2.6 LUT4 per LUT6, 1.75 per LUT of LUT RAM.
 _WINDOW_LUT["ecp5"] = {name: value * (1.75 if name == "ram" else 2.6)
                        for name, value in _WINDOW_LUT["xc7"].items()}
 _WINDOW_FF["ecp5"] = _WINDOW_FF["xc7"]
-_WINDOW_LUT["ice40"] = {name: 1.35 * value for name, value in _WINDOW_LUT["xc7"].items()}
-_WINDOW_FF["ice40"] = {name: 1.93 * value for name, value in _WINDOW_FF["xc7"].items()}
-for _family in ("ecp5", "ice40"):
-    _REDUCER_LUT[_family] = {name: 1.5 * value for name, value in _REDUCER_LUT["xc7"].items()}
-    _REDUCER_FF[_family] = _REDUCER_FF["xc7"]
+# iCE40: fitted to the per-module synth_ice40 counts of the generators and reducers of both
+# conv models at three foldings each and of MNIST-1D's first blocks (36 generators, mean error
+# 46 % LUT and 14 % FF: a rough model; 17 reducers, 9 % and 6 %), after the conv blocks' clock
+# work (``bench_estimate.per_part``, as ``--fit --parts-only`` runs it).
+_WINDOW_LUT["ice40"] = {"one": 193.0, "read": 0.266, "table": 0.213, "positions": 1.36}
+_WINDOW_FF["ice40"] = {"one": 226.0, "queue": 0.697, "read": 0.0492, "positions": 0.294}
+_REDUCER_LUT["ice40"] = {"one": 86.9, "regs": 0.0975, "lanes": 2.86}
+_REDUCER_FF["ice40"] = {"one": 64.5, "regs": 0.952, "lanes": 2.76}
+_REDUCER_LUT["ecp5"] = {name: 1.5 * value for name, value in _REDUCER_LUT["xc7"].items()}
+_REDUCER_FF["ecp5"] = _REDUCER_FF["xc7"]
 _SCALE_LUT = {family: {"one": table.get("one", 15), "acc": table.get("acc", 3),
                        "out": table.get("out", 0), "lut_mult": table.get("lut_mult", 1.5),
                        "lut_rom": table.get("lut_rom", 0.07), "x_data": table.get("x_data", 0)}
@@ -320,7 +330,7 @@ _SCALE_FF = {family: {"one": table.get("one", 20), "acc": table.get("acc", 2),
 _CONVERTER_LUT = {"xc7": {"one": 40, "select": 0.4}, "ecp5": {"one": 30, "select": 2.4},
                   "ice40": {"one": 30, "select": 1.0}}
 _CONVERTER_FF = {"one": 50, "banks": 1.0, "lanes": 3.0}
-_LOGIC_CELLS_PER_FF = 0.75
+_LOGIC_CELLS_PER_FF = 0.63
 
 #: The board harness (UART, protocol, queues, reply memory, argmax, LEDs) by family: its
 #: modules in ``python bench/bench_breakdown.py --model digits --target-ii 512 --harness``
@@ -396,7 +406,31 @@ def block_memories(block, device):
     if isinstance(block, ScalePlan):
         memories += [(rom.depth, rom.width) for rom in block.roms
                      if _in_block_ram(rom.depth, rom.width, device)]
+    memories += [(depth, width) for depth, width in _queues(block)
+                 if _ram_in_block_ram(depth, width, device)]
     return memories
+
+
+def _queue(plan, lanes, width):
+    """``(depth, width)`` of the memory of a block's output queue: ``SyncFIFOBuffered`` keeps
+    one entry in its output register and the rest in a memory."""
+    return plan.fifo_depth - 1, lanes * width
+
+
+def _queues(block):
+    """The output queues' memories of a block plan (:class:`~amaranth_nn.plumbing.CreditQueue`
+    in every engine)."""
+    if isinstance(block, ConvPlan):
+        return _queues(block.window) + _queues(block.dense)
+    if isinstance(block, PoolPlan):
+        return _queues(block.window) + _queues(block.reducer)
+    if isinstance(block, WindowPlan):
+        return [_queue(block, block.out_lanes, block.shape.width)]
+    if isinstance(block, DensePlan):
+        return [_queue(block, block.pe, block.out_width)]
+    if isinstance(block, (ReducerPlan, ScalePlan)):
+        return [_queue(block, block.lanes, block.out_width)]
+    return []
 
 
 _MODELS = {"dense": (_LAYER_LUT, _LAYER_FF), "window": (_WINDOW_LUT, _WINDOW_FF),
@@ -439,8 +473,11 @@ def estimate(plan, device, *, harness=False):
     for converter in plan.converters:
         if converter is not None:
             features = converter_features(converter)
+            depth, width = _queue(converter, converter.out_lanes, converter.width)
+            bram = (block_rams(depth, width, device)
+                    if _ram_in_block_ram(depth, width, device) else 0)
             total += Resources(_model(_CONVERTER_LUT[family], features),
-                               _model(_CONVERTER_FF, features))
+                               _model(_CONVERTER_FF, features), bram=bram)
     if harness:
         total += _harness(plan, device)
     if family == "ice40":
