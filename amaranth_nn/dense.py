@@ -13,7 +13,7 @@ from amaranth.lib.memory import Memory
 from .block import PlannedBlock
 from .plan import MEMORY_STAGES, DensePlan
 from .plumbing import CreditQueue, PingPong, delay
-from .targets import ECP5Target, resolve_target
+from .targets import resolve_target
 
 __all__ = ["DenseLayer"]
 
@@ -198,24 +198,7 @@ class DenseLayer(PlannedBlock):
         if not plan.bias_held:
             return target.read_rom(m, rom, delay(m, group, plan.stages["tree"] - MEMORY_STAGES,
                                                  "group"))
-        addr = delay(m, group, 1, "bias_addr")
-        if not isinstance(target, ECP5Target):
-            # A memory, as the target's ROMs are, where the export finds it by its name.
-            memory = Memory(shape=unsigned(rom.width), depth=rom.depth, init=rom.words)
-            m.submodules[rom.name] = memory
-            port = memory.read_port(domain="sync")
-            m.d.comb += port.addr.eq(addr)
-            return port.data
-        # The ECP5 target's LUT ROM: a tree of multiplexers between constants.
-        level = [Const(word, rom.width) for word in rom.words]
-        bit = 0
-        while len(level) > 1:
-            level = [Mux(addr[bit], level[n + 1], level[n]) if n + 1 < len(level) else level[n]
-                     for n in range(0, len(level), 2)]
-            bit += 1
-        word = Signal(rom.width, name="bias_word")
-        m.d.sync += word.eq(level[0])
-        return word
+        return target.read_rom(m, rom, delay(m, group, 1, "bias_addr"), stages=1)
 
     def _first(self, m, beat_first, valid, result, p):
         """Whether PE ``p``'s accumulator starts from the bias: the `first` token at the

@@ -88,10 +88,11 @@ class Target:
         """
         raise NotImplementedError
 
-    def read_rom(self, m, rom, addr, copy=0):
+    def read_rom(self, m, rom, addr, copy=0, stages=MEMORY_STAGES):
         """Read ``rom`` (a :class:`~amaranth_nn.plan.Rom`) at ``addr``; returns the word, in a
-        register :data:`~amaranth_nn.plan.MEMORY_STAGES` cycles later. ``copy`` numbers ROMs
-        that share an address, so that a target may give each its own address register."""
+        register ``stages`` cycles later (by default
+        :data:`~amaranth_nn.plan.MEMORY_STAGES`). ``copy`` numbers ROMs that share an address,
+        so that a target may give each its own address register."""
         raise NotImplementedError
 
     def read_ram(self, m, memory, addr, name):
@@ -137,11 +138,13 @@ class GenericTarget(Target):
         m.d.sync += [x_op.eq(x) for x_op, x in zip(x_ops, xs, strict=True)]
         return products
 
-    def read_rom(self, m, rom, addr, copy=0):
+    def read_rom(self, m, rom, addr, copy=0, stages=MEMORY_STAGES):
         attrs = {"rom_style": "block"} if rom.block_ram else None
         memory = Memory(shape=unsigned(rom.width), depth=rom.depth, init=rom.words, attrs=attrs)
         m.submodules[rom.name] = memory
-        return self.read_ram(m, memory, addr, f"{rom.name}_data")
+        port = memory.read_port(domain="sync")
+        m.d.comb += port.addr.eq(addr)
+        return delay(m, port.data, stages - 1, f"{rom.name}_data")
 
     def read_ram(self, m, memory, addr, name):
         port = memory.read_port(domain="sync")
@@ -205,21 +208,24 @@ class ECP5Target(GenericTarget):
             i_SOURCEB=Const(0, 1), i_CLK0=ClockSignal(), i_CE0=Const(1, 1), i_RST0=Const(0, 1),
             **ports)
 
-    def read_rom(self, m, rom, addr, copy=0):
+    def read_rom(self, m, rom, addr, copy=0, stages=MEMORY_STAGES):
         """A tree of multiplexers between constants, which yosys reduces to LUT logic of the
-        address bits, behind its own address register: yosys has no distributed ROM mapping for
-        ECP5 (its inferred LUT ROMs go through a subtractor). The address register's reset
-        value is ``copy`` (modulo the depth), so that ROMs read at the same address get separate
-        registers (yosys merges identical flip-flops), which divides the address fanout; the
-        address during reset does not matter, as no valid token is in the pipeline then."""
-        addr = delay(m, addr, 1, f"{rom.name}_addr", init=copy % (1 << len(addr)))
+        address bits, with a register after it and, for two stages or more, its own address
+        register before it: yosys has no distributed ROM mapping for ECP5 (its inferred LUT
+        ROMs go through a subtractor). The address register's reset value is ``copy`` (modulo
+        the depth), so that ROMs read at the same address get separate registers (yosys merges
+        identical flip-flops), which divides the address fanout; the address during reset does
+        not matter, as no valid token is in the pipeline then."""
+        if stages > 1:
+            addr = delay(m, addr, 1, f"{rom.name}_addr", init=copy % (1 << len(addr)))
+            stages -= 1
         level = [Const(word, rom.width) for word in rom.words]
         bit = 0
         while len(level) > 1:
             level = [Mux(addr[bit], level[n + 1], level[n]) if n + 1 < len(level) else level[n]
                      for n in range(0, len(level), 2)]
             bit += 1
-        return delay(m, level[0], MEMORY_STAGES - 1, f"{rom.name}_data")
+        return delay(m, level[0], stages, f"{rom.name}_data")
 
     def ram(self, m, width, depth, name):
         """LUT RAM below :data:`~amaranth_nn.plan.BLOCK_ROM_BITS` bits; from there ``DP16KD``
