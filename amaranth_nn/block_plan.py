@@ -5,7 +5,7 @@
 does, and raise the same errors for a bad spec or index; :class:`LanesPlan` is what they share.
 """
 
-from .plan import check_count
+from .plan import LayerPlan, check_count
 from .spec import check_spec
 
 __all__ = ["layer_at", "where_of", "LanesPlan"]
@@ -39,7 +39,7 @@ def layer_at(spec, index, kinds):
     return layer
 
 
-class LanesPlan:
+class LanesPlan(LayerPlan):
     """A block of one layer of :attr:`KINDS` whose lanes in equal its lanes out (pooling,
     scale-and-shift): ``lanes`` channels per beat.
 
@@ -68,19 +68,6 @@ class LanesPlan:
         check_count("Lanes", lanes, layer.input_shape[-1],
                     f"the channels of {where_of(spec, index)}")
         self._spec, self._index, self._layer, self._lanes = spec, index, layer, lanes
-
-    @property
-    def spec(self):
-        return self._spec
-
-    @property
-    def index(self):
-        return self._index
-
-    @property
-    def layer(self):
-        """The layer of the spec."""
-        return self._layer
 
     @property
     def kind(self):

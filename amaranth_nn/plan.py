@@ -25,8 +25,8 @@ from .lanes import ceil_div, pack_lanes
 from .spec import check_spec
 
 __all__ = ["MEMORY_STAGES", "FIFO_LATENCY", "CONVERTER_STAGES", "BLOCK_ROM_BITS", "HELD_BIAS_WORDS",
-           "dense_ii",
-           "check_count", "ROM_KINDS", "Rom", "RequantizingPlan", "DensePlan", "ConverterPlan"]
+           "dense_ii", "check_count", "ROM_KINDS", "Rom", "LayerPlan", "RequantizingPlan",
+           "DensePlan", "ConverterPlan"]
 
 #: Registers from a memory address to its data in a register: an address register or the
 #: synchronous read, the memory, and two data registers (block RAM can absorb one as its output
@@ -181,13 +181,9 @@ class Rom:
         return self.bits >= BLOCK_ROM_BITS
 
 
-class RequantizingPlan:
-    """The numbers of a layer that requantizes (dense, conv, scale-and-shift), and their shapes,
-    from the actual contents: one place for the rules every such engine is built by.
-
-    A subclass sets ``_spec``, ``_index`` and ``_layer``; the multiplier operand is the layer's
-    ``multiplier_matrix`` (weights, or the scales of a scale-and-shift layer).
-    """
+class LayerPlan:
+    """The plan of a block of one layer of a spec: its accessors. A subclass sets ``_spec``,
+    ``_index`` and ``_layer``."""
 
     @property
     def spec(self):
@@ -201,6 +197,15 @@ class RequantizingPlan:
     def layer(self):
         """The layer of the spec."""
         return self._layer
+
+
+class RequantizingPlan(LayerPlan):
+    """The numbers of a layer that requantizes (dense, conv, scale-and-shift), and their shapes,
+    from the actual contents: one place for the rules every such engine is built by.
+
+    A subclass sets ``_spec``, ``_index`` and ``_layer``; the multiplier operand is the layer's
+    ``multiplier_matrix`` (weights, or the scales of a scale-and-shift layer).
+    """
 
     @property
     def in_width(self):
