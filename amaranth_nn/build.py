@@ -43,7 +43,7 @@ from boards.harness import BoardTop, Harness
 from boards.protocol import Protocol
 
 from . import cli, synth
-from .estimate import DoesNotFit, check_fit, fitting_target_ii, most_folded
+from .estimate import DoesNotFit, check_fit, fitting_target_ii, most_folded, spill_to_logic
 from .folding import add_folding_arguments, folding_from_args, plan_network
 from .models import default_spec
 from .progress import Progress
@@ -88,7 +88,7 @@ def uart_divisor(board, baud=None):
     return divisor
 
 
-def make_top(board, spec, *, folding=None, target_ii=None, baud=None):
+def make_top(board, spec, *, folding=None, target_ii=None, lut_multipliers=(), baud=None):
     """The board design: a :class:`boards.harness.BoardTop` around the network.
 
     The UART divisor is the board clock over the baud rate, the partial-frame timeout is 100 ms,
@@ -98,9 +98,9 @@ def make_top(board, spec, *, folding=None, target_ii=None, baud=None):
     ----------
     board : boards.Board
     spec : NetworkSpec
-    folding, target_ii
-        As for :class:`~amaranth_nn.network.Network` (with neither, the network's default
-        folding).
+    folding, target_ii, lut_multipliers
+        As for :class:`~amaranth_nn.network.Network` (with neither folding nor target II, the
+        network's default folding).
     baud : int, optional
         UART baud rate (default: the board's, 115200).
 
@@ -111,7 +111,8 @@ def make_top(board, spec, *, folding=None, target_ii=None, baud=None):
     """
     divisor = uart_divisor(board, baud)
     clk = board.clk_freq
-    harness = Harness(spec, folding=folding, target_ii=target_ii, divisor=divisor,
+    harness = Harness(spec, folding=folding, target_ii=target_ii,
+                      lut_multipliers=lut_multipliers, divisor=divisor,
                       timeout=int(clk * FRAME_TIMEOUT), heartbeat=int(clk // 2),
                       stretch=int(clk // 20))
     return BoardTop(harness, board.leds)
@@ -185,7 +186,7 @@ def build(board_name, spec=None, *, folding=None, target_ii=None, out=None, tool
     if chosen:
         plan, fit, target_ii = _pick_folding(board, spec, progress)
     else:
-        plan = plan_network(spec, folding, target_ii=target_ii)
+        plan = spill_to_logic(plan_network(spec, folding, target_ii=target_ii), board.device)
         fit = check_fit(plan, board.device, harness=True)
     uart_divisor(board, baud)
     def make_platform():
@@ -242,6 +243,9 @@ def _build_at(board, spec, plan, fit, target_ii, *, make_platform, out, baud, pr
     progress.say(f"{board.description}: {spec!r}, folding "
                  f"{', '.join(_entry(entry) for entry in plan.folding)} (pe x simd), "
                  f"II {plan.ii}, latency {plan.latency} cycles")
+    if plan.lut_multipliers:
+        progress.say(f"multipliers: {_logic_text(plan.lut_multipliers)}, as the "
+                     f"{board.device.dsp} {board.device.dsp_name} run out")
     progress.say(f"estimate: {fit.summary()}")
     if not fit.fits:
         if not force:
@@ -249,7 +253,8 @@ def _build_at(board, spec, plan, fit, target_ii, *, make_platform, out, baud, pr
         progress.say(f"--force: building anyway ({fit.message()})")
 
     with progress.stage("elaborate"):
-        top = make_top(board, spec, folding=plan.folding, baud=baud)
+        top = make_top(board, spec, folding=plan.folding, lut_multipliers=plan.lut_multipliers,
+                       baud=baud)
         out.mkdir(parents=True, exist_ok=True)
         options = dict(board.toolchain_options)
         if board.family != "xc7":
@@ -292,7 +297,7 @@ def _pick_folding(board, spec, progress):
     most folded design's (the check then stops the build, naming what is over)."""
     suggestion = fitting_target_ii(spec, board.device, harness=True)
     if suggestion is None:
-        plan = plan_network(spec, most_folded(spec))
+        plan = spill_to_logic(plan_network(spec, most_folded(spec)), board.device)
         return plan, check_fit(plan, board.device, harness=True), None
     target, check = suggestion
     progress.say(f"folding: --target-ii {target}, the smallest power of two whose estimate "
@@ -376,6 +381,7 @@ def _report(board, spec, harness, result, fit, out, seconds, target_ii):
         "flow": result["flow"], "build_dir": str(out),
         "model": spec.name, "shape": _shapes(spec),
         "folding": [list(f) for f in network.folding], "multipliers": network.multipliers,
+        "lut_multipliers": list(network.plan.lut_multipliers),
         "target_ii": target_ii,
         "clock_mhz": clk / 1e6, "fmax_mhz": fmax,
         "ii_cycles": network.ii, "latency_cycles": network.latency,
@@ -402,6 +408,12 @@ def _shape_text(shape):
     return "x".join(map(str, shape)) if isinstance(shape, list) else str(shape)
 
 
+def _logic_text(layers):
+    """``"layers 1, 2 in logic"``: the layers whose multipliers are built from LUTs."""
+    return (f"layer{'s' if len(layers) > 1 else ''} {', '.join(map(str, layers))} in logic "
+            f"(LUT multipliers)")
+
+
 def _over_capacity(report):
     """The resources a finished build uses beyond its device, as text (empty if none)."""
     over = [f"{entry['used']:g} {report['units'][kind]} of {entry['total']} "
@@ -418,7 +430,9 @@ def format_report(report):
             ("model", f"{report['model']} {' -> '.join(map(_shape_text, report['shape']))}"),
             ("folding (pe, simd)", ", ".join(f"({pe}, {simd})" for pe, simd in
                                              report["folding"])
-             + f"  [{report['multipliers']} multipliers]")]
+             + f"  [{report['multipliers']} multipliers"
+             + (f"; {_logic_text(report['lut_multipliers'])}"
+                if report.get("lut_multipliers") else "") + "]")]
     for kind, entry in report["utilization"].items():
         unit = report["units"][kind]
         estimate = f"  [estimate {entry['estimate']:g}]"

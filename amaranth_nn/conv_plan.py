@@ -41,6 +41,8 @@ class ConvPlan:
         Window elements per cycle, 1 to ``K*C_in``.
     in_lanes : int
         Channels per input beat, 1 to ``C_in``.
+    lut_multipliers : bool
+        Build the engine's multipliers from logic instead of DSP blocks (same timing).
 
     Raises
     ------
@@ -51,14 +53,14 @@ class ConvPlan:
         out of range (the message names the layer).
     """
 
-    def __init__(self, spec, index, *, pe, simd, in_lanes):
+    def __init__(self, spec, index, *, pe, simd, in_lanes, lut_multipliers=False):
         check_spec(spec)
         if isinstance(index, int) and 0 <= index < len(spec.layers) \
                 and spec.layers[index].kind != "conv":
             layer = spec.layers[index]
             raise ValueError(f"Layer {index} ({layer.name!r}) is a {layer.kind} layer, not a "
                              f"conv layer")
-        dense = DensePlan(spec, index, pe=pe, simd=simd)
+        dense = DensePlan(spec, index, pe=pe, simd=simd, lut_multipliers=lut_multipliers)
         layer = dense.layer
         where = f"layer {index} ({layer.name!r})"
         check_count("In lanes", in_lanes, layer.in_channels, f"the input channels of {where}")
@@ -94,6 +96,11 @@ class ConvPlan:
     @property
     def pe(self):
         return self._dense.pe
+
+    @property
+    def lut_multipliers(self):
+        """Whether the engine's multipliers are built from logic."""
+        return self._dense.lut_multipliers
 
     @property
     def simd(self):

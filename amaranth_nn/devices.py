@@ -61,6 +61,11 @@ class Device:
         Bits of one block RAM.
     dsp_block : DspBlock
         How yosys maps inferred multipliers to its DSP blocks.
+    lut_multipliers : bool
+        Whether a build builds the multipliers of some layers from logic when the DSP blocks
+        run out (:func:`amaranth_nn.estimate.spill_to_logic`): on the small iCE40UP5K, whose 8
+        DSP blocks run out long before its logic, and where the estimate's LUT multiplier
+        model is measured. On the larger parts a more folded design is taken instead.
     """
 
     name: str
@@ -74,6 +79,7 @@ class Device:
     bram_name: str
     bram_bits: int
     dsp_block: DspBlock
+    lut_multipliers: bool = False
 
     @property
     def totals(self):
@@ -105,7 +111,8 @@ DEVICES = {device.name: device for device in (
            dsp_name="MULT18X18D", bram_name="DP16KD", bram_bits=18432, dsp_block=_ECP5_DSP),
     # iCE40UP5K: 5280 logic cells (LUT4 + FF), 8 SB_MAC16, 30 SB_RAM40_4K (SPRAM unused).
     Device("ice40up5k", "ice40", lut=5280, ff=5280, dsp=8, bram=30, lut_name="logic cells",
-           dsp_name="SB_MAC16", bram_name="SB_RAM40_4K", bram_bits=4096, dsp_block=_ICE40_DSP),
+           dsp_name="SB_MAC16", bram_name="SB_RAM40_4K", bram_bits=4096, dsp_block=_ICE40_DSP,
+           lut_multipliers=True),
 )}
 
 

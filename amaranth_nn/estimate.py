@@ -26,6 +26,7 @@ smallest target II whose design fits, for the message that a design which does n
 and for the folding a board build picks.
 """
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -41,7 +42,14 @@ from .window_plan import WindowPlan
 __all__ = ["Resources", "FitCheck", "DoesNotFit", "layer_features", "window_features",
            "reducer_features", "scale_features", "converter_features", "block_parts",
            "block_memories", "dsp_blocks", "block_rams", "estimate", "check_fit",
-           "most_folded", "fitting_target_ii", "FIT_MARGIN"]
+           "most_folded", "fitting_target_ii", "spill_to_logic", "FIT_MARGIN",
+           "NARROW_OPERAND_BITS"]
+
+#: Signed operand bits up to which a layer's multipliers may be built from logic when a
+#: device's DSP blocks run out (:func:`spill_to_logic`): an 8 x 8-bit product is about 130
+#: LUT4 and 24 flip-flops on iCE40 (``python bench/bench_breakdown.py --families ice40
+#: --target-ii 256 --lut-multipliers 1,2``, against the same without the option).
+NARROW_OPERAND_BITS = 10
 
 #: Share of a device's LUTs and flip-flops that a design may take by the estimate; the
 #: estimate can be off by about 20 % on designs unlike those it was fitted to.
@@ -76,19 +84,66 @@ def _signed_bits(shape):
 
 
 def _per_multiplier(plan, device):
-    """DSP blocks of one multiplier of a dense or scale-and-shift plan (0: built from LUTs)."""
+    """DSP blocks of one multiplier of a dense or scale-and-shift plan (0: built from LUTs,
+    because the plan says so or the product is too narrow for the device's DSP blocks)."""
+    if plan.lut_multipliers:
+        return 0
     return device.dsp_block.blocks(_signed_bits(plan.x_shape), _signed_bits(plan.w_shape),
                                    plan.product_width)
+
+
+def _engine(block):
+    """The plan that holds a block's multipliers (a convolution's dense engine), or None for a
+    block without multipliers."""
+    if isinstance(block, ConvPlan):
+        return block.dense
+    if isinstance(block, PoolPlan):
+        return None
+    return block
+
+
+def _logic_cost(block):
+    """Operand bit pairs of a block's multipliers: what building them from logic costs."""
+    engine = _engine(block)
+    return engine.multipliers * _signed_bits(engine.x_shape) * _signed_bits(engine.w_shape)
+
+
+def spill_to_logic(plan, device, *, harness=True):
+    """``plan`` with as many of its layers' multipliers built from logic as its DSP blocks need
+    to fit ``device``: of the layers with operands of at most :data:`NARROW_OPERAND_BITS`
+    signed bits, the set that frees enough DSP blocks with the fewest operand bit pairs
+    (:func:`_logic_cost`). ``plan`` itself when its DSP blocks fit, when no such set exists,
+    or when the design with it does not fit either (by :func:`check_fit`, with the board
+    harness if ``harness``): then the DSP blocks are what the fit check names. Only on a
+    device whose ``lut_multipliers`` says so (the iCE40UP5K)."""
+    need = sum(dsp_blocks(block, device) for block in plan.layers)
+    if need <= device.dsp or not device.lut_multipliers:
+        return plan
+    candidates = [block for block in plan.layers if _engine(block) is not None
+                  and dsp_blocks(block, device) > 0
+                  and max(_signed_bits(_engine(block).x_shape),
+                          _signed_bits(_engine(block).w_shape)) <= NARROW_OPERAND_BITS]
+    best = None
+    for size in range(1, len(candidates) + 1):
+        for chosen in itertools.combinations(candidates, size):
+            freed = sum(dsp_blocks(block, device) for block in chosen)
+            cost = sum(_logic_cost(block) for block in chosen)
+            if need - freed <= device.dsp and (best is None or cost < best[0]):
+                best = cost, tuple(block.index for block in chosen)
+    if best is None:
+        return plan
+    spilled = NetworkPlan(plan.spec, plan.folding,
+                          lut_multipliers=tuple(plan.lut_multipliers) + best[1])
+    return spilled if check_fit(spilled, device, harness=harness).fits else plan
 
 
 def dsp_blocks(block, device):
     """DSP blocks of one block plan on ``device``: its multipliers times the blocks each takes
     (a convolution's are its dense engine's; a pooling block has none)."""
-    if isinstance(block, ConvPlan):
-        block = block.dense
-    if isinstance(block, PoolPlan):
+    engine = _engine(block)
+    if engine is None:
         return 0
-    return block.multipliers * _per_multiplier(block, device)
+    return engine.multipliers * _per_multiplier(engine, device)
 
 
 #: Block RAM aspect ratios, ``(width, depth, units)``, by family; xc7 counts RAMB36E1 units
@@ -174,8 +229,7 @@ def _tree_bits(layer):
 def layer_features(layer, device):
     """The structural features of a :class:`~amaranth_nn.plan.DensePlan` that its LUT and
     flip-flop counts are estimated from (each a count of bits or of items)."""
-    in_dsp = device.dsp_block.blocks(_signed_bits(layer.x_shape), _signed_bits(layer.w_shape),
-                                     layer.product_width) > 0
+    in_dsp = _per_multiplier(layer, device) > 0
     lut_rom = sum(d * w for d, w in _roms(layer) if not _in_block_ram(d, w, device))
     x_bits, w_bits = layer.x_shape.width, layer.w_shape.width
     return {
@@ -290,7 +344,7 @@ _LAYER_FF = {
     "ecp5": {"one": 32.8, "tree": 1.58, "acc": 3.66, "lut_rom": 0.00311, "x_data": 3.66,
              "first": 0.521},
     "ice40": {"one": 33.2, "tree": 0.311, "lut_rom": 0.0014, "beats": 0.24, "w_data": 4.86,
-              "x_data": 10.9, "first": 6.83},
+              "x_data": 10.9, "first": 6.83, "lut_mult": 0.375},
 }
 # The window generator's and the pooling reducer's: least squares with non-negative
 # coefficients (``python bench/bench_estimate.py --fit``) of the per-module yosys counts
@@ -552,8 +606,11 @@ class FitCheck:
             return text + ". No folding of this model fits this device."
         target, check = suggestion
         fits = check.estimate.as_dict()
-        return (text + f". --target-ii {target} fits ({fits['DSP']} {device.dsp_name}, about "
-                       f"{fits['LUT']} {device.lut_name}).")
+        luts = check.plan.lut_multipliers
+        logic = (f" and LUT multipliers in layer{'s' if len(luts) > 1 else ''} "
+                 f"{', '.join(map(str, luts))}" if luts else "")
+        return (text + f". --target-ii {target} fits ({fits['DSP']} {device.dsp_name}{logic}, "
+                       f"about {fits['LUT']} {device.lut_name}).")
 
 
 def check_fit(plan, device, *, harness=True):
@@ -572,7 +629,8 @@ def most_folded(spec):
 
 
 def fitting_target_ii(spec, device, *, harness=True, above=None):
-    """The smallest power-of-two target II whose :func:`choose_folding` fits ``device``.
+    """The smallest power-of-two target II whose :func:`choose_folding` fits ``device``, with
+    multipliers built from logic where the DSP blocks run out (:func:`spill_to_logic`).
 
     The targets run from the smallest that any folding reaches
     (:func:`~amaranth_nn.folding.smallest_ii`), or from the first past ``above`` whose folding
@@ -592,7 +650,8 @@ def fitting_target_ii(spec, device, *, harness=True, above=None):
         folding = choose_folding(spec, target)
         if folding not in seen:
             seen.add(folding)
-            check = check_fit(NetworkPlan(spec, folding), device, harness=harness)
+            plan = spill_to_logic(NetworkPlan(spec, folding), device, harness=harness)
+            check = check_fit(plan, device, harness=harness)
             if check.fits:
                 return target, check
         if target >= largest:

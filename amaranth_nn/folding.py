@@ -225,7 +225,7 @@ def default_folding(spec):
     return choose_folding(spec, default_target_ii(spec))
 
 
-def plan_network(spec, folding=None, *, target_ii=None):
+def plan_network(spec, folding=None, *, target_ii=None, lut_multipliers=()):
     """The :class:`~amaranth_nn.network_plan.NetworkPlan` of ``spec`` at a folding.
 
     Parameters
@@ -236,6 +236,9 @@ def plan_network(spec, folding=None, *, target_ii=None):
     target_ii : int, optional
         Instead of ``folding``: :func:`choose_folding` for this target. With neither, the
         :func:`default_folding`.
+    lut_multipliers : collection of int
+        The layers whose multipliers are built from logic
+        (:class:`~amaranth_nn.network_plan.NetworkPlan`).
 
     Every entry is checked against its layer here, so that a network is never left half-built
     by a bad folding.
@@ -252,7 +255,7 @@ def plan_network(spec, folding=None, *, target_ii=None):
         raise ValueError("Pass either a folding or a target II, not both")
     if folding is None:
         folding = default_folding(spec) if target_ii is None else choose_folding(spec, target_ii)
-    return NetworkPlan(spec, folding)
+    return NetworkPlan(spec, folding, lut_multipliers=lut_multipliers)
 
 
 # Command-line options shared by build, simulate, export and host.

@@ -81,6 +81,10 @@ class Network(wiring.Component):
         ``MULT18X18D`` blocks and LUT ROMs when elaborated for an ECP5 platform, and portable
         ``x * w`` between registers otherwise (which yosys maps to DSP48E1 and SB_MAC16);
         ``"generic"`` and ``"ecp5"`` force one or the other.
+    lut_multipliers : collection of int
+        The layers (indices into ``spec.layers``) whose multipliers are built from logic
+        instead of DSP blocks, with the same timing (:mod:`amaranth_nn.lut_multiplier`); a
+        board build chooses them when the device's DSP blocks run out.
 
     Members
     -------
@@ -107,10 +111,11 @@ class Network(wiring.Component):
         For a layer whose kind has no component yet.
     """
 
-    def __init__(self, spec, folding=None, *, target_ii=None, arch="auto"):
+    def __init__(self, spec, folding=None, *, target_ii=None, arch="auto", lut_multipliers=()):
         with rejecting(self):
             check_hardware(spec, COMPONENTS)
-            self._plan = plan_network(spec, folding, target_ii=target_ii)
+            self._plan = plan_network(spec, folding, target_ii=target_ii,
+                                      lut_multipliers=lut_multipliers)
             self._arch = check_arch(arch)
         self._input_signature = stream.Signature(data.ArrayLayout(
             signed(spec.input_format.width), self._plan.in_lanes))

@@ -25,8 +25,8 @@ from .pool_plan import PoolPlan
 from .scale_plan import ScalePlan
 from .spec import SpecError, check_spec
 
-__all__ = ["NoHardwareYet", "PLANS", "check_hardware", "check_folding", "block_in_lanes",
-           "flat_lanes_fit", "NetworkPlan"]
+__all__ = ["NoHardwareYet", "PLANS", "MULTIPLIER_KINDS", "check_hardware", "check_folding",
+           "check_lut_multipliers", "block_in_lanes", "flat_lanes_fit", "NetworkPlan"]
 
 
 class NoHardwareYet(SpecError):
@@ -34,26 +34,27 @@ class NoHardwareYet(SpecError):
     SpecError; the command lines print it as one ``error:`` line and exit 2)."""
 
 
-def _dense_plan(spec, index, entry, in_lanes):
+def _dense_plan(spec, index, entry, in_lanes, luts):
     pe, simd = entry
-    return DensePlan(spec, index, pe=pe, simd=simd)
+    return DensePlan(spec, index, pe=pe, simd=simd, lut_multipliers=luts)
 
 
-def _conv_plan(spec, index, entry, in_lanes):
+def _conv_plan(spec, index, entry, in_lanes, luts):
     pe, simd = entry
-    return ConvPlan(spec, index, pe=pe, simd=simd, in_lanes=in_lanes)
+    return ConvPlan(spec, index, pe=pe, simd=simd, in_lanes=in_lanes, lut_multipliers=luts)
 
 
-def _pool_plan(spec, index, entry, in_lanes):
+def _pool_plan(spec, index, entry, in_lanes, luts):
     return PoolPlan(spec, index, lanes=entry[0])
 
 
-def _scale_plan(spec, index, entry, in_lanes):
-    return ScalePlan(spec, index, lanes=entry[0])
+def _scale_plan(spec, index, entry, in_lanes, luts):
+    return ScalePlan(spec, index, lanes=entry[0], lut_multipliers=luts)
 
 
-#: The plan of every block kind: ``kind -> build(spec, index, entry, in_lanes)``, ``entry`` the
-#: layer's checked folding entry and ``in_lanes`` its input stream's lanes.
+#: The plan of every block kind: ``kind -> build(spec, index, entry, in_lanes, luts)``,
+#: ``entry`` the layer's checked folding entry, ``in_lanes`` its input stream's lanes and
+#: ``luts`` whether its multipliers are built from logic.
 PLANS = {
     "dense": _dense_plan,
     "conv": _conv_plan,
@@ -65,6 +66,9 @@ PLANS = {
 #: The kinds that are blocks (every kind but flatten), and how their folding is written.
 _PAIR_KINDS = ("dense", "conv")
 _LANE_KINDS = ("maxpool", "avgpool", "scale_shift")
+
+#: The kinds whose blocks have multipliers, which may be built from logic.
+MULTIPLIER_KINDS = ("dense", "conv", "scale_shift")
 
 
 def _where(spec, index):
@@ -170,6 +174,35 @@ def _check_flat(spec, index, lanes, what):
                          f"{option} dividing {c} ({', '.join(map(str, _divisors(c)))})")
 
 
+def check_lut_multipliers(spec, layers):
+    """Check which layers build their multipliers from logic; returns them as a sorted tuple
+    of layer indices.
+
+    Raises
+    ------
+    TypeError
+        If ``layers`` is not a collection of integers.
+    ValueError
+        If an index is out of range, or its layer has no multipliers (the message names it).
+    """
+    try:
+        indices = sorted(set(layers))
+    except TypeError:
+        raise TypeError(f"Lut_multipliers must be a collection of layer indices, not "
+                        f"{layers!r}") from None
+    for index in indices:
+        if not _int(index):
+            raise TypeError(f"Lut_multipliers must hold layer indices (integers), not "
+                            f"{index!r}")
+        if not 0 <= index < len(spec.layers):
+            raise ValueError(f"Lut_multipliers names layer {index}, but the network has layers "
+                             f"0 to {len(spec.layers) - 1}")
+        if spec.layers[index].kind not in MULTIPLIER_KINDS:
+            raise ValueError(f"Lut_multipliers names {_where(spec, index)}, a "
+                             f"{spec.layers[index].kind} layer, which has no multipliers")
+    return tuple(indices)
+
+
 def check_folding(spec, folding):
     """Check a folding for ``spec``; returns it as a tuple of ``(pe, simd)`` pairs, one per layer.
 
@@ -260,25 +293,32 @@ class NetworkPlan:
     folding : sequence
         One entry per layer (:func:`check_folding`); see :mod:`amaranth_nn.folding` to choose
         one.
+    lut_multipliers : collection of int
+        The layers (indices into ``spec.layers``) whose multipliers are built from logic
+        instead of DSP blocks (:mod:`amaranth_nn.lut_multiplier`; a build chooses them when a
+        device's DSP blocks run out, :func:`amaranth_nn.estimate.spill_to_logic`).
 
     Raises
     ------
     TypeError, ValueError
-        For a folding of the wrong shape or out of its layers' ranges (:func:`check_folding`).
+        For a folding of the wrong shape or out of its layers' ranges (:func:`check_folding`),
+        or ``lut_multipliers`` naming a layer without multipliers
+        (:func:`check_lut_multipliers`).
     NoHardwareYet
         For a layer whose kind has no plan yet (:func:`check_hardware`).
     """
 
-    def __init__(self, spec, folding):
+    def __init__(self, spec, folding, *, lut_multipliers=()):
         check_hardware(spec)
         folding = check_folding(spec, folding)
-        self._spec, self._folding = spec, folding
+        luts = check_lut_multipliers(spec, lut_multipliers)
+        self._spec, self._folding, self._lut_multipliers = spec, folding, luts
         layers, lanes, upstream = [], [], None
         for index, (layer, entry) in enumerate(zip(spec.layers, folding, strict=True)):
             if layer.kind == "flatten":
                 continue
             in_lanes = block_in_lanes(layer, entry, upstream)
-            layers.append(PLANS[layer.kind](spec, index, entry, in_lanes))
+            layers.append(PLANS[layer.kind](spec, index, entry, in_lanes, index in luts))
             lanes.append((in_lanes, entry[0]))
             upstream = entry[0]
         self._layers, self._lanes = tuple(layers), tuple(lanes)
@@ -329,6 +369,11 @@ class NetworkPlan:
         """The checked folding: a ``(pe, simd)`` pair per layer (``(lanes, lanes)`` for pooling,
         scale-and-shift and flatten)."""
         return self._folding
+
+    @property
+    def lut_multipliers(self):
+        """The layers whose multipliers are built from logic, a sorted tuple of indices."""
+        return self._lut_multipliers
 
     @property
     def ii(self):
@@ -429,7 +474,9 @@ class NetworkPlan:
 
     def __repr__(self):
         folding = ", ".join(f"{pe}x{simd}" for pe, simd in self._folding)
-        return f"NetworkPlan({self._spec!r}, folding {folding}, ii {self.ii})"
+        luts = (f", LUT multipliers in layers {', '.join(map(str, self._lut_multipliers))}"
+                if self._lut_multipliers else "")
+        return f"NetworkPlan({self._spec!r}, folding {folding}, ii {self.ii}{luts})"
 
 
 def _repeated_output_times(converter, count, arrivals):

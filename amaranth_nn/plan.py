@@ -25,8 +25,8 @@ from .lanes import ceil_div, pack_lanes
 from .spec import check_spec
 
 __all__ = ["MEMORY_STAGES", "FIFO_LATENCY", "CONVERTER_STAGES", "BLOCK_ROM_BITS", "HELD_BIAS_WORDS",
-           "dense_ii", "check_count", "ROM_KINDS", "Rom", "LayerPlan", "RequantizingPlan",
-           "DensePlan", "ConverterPlan"]
+           "dense_ii", "check_count", "check_flag", "ROM_KINDS", "Rom", "LayerPlan",
+           "RequantizingPlan", "DensePlan", "ConverterPlan"]
 
 #: Registers from a memory address to its data in a register: an address register or the
 #: synchronous read, the memory, and two data registers (block RAM can absorb one as its output
@@ -64,6 +64,13 @@ def check_count(name, value, limit, what):
         raise TypeError(f"{name} must be an integer, not {value!r}")
     if not 1 <= value <= limit:
         raise ValueError(f"{name} must be from 1 to {limit} ({what}), not {value}")
+    return value
+
+
+def check_flag(name, value):
+    """``value``, which must be a bool (``name`` starts the TypeError's message)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be a bool, not {value!r}")
     return value
 
 
@@ -203,9 +210,16 @@ class RequantizingPlan(LayerPlan):
     """The numbers of a layer that requantizes (dense, conv, scale-and-shift), and their shapes,
     from the actual contents: one place for the rules every such engine is built by.
 
-    A subclass sets ``_spec``, ``_index`` and ``_layer``; the multiplier operand is the layer's
-    ``multiplier_matrix`` (weights, or the scales of a scale-and-shift layer).
+    A subclass sets ``_spec``, ``_index``, ``_layer`` and ``_lut_multipliers``; the multiplier
+    operand is the layer's ``multiplier_matrix`` (weights, or the scales of a scale-and-shift
+    layer).
     """
+
+    @property
+    def lut_multipliers(self):
+        """Whether the multipliers are built from logic (:mod:`amaranth_nn.lut_multiplier`)
+        instead of the target's DSP blocks."""
+        return self._lut_multipliers
 
     @property
     def in_width(self):
@@ -304,17 +318,20 @@ class DensePlan(RequantizingPlan):
         Output neurons in parallel, 1 to ``out_features``.
     simd : int
         Inputs per neuron per cycle, 1 to ``in_features``.
+    lut_multipliers : bool
+        Build the multipliers from logic instead of DSP blocks (same timing).
 
     Raises
     ------
     TypeError
-        If ``spec`` is not a NetworkSpec, or ``index``, ``pe`` or ``simd`` is not an integer.
+        If ``spec`` is not a NetworkSpec, ``index``, ``pe`` or ``simd`` is not an integer, or
+        ``lut_multipliers`` is not a bool.
     ValueError
         If ``index``, ``pe`` or ``simd`` is out of range, or the layer is neither dense nor conv
         (the message names the layer).
     """
 
-    def __init__(self, spec, index, *, pe, simd):
+    def __init__(self, spec, index, *, pe, simd, lut_multipliers=False):
         layer = _weighted_layer(spec, index)
         where = f"layer {index} ({layer.name!r})"
         matrix = layer.multiplier_matrix
@@ -322,6 +339,7 @@ class DensePlan(RequantizingPlan):
         check_count("Simd", simd, matrix.shape[1], f"the in_features of {where}")
         self._spec, self._index, self._layer, self._matrix = spec, index, layer, matrix
         self._pe, self._simd = pe, simd
+        self._lut_multipliers = check_flag("Lut_multipliers", lut_multipliers)
 
     @property
     def pe(self):
@@ -524,7 +542,8 @@ class DensePlan(RequantizingPlan):
 
     def __repr__(self):
         return (f"DensePlan(layer {self._index} {self._layer.name!r}, {self.in_features} -> "
-                f"{self.out_features}, pe {self._pe}, simd {self._simd}, ii {self.ii})")
+                f"{self.out_features}, pe {self._pe}, simd {self._simd}, ii {self.ii}"
+                f"{', LUT multipliers' if self._lut_multipliers else ''})")
 
 
 class ConverterPlan:

@@ -11,7 +11,7 @@ from functools import cached_property
 
 from .block_plan import LanesPlan
 from .lanes import ceil_div, pack_lanes
-from .plan import FIFO_LATENCY, MEMORY_STAGES, RequantizingPlan, Rom
+from .plan import FIFO_LATENCY, MEMORY_STAGES, RequantizingPlan, Rom, check_flag
 
 __all__ = ["ScalePlan"]
 
@@ -30,17 +30,24 @@ class ScalePlan(RequantizingPlan, LanesPlan):
         Which layer of ``spec`` (a ``scale_shift`` layer).
     lanes : int
         Elements per beat, 1 to the layer's channels.
+    lut_multipliers : bool
+        Build the multipliers from logic instead of DSP blocks (same timing).
 
     Raises
     ------
     TypeError
-        If ``spec`` is not a NetworkSpec, or ``index`` or ``lanes`` is not an integer.
+        If ``spec`` is not a NetworkSpec, ``index`` or ``lanes`` is not an integer, or
+        ``lut_multipliers`` is not a bool.
     ValueError
         If ``index`` or ``lanes`` is out of range, or the layer is not a scale-and-shift layer
         (the message names the layer).
     """
 
     KINDS = ("scale_shift",)
+
+    def __init__(self, spec, index, *, lanes, lut_multipliers=False):
+        super().__init__(spec, index, lanes=lanes)
+        self._lut_multipliers = check_flag("Lut_multipliers", lut_multipliers)
 
     @property
     def positions(self):

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from amaranth.hdl import ClockSignal, Const, Instance, Mux, Signal, Value, signed, unsigned
 from amaranth.lib.memory import Memory
 
+from .lut_multiplier import lut_products
 from .plan import BLOCK_ROM_BITS, MEMORY_STAGES
 from .plumbing import delay
 
@@ -69,13 +70,16 @@ class Target:
     name = None
 
     def multiply(self, m, plan, xs, ws, name="mult"):
-        """``products[p][k] = xs[k] * ws[p][k]``, in registers two cycles later.
+        """``products[p][k] = xs[k] * ws[p][k]``, in registers two cycles later: from logic
+        (:func:`~amaranth_nn.lut_multiplier.lut_products`) when the plan says
+        ``lut_multipliers``, else from the target's :meth:`dsp_products`.
 
         Parameters
         ----------
         m : Module
-        plan : DensePlan
-            Gives the operand shapes (``x_shape``, ``w_shape``) and the product width.
+        plan : DensePlan or ScalePlan
+            Gives the operand shapes (``x_shape``, ``w_shape``), the product width and
+            ``lut_multipliers``.
         xs : list of Value
             ``simd`` input operands, shared by every PE.
         ws : list of list of Value
@@ -86,6 +90,12 @@ class Target:
         list of list of Signal
             The products, ``signed(plan.product_width)``.
         """
+        if plan.lut_multipliers:
+            return lut_products(m, plan, xs, ws, name)
+        return self.dsp_products(m, plan, xs, ws, name)
+
+    def dsp_products(self, m, plan, xs, ws, name="mult"):
+        """:meth:`multiply` with the target's multiplier blocks."""
         raise NotImplementedError
 
     def read_rom(self, m, rom, addr, copy=0, stages=MEMORY_STAGES):
@@ -123,7 +133,7 @@ class GenericTarget(Target):
 
     name = "generic"
 
-    def multiply(self, m, plan, xs, ws, name="mult"):
+    def dsp_products(self, m, plan, xs, ws, name="mult"):
         x_ops = [Signal(plan.x_shape, name=f"x_{k}") for k in range(len(xs))]
         w_ops = [[Signal(plan.w_shape, name=f"w_{p}_{k}") for k in range(len(row))]
                  for p, row in enumerate(ws)]
@@ -168,11 +178,11 @@ class ECP5Target(GenericTarget):
     def __init__(self, *, model_multipliers=False):
         self.model_multipliers = bool(model_multipliers)
 
-    def multiply(self, m, plan, xs, ws, name="mult"):
+    def dsp_products(self, m, plan, xs, ws, name="mult"):
         x_bits = plan.x_shape.width + (not plan.x_shape.signed)
         w_bits = plan.w_shape.width + (not plan.w_shape.signed)
         if max(x_bits, w_bits) > ECP5_OPERAND_BITS:
-            return super().multiply(m, plan, xs, ws, name)  # wider ones: the synthesis tool's
+            return super().dsp_products(m, plan, xs, ws, name)  # wider ones: the synthesis tool's
         products = []
         for p, row in enumerate(ws):
             products.append([])

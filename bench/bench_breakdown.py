@@ -89,6 +89,8 @@ def main(argv=None):
                         help="comma list of xc7, ecp5, ice40 (default all)")
     parser.add_argument("--harness", action="store_true",
                         help="the board harness around the network (UART, protocol, argmax)")
+    parser.add_argument("--lut-multipliers", metavar="L1,L2,...", default="",
+                        help="layers (indices) whose multipliers are built from logic")
     parser.add_argument("--depth", type=int, default=3,
                         help="levels below the network: layer, block, part (default 3)")
     parser.add_argument("--out", metavar="FILE.md", help="also write the tables to this file")
@@ -100,15 +102,24 @@ def main(argv=None):
     try:
         spec, _ = cli.load_model(args.model)
         folding, target_ii = folding_from_args(args, spec)
-        plan = plan_network(spec, folding, target_ii=target_ii)
+        texts = [text.strip() for text in args.lut_multipliers.split(",") if text.strip()]
+        bad = [text for text in texts if not text.isdigit()]
+        if bad:
+            parser.error(f"--lut-multipliers: {bad[0]!r} is not a layer index")
+        luts = [int(text) for text in texts]
+        plan = plan_network(spec, folding, target_ii=target_ii, lut_multipliers=luts)
     except (cli.CommandError, ValueError) as error:
-        parser.error(str(error))
-    design = (Harness(spec, folding=plan.folding, divisor=104) if args.harness
-              else Network(spec, plan.folding))
+        parser.error(f"--lut-multipliers: {error}" if "Lut_multipliers" in str(error)
+                     else str(error))
+    luts = plan.lut_multipliers
+    design = (Harness(spec, folding=plan.folding, lut_multipliers=luts, divisor=104)
+              if args.harness else Network(spec, plan.folding, lut_multipliers=luts))
     root = "top.network" if args.harness else "top"
     entries = ", ".join("-" if f is None else f"{f[0]}x{f[1]}" for f in plan.folding)
+    logic = f" (layers {', '.join(map(str, luts))} in logic)" if luts else ""
     title = (f"{spec.name}: folding {entries} (pe x simd), II {plan.ii}, {plan.multipliers} "
-             f"multipliers, " + ("with the board harness" if args.harness else "network alone"))
+             f"multipliers{logic}, "
+             + ("with the board harness" if args.harness else "network alone"))
     print(title)
     tables = [title]
     for family in families:

@@ -153,6 +153,9 @@ class Harness(wiring.Component):
         passed to :class:`amaranth_nn.network.Network`.
     target_ii : int, optional
         Target initiation interval, passed to :class:`amaranth_nn.network.Network`.
+    lut_multipliers : collection of int, optional
+        The layers whose multipliers are built from logic, passed to
+        :class:`amaranth_nn.network.Network`.
     divisor : int
         UART clock cycles per bit (at least 4).
     timeout : int, optional
@@ -191,13 +194,14 @@ class Harness(wiring.Component):
         or stretch, and from the network for a bad folding.
     """
 
-    def __init__(self, spec, *, folding=None, target_ii=None, divisor, timeout=None,
-                 heartbeat=None, stretch=None):
+    def __init__(self, spec, *, folding=None, target_ii=None, lut_multipliers=(), divisor,
+                 timeout=None, heartbeat=None, stretch=None):
         with rejecting(self):
             self._divisor, self._timeout, self._heartbeat, self._stretch = \
                 check_harness_arguments(divisor, timeout, heartbeat, stretch)
             self._protocol = proto.Protocol(spec)
-            self._network = Network(spec, folding, target_ii=target_ii)  # last: it can't be unused
+            self._network = Network(spec, folding, target_ii=target_ii,  # last: it can't be unused
+                                    lut_multipliers=lut_multipliers)
         self._spec = spec
         super().__init__({
             "rx": In(1, init=1),

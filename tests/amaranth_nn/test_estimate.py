@@ -77,7 +77,7 @@ def test_fit_check_and_suggestion():
     assert target == 32 and fitting.fits and fitting.estimate.dsp == 86 <= XC7.dsp
     # The next smaller power of two does not fit: the suggestion is the smallest.
     assert not check_fit(plan_network(spec, target_ii=16), XC7).fits
-    assert fitting_target_ii(spec, ICE40)[0] == 512
+    assert fitting_target_ii(spec, ICE40)[0] == 256
     assert check_fit(plan_network(spec), XC7).summary() == (
         f"{estimate(plan_network(spec), XC7, harness=True).as_dict()['LUT']} of 20800 LUT6, "
         f"{estimate(plan_network(spec), XC7, harness=True).as_dict()['FF']} of 41600 FF, "

@@ -11,7 +11,7 @@ from specs import mlp_spec, stream_spec
 
 from amaranth_nn import QFormat
 from amaranth_nn.build import _over_capacity, _shapes, build, format_report, main
-from amaranth_nn.estimate import check_fit, estimate, fitting_target_ii, most_folded
+from amaranth_nn.estimate import check_fit, estimate, fitting_target_ii, most_folded, spill_to_logic
 from amaranth_nn.folding import choose_folding, plan_network
 from amaranth_nn.models import MODELS, default_spec
 from amaranth_nn.progress import Progress
@@ -76,9 +76,9 @@ def test_build_directory_is_a_file(cli_error, tmp_path):
         2, f"error: --out '{tmp_path / 'file'}' is a file, not a directory")
 
 
-def _estimated(board, target_ii, kind):
+def _estimated(board, target_ii, kind, lut_multipliers=()):
     """The estimate (with the harness) of the default model on ``board`` at ``target_ii``."""
-    plan = plan_network(default_spec(), target_ii=target_ii)
+    plan = plan_network(default_spec(), target_ii=target_ii, lut_multipliers=lut_multipliers)
     return estimate(plan, get_board(board).device, harness=True).as_dict()[kind]
 
 
@@ -90,16 +90,17 @@ def _estimated(board, target_ii, kind):
     (["--board", "icebreaker", "--target-ii", "16"],
      "error: the design does not fit the ice40up5k: 170 SB_MAC16 needed, 8 available; 86 "
      "SB_RAM40_4K needed, 30 available; about {lut} logic cells estimated, 4752 usable (90% "
-     "of 5280). --target-ii 512 fits (6 SB_MAC16, about {fit_lut} logic cells)."),
+     "of 5280). --target-ii 256 fits (8 SB_MAC16 and LUT multipliers in layers 1, 2, about "
+     "{fit_lut} logic cells)."),
 ])
 def test_design_that_does_not_fit_stops_before_any_tool(argv, message, capsys, tmp_path):
     """The issue's examples: found from the plan in well under a second, not after minutes
     in synthesis, with the resource, the need, the capacity and a target II that fits."""
     board, target = argv[1], int(argv[3])
-    fit_target = 32 if board == "arty_a7" else 512
+    fit_target, luts = (32, ()) if board == "arty_a7" else (256, (1, 2))
     message = message.format(lut=_estimated(board, target, "LUT"),
                              ff=_estimated(board, target, "FF"),
-                             fit_lut=_estimated(board, fit_target, "LUT"))
+                             fit_lut=_estimated(board, fit_target, "LUT", luts))
     start = time.monotonic()
     assert main(argv + ["--out", str(tmp_path / "b")]) == 1
     assert time.monotonic() - start < 10
@@ -143,16 +144,37 @@ def test_failing_tool_is_a_one_line_error(capsys, tmp_path, monkeypatch):
     assert not (out / "report.json").exists()
 
 
-def test_icebreaker_picks_target_ii_512_for_the_default_model():
+def test_icebreaker_picks_target_ii_256_for_the_default_model():
     """No per-board target II: the build's pick for the default model on the iCE40UP5K is the
-    smallest power-of-two target II whose estimate fits, 512: ((2, 2), (1, 1), (1, 1)),
-    6 multipliers for its 8 DSPs."""
-    target, check = fitting_target_ii(default_spec(), get_board("icebreaker").device)
-    assert target == 512 and check.plan.folding == ((2, 2), (1, 1), (1, 1))
-    assert check.estimate.dsp == 6
-    assert choose_folding(default_spec(), 256) == ((2, 4), (1, 2), (1, 1))
-    assert not check_fit(plan_network(default_spec(), target_ii=256),
-                         get_board("icebreaker").device).fits
+    smallest power-of-two target II whose estimate fits, 256: ((2, 4), (1, 2), (1, 1)), 11
+    multipliers for its 8 DSPs, so the 3 of layers 1 and 2 are built from logic (the
+    cheapest layers whose DSPs make room); with DSPs only it would not fit."""
+    device = get_board("icebreaker").device
+    target, check = fitting_target_ii(default_spec(), device)
+    assert target == 256 and check.plan.folding == ((2, 4), (1, 2), (1, 1))
+    assert check.plan.lut_multipliers == (1, 2)
+    assert check.estimate.dsp == 8
+    assert check_fit(plan_network(default_spec(), target_ii=256), device).over == ["DSP"]
+    assert not check_fit(spill_to_logic(plan_network(default_spec(), target_ii=128), device),
+                         device).fits
+
+
+@pytest.mark.slow
+def test_default_model_on_the_icebreaker_at_ii_256_with_lut_multipliers(tmp_path):
+    """The build's pick for the default model on the iCEBreaker, through the real tools: the
+    8 SB_MAC16 of layer 0 and layers 1 and 2 in logic, a bitstream that fits, post-route Fmax
+    above the 12 MHz board clock, the report naming the layers in logic."""
+    out = tmp_path / "ice"
+    report = build("icebreaker", out=out)
+    assert (out / "top.bin").stat().st_size > 100_000
+    _check_report(report, out, "icebreaker")
+    assert (report["target_ii"], report["ii_cycles"]) == (256, 256)
+    assert report["lut_multipliers"] == [1, 2]
+    assert "layers 1, 2 in logic" in format_report(report)
+    assert report["utilization"]["DSP"]["used"] == 8
+    assert report["utilization"]["LUT"]["used"] <= 5280
+    assert report["utilization"]["BRAM"]["used"] == report["utilization"]["BRAM"]["estimate"]
+    assert report["fmax_mhz"] > report["clock_mhz"]
 
 
 def test_bad_model_file(cli_error, tmp_path):
