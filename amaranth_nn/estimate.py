@@ -8,7 +8,8 @@ for every block kind (dense, conv, pooling, scale-and-shift) and the width conve
   (:meth:`amaranth_nn.devices.DspBlock.blocks`; narrow products go to LUTs).
 - **Block RAM**, exactly for the ROMs that ask for it (those of at least
   :data:`~amaranth_nn.plan.BLOCK_ROM_BITS` bits on xc7 and iCE40; the ECP5 target builds its
-  ROMs from LUTs), by the block's aspect ratios; for the line buffer banks of the window
+  ROMs from LUTs below :data:`~amaranth_nn.targets.ECP5_BLOCK_ROM_BITS`), by the block's
+  aspect ratios; for the line buffer banks of the window
   generators (convolution, pooling) and a conv engine's input buffer, by their depth
   (:data:`RAM_BLOCK_DEPTH`; iCE40 has no LUT RAM, so there every RAM is block RAM); plus the
   harness's.
@@ -37,6 +38,7 @@ from .network_plan import NetworkPlan
 from .plan import BLOCK_ROM_BITS, DensePlan
 from .pool_plan import PoolPlan, ReducerPlan
 from .scale_plan import ScalePlan
+from .targets import ECP5_BLOCK_ROM_BITS
 from .window_plan import WindowPlan
 
 __all__ = ["Resources", "FitCheck", "DoesNotFit", "layer_features", "window_features",
@@ -166,13 +168,13 @@ def block_rams(depth, width, device):
 
 
 def _in_block_ram(depth, width, device):
-    """Whether a ROM of ``depth`` x ``width`` ends up in block RAM on ``device``: never on ECP5
-    (its target builds ROMs from LUTs, see :mod:`amaranth_nn.targets`); from
-    :data:`~amaranth_nn.plan.BLOCK_ROM_BITS` bits on xc7 and iCE40, where yosys also moves
-    ROMs of 128 words or more into block RAM on its own (measured: 160 x 8 goes, 40 x 32
-    stays in logic)."""
+    """Whether a ROM of ``depth`` x ``width`` ends up in block RAM on ``device``: on ECP5 from
+    :data:`~amaranth_nn.targets.ECP5_BLOCK_ROM_BITS` (its target builds smaller ROMs from
+    LUTs, see :mod:`amaranth_nn.targets`); from :data:`~amaranth_nn.plan.BLOCK_ROM_BITS` bits
+    on xc7 and iCE40, where yosys also moves ROMs of 128 words or more into block RAM on its
+    own (measured: 160 x 8 goes, 40 x 32 stays in logic)."""
     if device.family == "ecp5":
-        return False
+        return depth * width >= ECP5_BLOCK_ROM_BITS
     return depth * width >= BLOCK_ROM_BITS or (device.family == "ice40" and depth >= 128)
 
 
@@ -185,15 +187,16 @@ def _ram_in_block_ram(depth, width, device, *, bank=False):
     is LUT RAM, 2048 x 8 a RAMB18); on ECP5 never below
     :data:`~amaranth_nn.plan.BLOCK_ROM_BITS` bits (the ECP5 target asks for LUT RAM), a line
     buffer bank from there (a ``DP16KD`` instance), and another RAM from there when yosys
-    chooses it: from 128 words when it would take more than :data:`ECP5_LUT_RAM_CELLS`
-    TRELLIS_DPR16X4 (16 x 4 bits each).
+    chooses it: when it would take more than :data:`ECP5_LUT_RAM_CELLS` TRELLIS_DPR16X4 (16 x
+    4 bits each) per ``DP16KD`` it takes in block RAM.
     """
     if device.family == "ice40":
         return depth * width > ICE40_LOGIC_RAM_BITS and depth > ICE40_LOGIC_RAM_DEPTH
     if device.family == "ecp5":
         if depth * width < BLOCK_ROM_BITS:
             return False
-        return bank or (depth >= 128 and -(-depth // 16) * -(-width // 4) > ECP5_LUT_RAM_CELLS)
+        cells = -(-depth // 16) * -(-width // 4)
+        return bank or cells > ECP5_LUT_RAM_CELLS * block_rams(depth, width, device)
     return depth >= XC7_RAM_BLOCK_DEPTH
 
 
@@ -211,9 +214,12 @@ XC7_RAM_BLOCK_DEPTH = 512
 ICE40_LOGIC_RAM_BITS = 72
 ICE40_LOGIC_RAM_DEPTH = 8
 
-#: The most TRELLIS_DPR16X4 that yosys builds one RAM from on ECP5 (a larger one goes to a
-#: DP16KD).
-ECP5_LUT_RAM_CELLS = 16
+#: The most TRELLIS_DPR16X4 per ``DP16KD`` it would take in block RAM that yosys builds a RAM
+#: of 2048 bits or more from on ECP5 (a larger one goes to block RAM). Measured, yosys
+#: ``synth_ecp5`` of a RAM alone: 64 x 64 (64 cells, 2 DP16KD), 64 x 32, 96 x 32, 80 x 36,
+#: 128 x 16, 128 x 24, 64 x 72 and 40 x 72 go to block RAM; 64 x 48 (48 cells, 2 DP16KD),
+#: 64 x 40, 48 x 64, 48 x 48, 32 x 64, 32 x 72 and 32 x 128 stay in LUT RAM.
+ECP5_LUT_RAM_CELLS = 24
 
 
 def _tree_bits(layer):

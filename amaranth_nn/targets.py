@@ -12,9 +12,9 @@ adding a :class:`Target` subclass here.
   :class:`~amaranth.lib.memory.Memory` (block RAM from
   :data:`~amaranth_nn.plan.BLOCK_ROM_BITS` up).
 - :class:`ECP5Target`: ``MULT18X18D`` instances with their input and output registers, ROMs as
-  LUT logic between registers, and RAMs as LUT RAM below
-  :data:`~amaranth_nn.plan.BLOCK_ROM_BITS`, ``DP16KD`` instances with their output register
-  from there. nextpnr times yosys' inferred MULT18X18D as
+  LUT logic between registers (block RAM from :data:`ECP5_BLOCK_ROM_BITS`), and RAMs as LUT
+  RAM below :data:`~amaranth_nn.plan.BLOCK_ROM_BITS`, ``DP16KD`` instances with their output
+  register from there. nextpnr times yosys' inferred MULT18X18D as
   combinational between fabric registers and DP16KD block RAM with a 5.8 ns clock-to-output,
   which limits a design to about 110-150 MHz; this style reaches 200 MHz and more.
 
@@ -31,8 +31,8 @@ from .lut_multiplier import lut_products
 from .plan import BLOCK_ROM_BITS, MEMORY_STAGES
 from .plumbing import delay
 
-__all__ = ["ARCHES", "RAM_READ_STAGES", "RamPorts", "Target", "GenericTarget", "ECP5Target",
-           "check_arch", "resolve_target"]
+__all__ = ["ARCHES", "ECP5_BLOCK_ROM_BITS", "RAM_READ_STAGES", "RamPorts", "Target",
+           "GenericTarget", "ECP5Target", "check_arch", "resolve_target"]
 
 #: The ``arch`` names: ``"generic"`` and ``"ecp5"`` select a target, and ``"auto"`` picks
 #: :class:`ECP5Target` for a platform whose ``family`` is ``"ecp5"`` and
@@ -45,6 +45,12 @@ ECP5_OPERAND_BITS = 18
 #: Registers from a :meth:`Target.ram` read address to its data: the synchronous read and an
 #: output register.
 RAM_READ_STAGES = 2
+
+#: ROMs of at least this many bits go to block RAM on ECP5 (``DP16KD``, inferred by yosys);
+#: smaller ones are LUT logic. A LUT ROM of 32 kbit is some 2000 LUT4 of deep multiplexer trees,
+#: where a ``DP16KD`` holds 18 kbit; every ROM of the embedded models at any folding is at most
+#: 16 kbit, and stays in LUTs (their 200 MHz timing).
+ECP5_BLOCK_ROM_BITS = 32768
 
 #: ``(words, data bits)`` of the ECP5 ``DP16KD`` block RAM's port widths, deepest first.
 DP16KD_SHAPES = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18))
@@ -225,7 +231,19 @@ class ECP5Target(GenericTarget):
         ROMs go through a subtractor). The address register's reset value is ``copy`` (modulo
         the depth), so that ROMs read at the same address get separate registers (yosys merges
         identical flip-flops), which divides the address fanout; the address during reset does
-        not matter, as no valid token is in the pipeline then."""
+        not matter, as no valid token is in the pipeline then.
+
+        A ROM of :data:`ECP5_BLOCK_ROM_BITS` or more (with two stages or more) is a block RAM
+        instead: a synchronous read, which yosys maps to ``DP16KD`` with the words as its
+        initial contents, and a register after it (the block's 5.8 ns clock-to-output then
+        has a cycle of its own)."""
+        if rom.bits >= ECP5_BLOCK_ROM_BITS and stages > 1:
+            memory = Memory(shape=unsigned(rom.width), depth=rom.depth, init=rom.words,
+                            attrs={"ram_style": "block"})
+            m.submodules[rom.name] = memory
+            port = memory.read_port(domain="sync")
+            m.d.comb += port.addr.eq(addr)
+            return delay(m, port.data, stages - 1, f"{rom.name}_data")
         if stages > 1:
             addr = delay(m, addr, 1, f"{rom.name}_addr", init=copy % (1 << len(addr)))
             stages -= 1
