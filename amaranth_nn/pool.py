@@ -23,15 +23,16 @@ class PoolReducer(PlannedBlock):
     """Max or average pooling of windows that arrive in kernel order.
 
     A window is ``K*G`` beats (``G = ceil(C/lanes)``): beat ``b`` holds kernel position
-    ``b // G``, lanes channels ``(b % G)*lanes + j``. The ``G`` partial results sit in a RAM of
-    ``G`` words (from :data:`~amaranth_nn.pool_plan.RAM_MIN_GROUPS`), read as a beat comes in
-    and written back after it, or else in a shift register of ``G`` words whose head is always
-    the partial of the beat that comes next: a beat of the first kernel position starts its
-    partial (the average's with the rounding constant), every other one combines with it (the
-    larger, or the sum), and on the last kernel position the new partial is the output beat
-    (the average's shifted right by ``log2(K)``; it cannot leave the input range, so nothing
-    saturates). The input beat is registered first; the output beat goes into a
-    credit-counted queue, which the input waits for only on the last kernel position.
+    ``b // G``, lanes channels ``(b % G)*lanes + j``. The ``G`` partial results sit in a RAM
+    of ``G`` words (from :data:`~amaranth_nn.pool_plan.RAM_MIN_GROUPS` words and
+    :data:`~amaranth_nn.pool_plan.RAM_MIN_BITS` bits), read as a beat comes in and written back
+    after it, or else in a shift register of ``G`` words whose head is always the partial of
+    the beat that comes next: a beat of the first kernel position starts its partial (the
+    average's with the rounding constant), every other one combines with it (the larger, or the
+    sum), and on the last kernel position the new partial is the output beat (the average's
+    shifted right by ``log2(K)``; it cannot leave the input range, so nothing saturates). The
+    input beat is registered first; the output beat goes into a credit-counted queue, which the
+    input waits for only on the last kernel position.
 
     Parameters
     ----------
@@ -137,8 +138,8 @@ class PoolReducer(PlannedBlock):
 
     def _chain_partials(self, m, plan, x, x2, valid2, first, first2):
         """The ``G`` partials in a shift register whose head is always the partial of the beat
-        that comes next (``G`` < :data:`~amaranth_nn.pool_plan.RAM_MIN_GROUPS`); returns the
-        newest, per lane."""
+        that comes next (too few for a RAM, :attr:`ReducerPlan.partials_in_ram
+        <amaranth_nn.pool_plan.ReducerPlan.partials_in_ram>`); returns the newest, per lane."""
         lanes, groups = plan.lanes, plan.beats_per_position
         chain = [[Signal(signed(plan.partial_width), name=f"partial_{n}_{j}", reset_less=True)
                   for j in range(lanes)] for n in range(groups)]
@@ -165,8 +166,9 @@ class PoolReducer(PlannedBlock):
         (:meth:`~amaranth_nn.targets.Target.ram`): read at the beat's group as the beat comes
         in, so that the partial arrives with the beat in stage 2, and written back from the
         newest partial's register in stage 3 (no RAM write port behind the comparison). The
-        next beat of a group comes ``G`` >= 4 cycles later, after that write. Returns the new
-        partials in stage 3, per lane."""
+        next beat of a group comes ``G`` >= :data:`~amaranth_nn.pool_plan.RAM_MIN_GROUPS`
+        cycles later, after that write (``G >= 4`` would do). Returns the new partials in stage
+        3, per lane."""
         lanes, partial_width = plan.lanes, plan.partial_width
         ram = resolve_target(self._arch).ram(m, lanes * partial_width,
                                              plan.beats_per_position, "partials")

@@ -17,7 +17,8 @@ from .lanes import ceil_div
 from .plan import FIFO_LATENCY
 from .window_plan import WindowPlan
 
-__all__ = ["POOL_KINDS", "REDUCER_STAGES", "RAM_MIN_GROUPS", "ReducerPlan", "PoolPlan"]
+__all__ = ["POOL_KINDS", "REDUCER_STAGES", "RAM_MIN_GROUPS", "RAM_MIN_BITS", "ReducerPlan",
+           "PoolPlan"]
 
 #: The layer kinds a pooling plan takes.
 POOL_KINDS = ("maxpool", "avgpool")
@@ -27,10 +28,14 @@ POOL_KINDS = ("maxpool", "avgpool")
 #: way into the output FIFO).
 REDUCER_STAGES = 3
 
-#: The fewest beats per position, ``G``, whose partial results the reducer keeps in a RAM
-#: rather than a shift register: the next beat of a group, ``G`` cycles later at the
-#: earliest, must be read after the previous one's partial is written back (from stage 3).
-RAM_MIN_GROUPS = 4
+#: The fewest beats per position, ``G``, and the fewest bits, ``G * lanes * partial_width``,
+#: of the partial results that the reducer keeps in a RAM rather than a shift register: the
+#: sizes that yosys puts into block RAM on iCE40 (smaller, it builds the RAM from flip-flops
+#: and a read multiplexer, dearer than the shift register). The next beat of a group, ``G``
+#: cycles later at the earliest, must be read after the previous one's partial is written
+#: back (from stage 3): ``G >= 4``.
+RAM_MIN_GROUPS = 9
+RAM_MIN_BITS = 73
 
 
 class ReducerPlan(LanesPlan):
@@ -135,8 +140,11 @@ class ReducerPlan(LanesPlan):
     @property
     def partials_in_ram(self):
         """Whether the ``G`` partial results are a RAM of ``G`` words (from
-        :data:`RAM_MIN_GROUPS` of them) rather than a shift register."""
-        return self.beats_per_position >= RAM_MIN_GROUPS
+        :data:`RAM_MIN_GROUPS` words and :data:`RAM_MIN_BITS` bits) rather than a shift
+        register."""
+        groups = self.beats_per_position
+        return (groups >= RAM_MIN_GROUPS
+                and groups * self._lanes * self.partial_width >= RAM_MIN_BITS)
 
     @property
     def ram_shape(self):

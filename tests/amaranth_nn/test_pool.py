@@ -13,7 +13,7 @@ from amaranth_nn import QFormat, golden
 from amaranth_nn.lanes import unpack_beats
 from amaranth_nn.models import MODELS
 from amaranth_nn.pool import Pool, PoolReducer
-from amaranth_nn.pool_plan import RAM_MIN_GROUPS, PoolPlan, ReducerPlan
+from amaranth_nn.pool_plan import RAM_MIN_BITS, RAM_MIN_GROUPS, PoolPlan, ReducerPlan
 from amaranth_nn.simulate import run_streams
 from amaranth_nn.spec import NetworkSpec
 from amaranth_nn.windows import windows
@@ -289,14 +289,17 @@ def test_average_of_62_bit_integers():
 @pytest.mark.parametrize("kind", ["maxpool", "avgpool"])
 @pytest.mark.parametrize("channels", [RAM_MIN_GROUPS - 1, RAM_MIN_GROUPS, RAM_MIN_GROUPS + 3])
 def test_reducer_partials_in_ram_or_shift_register(kind, channels):
-    """One lane: ``G = C`` partials, a shift register below RAM_MIN_GROUPS and a RAM from
-    there (written back the cycle before the group's next beat at the earliest), with stalls
-    on both sides and at full rate."""
+    """One lane: ``G = C`` partials, in a RAM from RAM_MIN_GROUPS words and RAM_MIN_BITS bits
+    (9 8-bit maxima stay a shift register, 9 sums do not), with stalls on both sides and at
+    full rate."""
     rng = np.random.default_rng(channels)
     spec = pool_spec(kind, (6, channels), (2,), (1,))
     plan = ReducerPlan(spec, 0, lanes=1)
-    assert plan.partials_in_ram == (channels >= RAM_MIN_GROUPS)
-    assert plan.ram_shape == ((channels, plan.partial_width) if plan.partials_in_ram else None)
+    in_ram = channels >= RAM_MIN_GROUPS and channels * plan.partial_width >= RAM_MIN_BITS
+    assert plan.partials_in_ram == in_ram
+    assert in_ram == (channels > RAM_MIN_GROUPS or (kind == "avgpool"
+                                                    and channels == RAM_MIN_GROUPS))
+    assert plan.ram_shape == ((channels, plan.partial_width) if in_ram else None)
     check_reducer(spec, 1, random_inputs(rng, spec, 3), stalls=(0.3, 0.3), seed=channels)
     _, run = check_reducer(spec, 1, random_inputs(rng, spec, 3), arch="ecp5")  # LUT RAM
     assert run.out_cycles[:plan.out_beats] == plan.output_times(run.in_cycles[:plan.in_beats])
