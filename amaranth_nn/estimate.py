@@ -277,7 +277,7 @@ def converter_features(converter):
 # cells per flip-flop on top of the LUT4s, fitted to nextpnr's counts of iCEBreaker board
 # builds (``python -m amaranth_nn.build --board icebreaker``: 3051 cells for the digits model
 # at target II 512, 4482 for the digits conv model at its most folded design, both within 3 %;
-# MNIST-1D's most folded design, 6040 cells, comes out 10 % high).
+# MNIST-1D's most folded design, 5793 cells (issue 10's reducers), comes out 12 % high).
 _LAYER_LUT = {
     "xc7": {"one": 31.8, "tree": 0.481, "out": 1.84, "lut_mult": 1.95, "lut_rom": 0.0641,
             "beats": 0.645, "x_data": 1.42, "first": 0.303},
@@ -313,16 +313,15 @@ _WINDOW_LUT["ecp5"] = {name: value * (1.75 if name == "ram" else 2.6)
 _WINDOW_FF["ecp5"] = _WINDOW_FF["xc7"]
 # iCE40: fitted to the per-module synth_ice40 counts of the generators and reducers of both
 # conv models at three foldings each and of MNIST-1D's first blocks (36 generators, mean error
-# 46 % LUT and 14 % FF: a rough model; 17 reducers, 9 % and 6 %), after the conv blocks' clock
-# work (``bench_estimate.per_part``, as ``--fit --parts-only`` runs it). A reducer's partials in
-# a RAM (block RAM): the rest of its registers and its address pipeline, ``ram``, the
-# difference of MNIST-1D's one-lane reducers (121 LUT4 / 154 FF, ``python
-# bench/bench_breakdown.py --model mnist1d --target-ii 100000000 --families ice40``) to the
-# shift register's model.
+# 46 % LUT and 14 % FF: a rough model), after the conv blocks' clock work
+# (``bench_estimate.per_part``, as ``--fit --parts-only`` runs it). The reducers' refitted
+# when they took a RAM for their partials (``ram``: the RAM's address pipeline and read
+# register), to 22 reducers of both conv models at their most folded designs and three
+# foldings each and of MNIST-1D's conv-and-pool pair (mean error 7.1 % LUT, 1.8 % FF).
 _WINDOW_LUT["ice40"] = {"one": 193.0, "read": 0.266, "table": 0.213, "positions": 1.36}
 _WINDOW_FF["ice40"] = {"one": 226.0, "queue": 0.697, "read": 0.0492, "positions": 0.294}
-_REDUCER_LUT["ice40"] = {"one": 86.9, "regs": 0.0975, "lanes": 2.86, "ram": 8.86}
-_REDUCER_FF["ice40"] = {"one": 64.5, "regs": 0.952, "lanes": 2.76, "ram": 44.6}
+_REDUCER_LUT["ice40"] = {"one": 90.3, "regs": 0.0671, "lanes": 2.9, "ram": 6.2}
+_REDUCER_FF["ice40"] = {"one": 86.1, "regs": 0.618, "lanes": 3.34, "ram": 26.7}
 _REDUCER_LUT["ecp5"] = {name: 1.5 * value for name, value in _REDUCER_LUT["xc7"].items()}
 _REDUCER_FF["ecp5"] = _REDUCER_FF["xc7"]
 _SCALE_LUT = {family: {"one": table.get("one", 15), "acc": table.get("acc", 3),
