@@ -295,6 +295,7 @@ def reducer_features(reducer):
         "one": 1,
         "regs": reducer.register_bits,
         "lanes": reducer.lanes * reducer.partial_width,
+        "ram": int(reducer.partials_in_ram),
     }
 
 
@@ -336,7 +337,7 @@ def converter_features(converter):
 # cells per flip-flop on top of the LUT4s, fitted to nextpnr's counts of iCEBreaker board
 # builds (``python -m amaranth_nn.build --board icebreaker``: 3051 cells for the digits model
 # at target II 512, 4482 for the digits conv model at its most folded design, both within 3 %;
-# MNIST-1D's most folded design, 6040 cells, comes out 10 % high).
+# MNIST-1D's most folded design, 5793 cells (issue 10's reducers), comes out 12 % high).
 _LAYER_LUT = {
     "xc7": {"one": 31.8, "tree": 0.481, "out": 1.84, "lut_mult": 1.95, "lut_rom": 0.0641,
             "beats": 0.645, "x_data": 1.42, "first": 0.303},
@@ -372,12 +373,15 @@ _WINDOW_LUT["ecp5"] = {name: value * (1.75 if name == "ram" else 2.6)
 _WINDOW_FF["ecp5"] = _WINDOW_FF["xc7"]
 # iCE40: fitted to the per-module synth_ice40 counts of the generators and reducers of both
 # conv models at three foldings each and of MNIST-1D's first blocks (36 generators, mean error
-# 46 % LUT and 14 % FF: a rough model; 17 reducers, 9 % and 6 %), after the conv blocks' clock
-# work (``bench_estimate.per_part``, as ``--fit --parts-only`` runs it).
+# 46 % LUT and 14 % FF: a rough model), after the conv blocks' clock work
+# (``bench_estimate.per_part``, as ``--fit --parts-only`` runs it). The reducers' refitted
+# when they took a RAM for their partials (``ram``: the RAM's address pipeline and read
+# register), to 22 reducers of both conv models at their most folded designs and three
+# foldings each and of MNIST-1D's conv-and-pool pair (mean error 7.1 % LUT, 1.8 % FF).
 _WINDOW_LUT["ice40"] = {"one": 193.0, "read": 0.266, "table": 0.213, "positions": 1.36}
 _WINDOW_FF["ice40"] = {"one": 226.0, "queue": 0.697, "read": 0.0492, "positions": 0.294}
-_REDUCER_LUT["ice40"] = {"one": 86.9, "regs": 0.0975, "lanes": 2.86}
-_REDUCER_FF["ice40"] = {"one": 64.5, "regs": 0.952, "lanes": 2.76}
+_REDUCER_LUT["ice40"] = {"one": 90.3, "regs": 0.0671, "lanes": 2.9, "ram": 6.2}
+_REDUCER_FF["ice40"] = {"one": 86.1, "regs": 0.618, "lanes": 3.34, "ram": 26.7}
 _REDUCER_LUT["ecp5"] = {name: 1.5 * value for name, value in _REDUCER_LUT["xc7"].items()}
 _REDUCER_FF["ecp5"] = _REDUCER_FF["xc7"]
 _SCALE_LUT = {family: {"one": table.get("one", 15), "acc": table.get("acc", 3),
@@ -447,15 +451,20 @@ def block_parts(block, device):
 
 def block_memories(block, device):
     """``[(depth, width)]`` of every memory of a block plan that goes to block RAM on
-    ``device``: ROMs (:func:`_in_block_ram`), line buffer banks and the dense engines' input
-    buffers (:func:`_ram_in_block_ram`; on iCE40 a dense layer's input buffer of any depth, as
-    the MLP estimate has always counted it, measured on MLPs whose buffers are 16 words and
-    more)."""
+    ``device``: ROMs (:func:`_in_block_ram`), line buffer banks, the pooling reducers' RAMs of
+    partial results and the dense engines' input buffers (:func:`_ram_in_block_ram`; on iCE40
+    a dense layer's input buffer of any depth, as the MLP estimate has always counted it,
+    measured on MLPs whose buffers are 16 words and more)."""
     memories = []
     if isinstance(block, (ConvPlan, PoolPlan)):
         depth, width = block.window.line_buffer_shape
         if _ram_in_block_ram(depth, width, device, bank=True):
             memories += [(depth, width)] * block.window.banks
+    if isinstance(block, PoolPlan) and block.reducer.partials_in_ram:
+        # A Target.ram, as a line buffer bank is.
+        depth, width = block.reducer.ram_shape
+        if _ram_in_block_ram(depth, width, device, bank=True):
+            memories.append((depth, width))
     dense = block.dense if isinstance(block, ConvPlan) else block
     if isinstance(dense, DensePlan):
         memories += [(d, w) for d, w in _roms(dense) if _in_block_ram(d, w, device)]

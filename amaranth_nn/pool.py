@@ -10,31 +10,37 @@ that makes those windows from a stream of positions, then the reducer.
 from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 
-from .block import PlanComponent, PlannedBlock
+from .block import PlannedBlock
 from .plumbing import CreditQueue, delay
 from .pool_plan import PoolPlan, ReducerPlan
 from .sliding import SlidingWindow, offset_binary
+from .targets import RAM_READ_STAGES, resolve_target
 
 __all__ = ["PoolReducer", "Pool"]
 
 
-class PoolReducer(PlanComponent):
+class PoolReducer(PlannedBlock):
     """Max or average pooling of windows that arrive in kernel order.
 
     A window is ``K*G`` beats (``G = ceil(C/lanes)``): beat ``b`` holds kernel position
-    ``b // G``, lanes channels ``(b % G)*lanes + j``. The ``G`` partial results sit in a shift
-    register of ``G`` words, so that the head is always the partial of the beat that comes
-    next: a beat of the first kernel position starts its partial (the average's with the
-    rounding constant), every other one combines with it (the larger, or the sum), and on the
-    last kernel position the new partial is the output beat (the average's shifted right by
-    ``log2(K)``; it cannot leave the input range, so nothing saturates). The input beat is
-    registered first; the output beat goes into a credit-counted queue, which the input waits
-    for only on the last kernel position.
+    ``b // G``, lanes channels ``(b % G)*lanes + j``. The ``G`` partial results sit in a RAM
+    of ``G`` words (from :data:`~amaranth_nn.pool_plan.RAM_MIN_GROUPS` words and
+    :data:`~amaranth_nn.pool_plan.RAM_MIN_BITS` bits), read as a beat comes in and written back
+    after it, or else in a shift register of ``G`` words whose head is always the partial of
+    the beat that comes next: a beat of the first kernel position starts its partial (the
+    average's with the rounding constant), every other one combines with it (the larger, or the
+    sum), and on the last kernel position the new partial is the output beat (the average's
+    shifted right by ``log2(K)``; it cannot leave the input range, so nothing saturates). The
+    input beat is registered first; the output beat goes into a credit-counted queue, which the
+    input waits for only on the last kernel position.
 
     Parameters
     ----------
     plan : ReducerPlan
         ``ReducerPlan(spec, index, lanes=...)``.
+    arch : str or Target
+        Which RAM the partial results are in (see
+        :meth:`~amaranth_nn.targets.Target.ram`).
 
     Members
     -------
@@ -46,7 +52,9 @@ class PoolReducer(PlanComponent):
     Raises
     ------
     TypeError
-        If ``plan`` is not a ReducerPlan.
+        If ``plan`` is not a ReducerPlan or ``arch`` is neither a name nor a Target.
+    ValueError
+        If ``arch`` is an unknown name.
     """
 
     PLAN = ReducerPlan
@@ -59,7 +67,7 @@ class PoolReducer(PlanComponent):
         m = Module()
         plan = self._plan
         lanes, groups, kernel = plan.lanes, plan.beats_per_position, plan.window
-        width, partial_width, shift = plan.width, plan.partial_width, plan.shift
+        width, shift = plan.width, plan.shift
 
         # Where the next beat sits in its window: its group and kernel position, as flags.
         m.submodules.queue = queue = CreditQueue(self.o.payload.shape(), plan.fifo_depth)
@@ -86,8 +94,9 @@ class PoolReducer(PlanComponent):
                                  k_first.eq(k_last),
                                  k_last.eq(position == kernel - 2)]
 
-        # Stage 1: the beat and its flags. Stage 2: the beat again and, for a max, whether it
-        # is to be taken. Stage 3: the partials; the newest is the output.
+        # Stage 1: the beat and its flags. Stage 2: the beat again, the partial it meets (or,
+        # in the shift register, for a max, whether it is to be taken). Stage 3: the new
+        # partial, which is the output.
         x = [Signal(signed(width), name=f"x_{j}") for j in range(lanes)]
         x2 = [Signal(signed(width), name=f"x2_{j}") for j in range(lanes)]
         valid, first, emit, last = (delay(m, flag, 1, name) for flag, name in
@@ -99,9 +108,43 @@ class PoolReducer(PlanComponent):
         with m.If(go):
             m.d.sync += [x[j].eq(self.i.payload[j]) for j in range(lanes)]
         m.d.sync += [a.eq(b) for a, b in zip(x2, x, strict=True)]
-        chain = [[Signal(signed(partial_width), name=f"partial_{n}_{j}", reset_less=True)
+        if plan.partials_in_ram:
+            newest = self._ram_partials(m, plan, group, x2, valid2, first2)
+        else:
+            newest = self._chain_partials(m, plan, x, x2, valid2, first, first2)
+        padded_from = plan.channels - (groups - 1) * lanes
+        out_last = delay(m, last2, 1, "out_last")
+        outputs = []
+        for j in range(lanes):
+            y = newest[j] >> shift if shift else newest[j]
+            outputs.append(Mux(out_last, 0, y[:width]) if j >= padded_from else y[:width])
+        m.d.comb += [
+            queue.w.valid.eq(delay(m, valid2 & emit2, 1, "out_valid")),
+            queue.w.payload.eq(Cat(outputs)),
+        ]
+        return m
+
+    @staticmethod
+    def _combine(plan, x2, partial, first2, take=None):
+        """A beat's new partial from the beat and the partial it meets, one mux level (a max
+        takes the beat when it starts the window or is larger; a sum adds the beat to the
+        partial or to the rounding)."""
+        if plan.kind == "avgpool":
+            return x2 + Mux(first2, plan.rounding, partial)
+        if take is None:
+            bits = max(plan.width, plan.partial_width)
+            take = first2 | (offset_binary(x2, bits) > offset_binary(partial, bits))
+        return Mux(take, x2, partial)
+
+    def _chain_partials(self, m, plan, x, x2, valid2, first, first2):
+        """The ``G`` partials in a shift register whose head is always the partial of the beat
+        that comes next (too few for a RAM, :attr:`ReducerPlan.partials_in_ram
+        <amaranth_nn.pool_plan.ReducerPlan.partials_in_ram>`); returns the newest, per lane."""
+        lanes, groups = plan.lanes, plan.beats_per_position
+        chain = [[Signal(signed(plan.partial_width), name=f"partial_{n}_{j}", reset_less=True)
                   for j in range(lanes)] for n in range(groups)]
-        bits = max(width, partial_width)  # of a max's comparisons
+        bits = max(plan.width, plan.partial_width)  # of a max's comparisons
+        take = [None] * lanes
         if plan.kind == "maxpool" and groups > 1:
             # The partial a beat meets in stage 3 is known in stage 2: chain[1] if the chain
             # shifts in this cycle, else chain[0]; the comparison gets a cycle of its own.
@@ -110,32 +153,36 @@ class PoolReducer(PlanComponent):
                 meets = Mux(valid2, chain[1][j], chain[0][j])
                 m.d.sync += take[j].eq(first | (offset_binary(x[j], bits)
                                                 > offset_binary(meets, bits)))
-        elif plan.kind == "maxpool":
-            take = [first2 | (offset_binary(x2[j], bits)
-                                  > offset_binary(chain[0][j], bits)) for j in range(lanes)]
         with m.If(valid2):
             for j in range(lanes):
-                # One mux level before the register: a max takes the beat when it starts the
-                # window or is larger; a sum adds the beat to the partial or to the rounding.
-                head = chain[0][j]
-                if plan.kind == "maxpool":
-                    new = Mux(take[j], x2[j], head)
-                else:
-                    new = x2[j] + Mux(first2, plan.rounding, head)
-                m.d.sync += chain[-1][j].eq(new)
+                m.d.sync += chain[-1][j].eq(self._combine(plan, x2[j], chain[0][j], first2,
+                                                          take[j]))
                 for n in range(groups - 1):
                     m.d.sync += chain[n][j].eq(chain[n + 1][j])
-        padded_from = plan.channels - (groups - 1) * lanes
-        out_last = delay(m, last2, 1, "out_last")
-        outputs = []
+        return chain[-1]
+
+    def _ram_partials(self, m, plan, group, x2, valid2, first2):
+        """The ``G`` partials in a RAM of ``G`` words of all lanes
+        (:meth:`~amaranth_nn.targets.Target.ram`): read at the beat's group as the beat comes
+        in, so that the partial arrives with the beat in stage 2, and written back from the
+        newest partial's register in stage 3 (no RAM write port behind the comparison). The
+        next beat of a group comes ``G`` >= :data:`~amaranth_nn.pool_plan.RAM_MIN_GROUPS`
+        cycles later, after that write (``G >= 4`` would do). Returns the new partials in stage
+        3, per lane."""
+        lanes, partial_width = plan.lanes, plan.partial_width
+        ram = resolve_target(self._arch).ram(m, lanes * partial_width,
+                                             plan.beats_per_position, "partials")
+        newest = [Signal(signed(partial_width), name=f"partial_{j}") for j in range(lanes)]
         for j in range(lanes):
-            y = chain[-1][j] >> shift if shift else chain[-1][j]
-            outputs.append(Mux(out_last, 0, y[:width]) if j >= padded_from else y[:width])
+            partial = ram.r_data[j * partial_width:(j + 1) * partial_width].as_signed()
+            m.d.sync += newest[j].eq(self._combine(plan, x2[j], partial, first2))
         m.d.comb += [
-            queue.w.valid.eq(delay(m, valid2 & emit2, 1, "out_valid")),
-            queue.w.payload.eq(Cat(outputs)),
+            ram.r_addr.eq(group),
+            ram.w_addr.eq(delay(m, group, RAM_READ_STAGES + 1, "w_group")),
+            ram.w_data.eq(Cat(newest)),
+            ram.w_en.eq(delay(m, valid2, 1, "w_en")),
         ]
-        return m
+        return newest
 
 
 class Pool(PlannedBlock):
@@ -177,7 +224,7 @@ class Pool(PlannedBlock):
     def elaborate(self, platform):
         m = Module()
         m.submodules.window = window = SlidingWindow(self._plan.window, arch=self._arch)
-        m.submodules.reducer = reducer = PoolReducer(self._plan.reducer)
+        m.submodules.reducer = reducer = PoolReducer(self._plan.reducer, arch=self._arch)
         wiring.connect(m, wiring.flipped(self.i), window.i)
         wiring.connect(m, window.o, reducer.i)
         wiring.connect(m, reducer.o, wiring.flipped(self.o))

@@ -17,15 +17,25 @@ from .lanes import ceil_div
 from .plan import FIFO_LATENCY
 from .window_plan import WindowPlan
 
-__all__ = ["POOL_KINDS", "REDUCER_STAGES", "ReducerPlan", "PoolPlan"]
+__all__ = ["POOL_KINDS", "REDUCER_STAGES", "RAM_MIN_GROUPS", "RAM_MIN_BITS", "ReducerPlan",
+           "PoolPlan"]
 
 #: The layer kinds a pooling plan takes.
 POOL_KINDS = ("maxpool", "avgpool")
 
-#: Registers of the reducer: the input beat, the beat again (with a max's comparison), then
-#: the partial results (the last one written is the output beat on its way into the output
-#: FIFO).
+#: Registers of the reducer: the input beat, the beat again (with a max's comparison, or the
+#: partial it meets read from the RAM), then the newest partial result (the output beat on its
+#: way into the output FIFO).
 REDUCER_STAGES = 3
+
+#: The fewest beats per position, ``G``, and the fewest bits, ``G * lanes * partial_width``,
+#: of the partial results that the reducer keeps in a RAM rather than a shift register: the
+#: sizes that yosys puts into block RAM on iCE40 (smaller, it builds the RAM from flip-flops
+#: and a read multiplexer, dearer than the shift register). The next beat of a group, ``G``
+#: cycles later at the earliest, must be read after the previous one's partial is written
+#: back (from stage 3): ``G >= 4``.
+RAM_MIN_GROUPS = 9
+RAM_MIN_BITS = 73
 
 
 class ReducerPlan(LanesPlan):
@@ -128,10 +138,29 @@ class ReducerPlan(LanesPlan):
         return signed_width(lo + self.rounding, hi + self.rounding)
 
     @property
+    def partials_in_ram(self):
+        """Whether the ``G`` partial results are a RAM of ``G`` words (from
+        :data:`RAM_MIN_GROUPS` words and :data:`RAM_MIN_BITS` bits) rather than a shift
+        register."""
+        groups = self.beats_per_position
+        return (groups >= RAM_MIN_GROUPS
+                and groups * self._lanes * self.partial_width >= RAM_MIN_BITS)
+
+    @property
+    def ram_shape(self):
+        """``(depth, width)`` of the partials' RAM, ``(G, lanes * partial_width)``; None when
+        they are a shift register."""
+        if not self.partials_in_ram:
+            return None
+        return self.beats_per_position, self._lanes * self.partial_width
+
+    @property
     def register_bits(self):
-        """Flip-flops: the input beat and the ``G`` partial results (a shift register without
-        reset, which Xilinx tools can put into LUT shift registers)."""
-        return self._lanes * (self.width + self.beats_per_position * self.partial_width)
+        """Flip-flops: the input beat and either the ``G`` partial results (a shift register
+        without reset, which Xilinx tools can put into LUT shift registers) or the partial
+        read from the RAM and the newest one."""
+        partials = 2 if self.partials_in_ram else self.beats_per_position
+        return self._lanes * (self.width + partials * self.partial_width)
 
     @property
     def pipeline_depth(self):

@@ -50,7 +50,7 @@ def block_of(spec, name):
     if what == "window":
         return f"SlidingWindow of layer {index} ({kind})", SlidingWindow(plan.window, arch=ARCH)
     if what == "reducer":
-        return f"PoolReducer of layer {index}", PoolReducer(plan.reducer)
+        return f"PoolReducer of layer {index}", PoolReducer(plan.reducer, arch=ARCH)
     return f"DenseLayer of layer {index}", DenseLayer(plan.dense, arch=ARCH)
 
 

@@ -13,7 +13,7 @@ from amaranth_nn import QFormat, golden
 from amaranth_nn.lanes import unpack_beats
 from amaranth_nn.models import MODELS
 from amaranth_nn.pool import Pool, PoolReducer
-from amaranth_nn.pool_plan import PoolPlan, ReducerPlan
+from amaranth_nn.pool_plan import RAM_MIN_BITS, RAM_MIN_GROUPS, PoolPlan, ReducerPlan
 from amaranth_nn.simulate import run_streams
 from amaranth_nn.spec import NetworkSpec
 from amaranth_nn.windows import windows
@@ -30,12 +30,12 @@ def window_beats(layer, x, lanes, width, junk=None):
     return pack_positions(win.reshape(-1, channels), lanes, width, junk)
 
 
-def check_reducer(spec, lanes, x, *, index=None, stalls=(0.0, 0.0), seed=0):
+def check_reducer(spec, lanes, x, *, index=None, stalls=(0.0, 0.0), seed=0, arch="auto"):
     """Run ``x`` (network inputs) through pooling layer ``index`` (default: the last) as a
     reducer fed from software; assert bit-exactness and zero padding lanes."""
     index = len(spec.layers) - 1 if index is None else index
     plan = ReducerPlan(spec, index, lanes=lanes)
-    dut = PoolReducer(plan)
+    dut = PoolReducer(plan, arch=arch)
     words = window_beats(plan.layer, layer_inputs(spec, index, x), lanes, plan.width,
                          np.random.default_rng(seed))
     assert len(words) == len(x) * plan.in_beats
@@ -176,6 +176,8 @@ def test_errors():
         ReducerPlan(random_spec(np.random.default_rng(0), [3, 2]), 0, lanes=1)
     with pytest.raises(TypeError, match=r"^Plan must be a ReducerPlan, not 'x'$"):
         PoolReducer("x")
+    with pytest.raises(ValueError, match=r"^Arch must be one of "):
+        PoolReducer(ReducerPlan(spec, 0, lanes=1), arch="x")
 
 
 def check_pool(spec, lanes, x, *, index=None, stalls=(0.0, 0.0), seed=0):
@@ -282,3 +284,22 @@ def test_average_of_62_bit_integers():
     plan, _ = check_reducer(spec, 2, x)
     assert plan.partial_width == 66
     check_pool(spec, 3, x, stalls=(0.2, 0.2))
+
+
+@pytest.mark.parametrize("kind", ["maxpool", "avgpool"])
+@pytest.mark.parametrize("channels", [RAM_MIN_GROUPS - 1, RAM_MIN_GROUPS, RAM_MIN_GROUPS + 3])
+def test_reducer_partials_in_ram_or_shift_register(kind, channels):
+    """One lane: ``G = C`` partials, in a RAM from RAM_MIN_GROUPS words and RAM_MIN_BITS bits
+    (9 8-bit maxima stay a shift register, 9 sums do not), with stalls on both sides and at
+    full rate."""
+    rng = np.random.default_rng(channels)
+    spec = pool_spec(kind, (6, channels), (2,), (1,))
+    plan = ReducerPlan(spec, 0, lanes=1)
+    in_ram = channels >= RAM_MIN_GROUPS and channels * plan.partial_width >= RAM_MIN_BITS
+    assert plan.partials_in_ram == in_ram
+    assert in_ram == (channels > RAM_MIN_GROUPS or (kind == "avgpool"
+                                                    and channels == RAM_MIN_GROUPS))
+    assert plan.ram_shape == ((channels, plan.partial_width) if in_ram else None)
+    check_reducer(spec, 1, random_inputs(rng, spec, 3), stalls=(0.3, 0.3), seed=channels)
+    _, run = check_reducer(spec, 1, random_inputs(rng, spec, 3), arch="ecp5")  # LUT RAM
+    assert run.out_cycles[:plan.out_beats] == plan.output_times(run.in_cycles[:plan.in_beats])
