@@ -17,6 +17,7 @@ from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 from amaranth_nn.network import Network
+from amaranth_nn.sliding import offset_binary
 from amaranth_nn.unused import rejecting
 
 from . import protocol as proto
@@ -328,8 +329,8 @@ class Harness(wiring.Component):
         # ---- Output collector and argmax ----------------------------------------------------
         # The collector writes the output elements into the reply memory a byte at a time
         # (holding the network's next output beat until the last byte is written), then the argmax
-        # class, which it keeps as the elements go by (a strictly greater element replaces the
-        # best: the first maximum wins).
+        # class, which it keeps as the elements go by, a cycle behind (a strictly greater element
+        # replaces the best: the first maximum wins).
         o_pos = Signal(range(p.result_payload))
         o_byte = Signal(range(out_bytes))
         o_lane = Signal(range(pe))
@@ -344,8 +345,18 @@ class Harness(wiring.Component):
         value = held_beat[o_lane] if pe > 1 else held_beat[0]
         extended = Signal(signed(8 * out_bytes))
         m.d.comb += extended.eq(value)
-        best = Signal.like(value)
+        # The argmax runs a cycle behind the collector: each element collected is held with its
+        # index, then compared with the best in a cycle of its own, between registers. Both are
+        # held in offset binary, so that the comparison is one unsigned carry chain.
+        best = Signal(len(value))
         best_index = Signal(range(max(n_out, 2)))
+        candidate = Signal(len(value))
+        candidate_index = Signal.like(best_index)
+        candidate_valid = Signal()
+        candidate_first = Signal()
+        m.d.sync += candidate_valid.eq(0)
+        with m.If(candidate_valid & (candidate_first | (candidate > best))):
+            m.d.sync += [best.eq(candidate), best_index.eq(candidate_index)]
         arg_byte = Signal(range(proto.ARGMAX_BYTES))
         element_done = o_byte == out_bytes - 1
         beat_done = element_done & (o_lane == pe - 1)
@@ -362,8 +373,11 @@ class Harness(wiring.Component):
                 with m.If(beat_full & ~memory_busy):
                     with m.If(o_index < n_out):  # the last beat's lanes past the end are padding
                         write_result(extended.word_select(o_byte, 8))
-                        with m.If(element_done & ((o_index == 0) | (value > best))):
-                            m.d.sync += [best.eq(value), best_index.eq(o_index)]
+                        with m.If(element_done):
+                            m.d.sync += [candidate.eq(offset_binary(value, len(value))),
+                                         candidate_index.eq(o_index),
+                                         candidate_valid.eq(1),
+                                         candidate_first.eq(o_index == 0)]
                     with m.If(beat_done):
                         m.d.sync += beat_full.eq(0)
                     with m.If(element_done):
@@ -375,7 +389,7 @@ class Harness(wiring.Component):
                     with m.Else():
                         m.d.sync += o_byte.eq(o_byte + 1)
             with m.State("ARGMAX"):
-                with m.If(~memory_busy):
+                with m.If(~memory_busy & ~candidate_valid):  # the last element compared
                     argmax_bytes = Cat(best_index, Const(0, 8 * proto.ARGMAX_BYTES))
                     write_result(argmax_bytes.word_select(arg_byte, 8))
                     m.d.sync += arg_byte.eq(arg_byte + 1)
@@ -662,11 +676,13 @@ class Harness(wiring.Component):
         # One free-running LFSR prescaler ticks the heartbeat and the three stretch timers
         # (see led_timing).
         tick_width, beat_ticks, stretch_ticks = led_timing(self._heartbeat, self._stretch)
-        tick = Signal()
+        # The tick is a register, set as the prescaler steps into the state 1 (from the state
+        # one period of 2**tick_width - 1 steps, minus one, after it); both start there.
+        tick = Signal(init=1)
         if tick_width:
             prescaler = Signal(tick_width, init=1)
-            m.d.sync += prescaler.eq(lfsr_next(prescaler))
-            m.d.comb += tick.eq(prescaler == 1)
+            m.d.sync += [prescaler.eq(lfsr_next(prescaler)),
+                         tick.eq(prescaler == state_after(tick_width, (1 << tick_width) - 2))]
         else:
             m.d.comb += tick.eq(1)
 
