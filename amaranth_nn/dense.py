@@ -190,8 +190,8 @@ class DenseLayer(PlannedBlock):
 
     def _bias(self, m, target, group):
         """The bias word of ``group``'s issue, as it meets the group's first beat at the
-        accumulator: from the bias ROM behind one register (its synchronous read, or the ECP5
-        target's register after a LUT ROM) when :attr:`DensePlan.bias_held
+        accumulator: from the bias ROM, read by the target in one stage at the group number of
+        the cycle before, when :attr:`DensePlan.bias_held
         <amaranth_nn.plan.DensePlan.bias_held>`, else read by the target with the group number
         of the issue ``MEMORY_STAGES`` cycles before that."""
         plan, rom = self._plan, self._plan.bias_rom

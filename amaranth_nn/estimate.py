@@ -329,9 +329,10 @@ def converter_features(converter):
 # coefficients of per-layer yosys counts (synth_xilinx, synth_ecp5 with the ECP5 target,
 # synth_ice40 -dsp; hierarchical runs: ``python bench/bench_estimate.py --fit --parts-only
 # --no-conv --families F`` prints them) of the digits model at target II 16-1024 and random
-# MLPs of 4- to 16-bit formats, 40 xc7 (mean error 5.9 % LUT, 4.6 % FF), 40 ECP5 (11.9 %,
-# 3.6 %) and 11 iCE40 layers (1.1 %, 0.9 %), refitted for the dense engine with the arrival
-# count and the held bias (issue 12). The width converter's, from four
+# MLPs of 4- to 16-bit formats, 40 xc7 (mean error 5.8 % LUT, 6.2 % FF), 40 ECP5 (11.9 %,
+# 3.6 %) and 11 iCE40 layers (0.8 %, 1.1 %), refitted for the dense engine with the arrival
+# count and the held bias (issue 12), xc7 and iCE40 again after the generic target's memory
+# reads moved their stages to the address (issue 12). The width converter's, from four
 # converters. On iCE40 the unit is the logic cell (a LUT4 and a flip-flop): nextpnr packs a
 # flip-flop into the cell of the LUT that drives it when it can; _LOGIC_CELLS_PER_FF is the
 # cells per flip-flop on top of the LUT4s, fitted to nextpnr's counts of iCEBreaker board
@@ -339,19 +340,19 @@ def converter_features(converter):
 # at target II 512, 4482 for the digits conv model at its most folded design, both within 3 %;
 # MNIST-1D's most folded design, 5793 cells (issue 10's reducers), comes out 12 % high).
 _LAYER_LUT = {
-    "xc7": {"one": 31.8, "tree": 0.481, "out": 1.84, "lut_mult": 1.95, "lut_rom": 0.0641,
-            "beats": 0.645, "x_data": 1.42, "first": 0.303},
+    "xc7": {"one": 50.9, "tree": 0.478, "out": 1.94, "lut_mult": 1.9, "lut_rom": 0.0157,
+            "beats": 0.258, "x_data": 1.08, "first": 0.617},
     "ecp5": {"out": 2.68, "lut_rom": 0.093, "beats": 4.32, "w_data": 0.657, "x_data": 4.05},
-    "ice40": {"one": 115.0, "tree": 1.92, "acc": 0.161, "lut_mult": 2.05, "lut_rom": 0.113,
-              "beats": 0.187, "x_data": 0.868},
+    "ice40": {"one": 106.0, "tree": 1.78, "acc": 1.01, "lut_mult": 2.0, "lut_rom": 0.11,
+              "beats": 0.16, "x_data": 0.546},
 }
 _LAYER_FF = {
-    "xc7": {"one": 1.43, "tree": 0.65, "acc": 1.37, "lut_rom": 0.0204, "beats": 0.591,
-            "x_data": 4.42, "products": 2.56, "first": 5.78},
+    "xc7": {"one": 19.5, "tree": 0.252, "acc": 0.874, "lut_rom": 0.0211, "beats": 0.221,
+            "x_data": 2.44, "products": 2.63, "first": 5.17},
     "ecp5": {"one": 32.8, "tree": 1.58, "acc": 3.66, "lut_rom": 0.00311, "x_data": 3.66,
              "first": 0.521},
-    "ice40": {"one": 33.2, "tree": 0.311, "lut_rom": 0.0014, "beats": 0.24, "w_data": 4.86,
-              "x_data": 10.9, "first": 6.83, "lut_mult": 0.375},
+    "ice40": {"one": 48.8, "tree": 0.719, "lut_rom": 0.00357, "w_data": 3.04, "x_data": 10.1,
+              "first": 5.45, "lut_mult": 0.375},
 }
 # The window generator's and the pooling reducer's: least squares with non-negative
 # coefficients (``python bench/bench_estimate.py --fit``) of the per-module yosys counts

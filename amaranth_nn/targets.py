@@ -10,7 +10,8 @@ adding a :class:`Target` subclass here.
 - :class:`GenericTarget`: ``x * w`` between registers, which yosys maps to DSP48E1 (xc7),
   SB_MAC16 (iCE40, ``synth_ice40 -dsp``) and MULT18X18D (ECP5); ROMs are
   :class:`~amaranth.lib.memory.Memory` (block RAM from
-  :data:`~amaranth_nn.plan.BLOCK_ROM_BITS` up).
+  :data:`~amaranth_nn.plan.BLOCK_ROM_BITS` up), with the read stages on the address but the
+  last (the multipliers' input registers take the data's).
 - :class:`ECP5Target`: ``MULT18X18D`` instances with their input and output registers, ROMs as
   LUT logic between registers (block RAM from :data:`ECP5_BLOCK_ROM_BITS`), and RAMs as LUT
   RAM below :data:`~amaranth_nn.plan.BLOCK_ROM_BITS`, ``DP16KD`` instances with their output
@@ -105,15 +106,19 @@ class Target:
         raise NotImplementedError
 
     def read_rom(self, m, rom, addr, copy=0, stages=MEMORY_STAGES):
-        """Read ``rom`` (a :class:`~amaranth_nn.plan.Rom`) at ``addr``; returns the word, in a
-        register ``stages`` cycles later (by default
-        :data:`~amaranth_nn.plan.MEMORY_STAGES`). ``copy`` numbers ROMs that share an address,
-        so that a target may give each its own address register."""
+        """Read ``rom`` (a :class:`~amaranth_nn.plan.Rom`) at ``addr``; returns the word
+        ``stages`` cycles later (by default :data:`~amaranth_nn.plan.MEMORY_STAGES`), in a
+        register, or for one stage possibly as a LUT ROM's logic after an address register.
+        ``copy`` numbers ROMs that share an address, so that a target may give each its own
+        address register."""
         raise NotImplementedError
 
     def read_ram(self, m, memory, addr, name):
         """Read ``memory`` (a :class:`~amaranth.lib.memory.Memory` of ``m``) at ``addr``; the
-        data is in a register :data:`~amaranth_nn.plan.MEMORY_STAGES` cycles later."""
+        data is in a register :data:`~amaranth_nn.plan.MEMORY_STAGES` cycles later. The
+        memory may be read in the next cycle, so the word read may be that of a write in this
+        one (the dense engine's reader releases its bank of the double buffer with its last
+        read, and the writer writes it from the next cycle on)."""
         raise NotImplementedError
 
     def ram(self, m, width, depth, name):
@@ -155,17 +160,31 @@ class GenericTarget(Target):
         return products
 
     def read_rom(self, m, rom, addr, copy=0, stages=MEMORY_STAGES):
+        """The synchronous read and, for two stages or more, one data register after it; the
+        stages before those delay the address, which is narrower than a word (a weight word
+        is ``simd`` lanes, and the DSP48E1's two input registers take the data register and
+        the operand's, so no weight bit has a flip-flop in the fabric). One stage of a LUT ROM
+        is an address register and the ROM's logic, which a 6-input LUT merges with the
+        logic that uses the word (the dense engine's held bias word and accumulator)."""
         attrs = {"rom_style": "block"} if rom.block_ram else None
         memory = Memory(shape=unsigned(rom.width), depth=rom.depth, init=rom.words, attrs=attrs)
         m.submodules[rom.name] = memory
+        if stages == 1 and not rom.block_ram:
+            port = memory.read_port(domain="comb")
+            m.d.comb += port.addr.eq(delay(m, addr, 1, f"{rom.name}_addr"))
+            return port.data
         port = memory.read_port(domain="sync")
-        m.d.comb += port.addr.eq(addr)
-        return delay(m, port.data, stages - 1, f"{rom.name}_data")
+        m.d.comb += port.addr.eq(delay(m, addr, max(stages - 2, 0), f"{rom.name}_addr"))
+        return delay(m, port.data, min(stages - 1, 1), f"{rom.name}_data")
 
     def read_ram(self, m, memory, addr, name):
+        """As :meth:`read_rom`: an address register, the synchronous read (a LUT RAM's read
+        register) and one data register; the ``simd``-lane input word is wider than its
+        address, and the multipliers' input registers take the data register and the
+        operand's."""
         port = memory.read_port(domain="sync")
-        m.d.comb += port.addr.eq(addr)
-        return delay(m, port.data, MEMORY_STAGES - 1, name)
+        m.d.comb += port.addr.eq(delay(m, addr, MEMORY_STAGES - 2, f"{name}_addr"))
+        return delay(m, port.data, 1, name)
 
 
 class ECP5Target(GenericTarget):
