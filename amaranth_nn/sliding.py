@@ -120,8 +120,9 @@ class SlidingWindow(PlannedBlock):
         with m.If(pos_done):
             m.d.sync += w_addr.eq(w_addr + w_step)
 
-        # The write stage's registers: each bank's enable, the beat's first row and the next
-        # one, so that a bank's write address is one select and its enable a flip-flop.
+        # The write stage's registers: each bank's enable and whether it takes the beat's next
+        # row, the beat's first row and the next one, so that a bank's write address is one
+        # select of flip-flops and its enable a flip-flop.
         w1_valid = Signal()
         w1_pos = Signal()
         w1_sample = Signal()
@@ -132,6 +133,7 @@ class SlidingWindow(PlannedBlock):
         w1_row = Signal(range(plan.bank_depth))
         w1_row1 = Signal.like(w1_row)
         w1_en = [Signal(name=f"w1_en{n}") for n in range(banks)]
+        w1_next = [Signal(name=f"w1_next{n}") for n in range(banks)]
         m.d.sync += [
             w1_valid.eq(take),
             w1_rot.eq(addr0[:lg] if lg else 0),
@@ -144,11 +146,14 @@ class SlidingWindow(PlannedBlock):
         for n, ram in enumerate(rams):
             # Lane ``lane`` of the beat goes to bank n; it is one of the beat's channels.
             lane = (n - addr0[:lg])[:lg] if lg else Const(0, 1)
-            m.d.sync += w1_en[n].eq(take & (lane < li) & (in_beat * li + lane < channels))
+            m.d.sync += [
+                w1_en[n].eq(take & (lane < li) & (in_beat * li + lane < channels)),
+                w1_next[n].eq(Const(n, lg + 1) < addr0[:lg] if lg else 0),
+            ]
             w_lane = (n - w1_rot)[:lg] if lg else Const(0, 1)
             lanes = [w1_data[k] for k in range(li)] + [Const(0, width)] * (banks - li)
             m.d.comb += [
-                ram.w_addr.eq(Mux(Const(n, lg + 1) < w1_rot, w1_row1, w1_row)),
+                ram.w_addr.eq(Mux(w1_next[n], w1_row1, w1_row)),
                 ram.w_data.eq(Array(lanes)[w_lane]),
                 ram.w_en.eq(w1_en[n]),
             ]
