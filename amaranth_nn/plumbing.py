@@ -10,7 +10,7 @@ reaches the datapath: only the queue sees the sink's ``ready``.
 
 from amaranth.hdl import Cat, Module, Mux, Shape, Signal
 from amaranth.lib import stream, wiring
-from amaranth.lib.fifo import SyncFIFOBuffered
+from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
 __all__ = ["delay", "PingPong", "CreditQueue"]
@@ -89,6 +89,8 @@ class PingPong(wiring.Component):
         else:
             members["r_done"] = In(1)
         super().__init__(members)
+        # Whether w_beat is 0, a register of its own.
+        self._w_zero = Signal(name="w_zero", init=1)
 
     @property
     def beats(self):
@@ -106,7 +108,7 @@ class PingPong(wiring.Component):
     def written(self, beat):
         """Whether ``beat`` (a value, or an int) of the reader's vector has been written."""
         if isinstance(beat, int) and beat == 0:
-            beat_in = self.w_beat != 0
+            beat_in = ~self._w_zero
         else:
             beat_in = self.w_beat > beat
         return self.used2 | (self.used1 & (self.differ | beat_in))
@@ -121,26 +123,31 @@ class PingPong(wiring.Component):
             m.d.comb += done.eq(self.r_done)
         w_ready = Signal(init=1)
         m.d.comb += [self.w.ready.eq(w_ready), self.w_en.eq(self.w.valid & w_ready)]
-        wrap = self.w_en & (self.w_beat == self._beats - 1)
-        start = self.w_en & (self.w_beat == 0)
+        # Whether w_beat is its last value, and 0: registers, so that no comparison of the
+        # counter precedes the flags below.
+        w_last, w_zero = Signal(name="w_last", init=self._beats == 1), self._w_zero
+        wrap = self.w_en & w_last
+        start = self.w_en & w_zero
         more = start & ~done
         fewer = ~start & done
         used0 = ~self.used1 & ~self.used2
-        w_beat_next = Signal.like(self.w_beat)
         used2_next = Signal()
-        m.d.comb += [
-            w_beat_next.eq(Mux(self.w_en, Mux(wrap, 0, self.w_beat + 1), self.w_beat)),
-            used2_next.eq(Mux(more, ~used0, Mux(fewer, 0, self.used2))),
-        ]
-        # The writer's ready is a register too, so that the upstream block sees a flip-flop.
+        m.d.comb += used2_next.eq(Mux(more, ~used0, Mux(fewer, 0, self.used2)))
+        with m.If(self.w_en):
+            m.d.sync += [
+                self.w_beat.eq(Mux(w_last, 0, self.w_beat + 1)),
+                w_last.eq(Mux(w_last, self._beats == 1, self.w_beat == self._beats - 2)),
+                w_zero.eq(w_last),
+            ]
+        # The writer's ready is a register too, so that the upstream block sees a flip-flop:
+        # a bank is free, or the next beat is not the first of a vector.
         m.d.sync += [
-            self.w_beat.eq(w_beat_next),
             self.w_bank.eq(self.w_bank ^ wrap),
             self.r_bank.eq(self.r_bank ^ done),
             self.differ.eq(self.differ ^ wrap ^ done),
             self.used1.eq(Mux(more, used0, Mux(fewer, self.used2, self.used1))),
             self.used2.eq(used2_next),
-            w_ready.eq((w_beat_next != 0) | ~used2_next),
+            w_ready.eq(Mux(self.w_en, ~w_last, ~w_zero) | ~used2_next),
         ]
         return m
 
@@ -180,7 +187,7 @@ class PingPong(wiring.Component):
                        Mux(into, ahead, sums["dec"]))
         m.d.sync += [
             ahead.eq(Mux(go, ahead_go, Mux(into, sums["inc"], ahead))),
-            t.eq(Mux(go, Mux(last, ~final | full | (self.w_beat != 0), ahead != 1), t | x)),
+            t.eq(Mux(go, Mux(last, ~final | full | ~self._w_zero, ahead != 1), t | x)),
             x.eq(Mux(go, wrote_go, into)),
         ]
         return t | x
@@ -230,22 +237,55 @@ class CreditQueue(wiring.Component):
 
     def elaborate(self, platform):
         m = Module()
-        width = Shape.cast(self._shape).width
-        m.submodules.fifo = fifo = SyncFIFOBuffered(width=width, depth=self._depth)
-        credit = Signal(range(self._depth + 1), init=self._depth)
-        credit_next = Signal.like(credit)
-        pop = Signal()
+        width, depth = Shape.cast(self._shape).width, self._depth
+        # The FIFO: an output register (o's payload and valid) fed from a memory of depth - 1
+        # entries, as amaranth's SyncFIFOBuffered (a write reaches o two cycles later), without
+        # its full flag (the credits keep the writes within the depth) and with the memory's
+        # nonempty flag in a register computed from the next state, so that the refill of the
+        # output register is one LUT of flip-flops and the sink's ready.
+        inner = max(1, depth - 1)
+        storage = m.submodules.storage = Memory(shape=width, depth=inner, init=[])
+        w_port = storage.write_port()
+        r_port = storage.read_port(domain="sync")
+        produce = Signal(range(inner))
+        consume = Signal(range(inner))
+        level = Signal(range(inner + 1))
+        nonempty = Signal()
+        o_valid = Signal()
+        refill = Signal()
+        write = self.w.valid
         m.d.comb += [
-            fifo.w_en.eq(self.w.valid),
-            fifo.w_data.eq(self.w.payload),
-            self.o.valid.eq(fifo.r_rdy),
-            self.o.payload.eq(fifo.r_data),
-            fifo.r_en.eq(self.o.ready),
-            credit_next.eq(credit - self.take + pop),
+            refill.eq(nonempty & (~o_valid | self.o.ready)),
+            w_port.addr.eq(produce),
+            w_port.data.eq(self.w.payload),
+            w_port.en.eq(write),
+            r_port.addr.eq(consume),
+            r_port.en.eq(refill),
+            self.o.valid.eq(o_valid),
+            self.o.payload.eq(r_port.data),
         ]
+        with m.If(write):
+            m.d.sync += produce.eq(Mux(produce == inner - 1, 0, produce + 1))
+        with m.If(refill):
+            m.d.sync += consume.eq(Mux(consume == inner - 1, 0, consume + 1))
         m.d.sync += [
-            pop.eq(fifo.r_rdy & self.o.ready),
-            credit.eq(credit_next),
-            self.ok.eq(credit_next != 0),
+            level.eq(level + write - refill),
+            # Nonempty next: a write, or more than the one entry a refill takes.
+            nonempty.eq(write | (nonempty & ~(refill & (level < 2)))),
+        ]
+        with m.If(refill):
+            m.d.sync += o_valid.eq(1)
+        with m.Elif(self.o.ready):
+            m.d.sync += o_valid.eq(0)
+
+        # The credits: ok is ``credit != 0``; the next one is computed from ok, the returned
+        # credit and whether the one credit left is taken, so that ``take`` (the owner's issue)
+        # meets no adder before it.
+        credit = Signal(range(depth + 1), init=depth)
+        pop = Signal()
+        m.d.sync += [
+            pop.eq(o_valid & self.o.ready),
+            credit.eq(credit - self.take + pop),
+            self.ok.eq((self.ok | pop) & ~(self.take & ~pop & (credit == 1))),
         ]
         return m

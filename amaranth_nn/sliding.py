@@ -120,31 +120,42 @@ class SlidingWindow(PlannedBlock):
         with m.If(pos_done):
             m.d.sync += w_addr.eq(w_addr + w_step)
 
+        # The write stage's registers: each bank's enable and whether it takes the beat's next
+        # row, the beat's first row and the next one, so that a bank's write address is one
+        # select of flip-flops and its enable a flip-flop.
         w1_valid = Signal()
-        w1_addr = Signal(range(cap))
-        w1_beat = Signal(range(bpp))
         w1_pos = Signal()
         w1_sample = Signal()
         w1_data = Signal(data.ArrayLayout(unsigned(width), li))
+        addr0 = Signal(range(cap))
+        m.d.comb += addr0.eq(w_addr + in_beat * li)
+        w1_rot = Signal(max(lg, 1))
+        w1_row = Signal(range(plan.bank_depth))
+        w1_row1 = Signal.like(w1_row)
+        w1_en = [Signal(name=f"w1_en{n}") for n in range(banks)]
+        w1_next = [Signal(name=f"w1_next{n}") for n in range(banks)]
         m.d.sync += [
             w1_valid.eq(take),
-            w1_addr.eq(w_addr + in_beat * li),
-            w1_beat.eq(in_beat),
+            w1_rot.eq(addr0[:lg] if lg else 0),
+            w1_row.eq(addr0[lg:]),
+            w1_row1.eq(addr0[lg:] + 1),
             w1_pos.eq(pos_done),
             w1_sample.eq(sample_done),
             w1_data.eq(self.i.payload),
         ]
-        w_rot = w1_addr[:lg] if lg else Const(0, 1)
-        w_row = w1_addr[lg:] if lg else w1_addr
         for n, ram in enumerate(rams):
-            lane = Signal(range(banks), name=f"w_lane{n}")
-            m.d.comb += lane.eq((n - w_rot)[:lg] if lg else 0)
+            # Lane ``lane`` of the beat goes to bank n; it is one of the beat's channels.
+            lane = (n - addr0[:lg])[:lg] if lg else Const(0, 1)
+            m.d.sync += [
+                w1_en[n].eq(take & (lane < li) & (in_beat * li + lane < channels)),
+                w1_next[n].eq(Const(n, lg + 1) < addr0[:lg] if lg else 0),
+            ]
+            w_lane = (n - w1_rot)[:lg] if lg else Const(0, 1)
             lanes = [w1_data[k] for k in range(li)] + [Const(0, width)] * (banks - li)
-            channel = w1_beat * li + lane
             m.d.comb += [
-                ram.w_addr.eq(Mux(Const(n, lg + 1) < w_rot, w_row + 1, w_row)),
-                ram.w_data.eq(Array(lanes)[lane]),
-                ram.w_en.eq(w1_valid & (lane < li) & (channel < channels)),
+                ram.w_addr.eq(Mux(w1_next[n], w1_row1, w1_row)),
+                ram.w_data.eq(Array(lanes)[w_lane]),
+                ram.w_en.eq(w1_en[n]),
             ]
 
         # Positions written in the writer's sample, and its samples ahead of the reader's (-1
@@ -189,19 +200,37 @@ class SlidingWindow(PlannedBlock):
             m.d.sync += need_nx.eq(
                 Array(Const(plan.needed_row(y), need.shape()) for y in range(oh))[nn_oy]
                 + Array(Const(plan.needed_col(x), need.shape()) for x in range(ow))[nn_ox])
-        ahead_next = Signal.like(ahead)
-        m.d.comb += ahead_next.eq(ahead + (w1_valid & w1_pos & w1_sample) - out_done)
-        # wpos_next > need_next, from comparisons of registers only: wpos_next is wpos, wpos + 1
-        # or 0 (a new sample), need_next is need or the next window's.
-        written = Mux(w1_valid & w1_pos & ~w1_sample,
-                      Mux(window_done, wpos >= need_nx, wpos >= need),
-                      Mux(window_done, wpos > need_nx, wpos > need)) \
-            & ~(w1_valid & w1_pos & w1_sample)
+        # The flag is computed for both outcomes of this cycle's issue, each from registers
+        # only, and selected by whether the window is done: the writer's sample may be counted
+        # (``new_sample``), the reader's may end (``out_done``); ``wpos_next > need_next``
+        # compares registers only (wpos_next is wpos, wpos + 1 or 0, need_next is need or the
+        # next window's).
+        new_sample = Signal()
+        new_pos = Signal()
+        m.d.comb += [new_sample.eq(w1_valid & w1_pos & w1_sample),
+                     new_pos.eq(w1_valid & w1_pos & ~w1_sample)]
+        last_window = ox_last & oy_last
+        ahead_pos, ahead_zero, ahead_one, ahead_neg = ahead > 0, ahead == 0, ahead == 1, ahead < 0
+
+        def available(done):
+            """The next availability flag when the current window is done (``done``) or not."""
+            needed = need_nx if done else need
+            written = Mux(new_pos, wpos >= needed, wpos > needed) & ~new_sample
+            if done:
+                # The reader's sample ends when this is its last window.
+                later = Mux(new_sample, Mux(last_window, ahead_pos, ahead_pos | ahead_zero),
+                            Mux(last_window, ahead_pos & ~ahead_one, ahead_pos))
+                level = Mux(new_sample, Mux(last_window, ahead_zero, ahead_neg),
+                            Mux(last_window, ahead_one, ahead_zero))
+            else:
+                later = Mux(new_sample, ahead_pos | ahead_zero, ahead_pos)
+                level = Mux(new_sample, ahead_neg, ahead_zero)
+            return later | (level & written)
         with m.If(window_done):
             m.d.sync += need.eq(need_nx)
         m.d.sync += [
-            ahead.eq(ahead_next),
-            avail.eq((ahead_next > 0) | ((ahead_next == 0) & written)),
+            ahead.eq(ahead + new_sample - out_done),
+            avail.eq(Mux(window_done, available(True), available(False))),
         ]
         with m.If(window_done):
             m.d.sync += [

@@ -1,11 +1,12 @@
-"""The stream plumbing on its own: the double buffer's registered arrival flag."""
+"""The stream plumbing on its own: the double buffer's registered flags, the credit queue's FIFO."""
 
 import numpy as np
 import pytest
 from amaranth import Module, Mux, Signal, unsigned
+from amaranth.lib.fifo import SyncFIFOBuffered
 from amaranth.sim import Simulator
 
-from amaranth_nn.plumbing import PingPong
+from amaranth_nn.plumbing import CreditQueue, PingPong, delay
 
 
 @pytest.mark.parametrize("beats,groups,p_write,p_read", [
@@ -53,3 +54,48 @@ def test_registered_arrival_flag_equals_written(beats, groups, p_write, p_read):
     assert counts["mismatch"] == 0
     assert counts["issued"] > cycles // (6 * groups)  # the reader made progress
     assert counts["written"] > cycles // (6 * groups)  # and so did the writer
+
+
+@pytest.mark.parametrize("depth,lag,p_take,p_ready", [
+    (2, 1, 0.9, 0.5), (3, 1, 0.7, 0.7), (5, 3, 0.9, 0.9), (10, 6, 0.8, 0.4), (10, 6, 1.0, 1.0),
+    (4, 2, 0.5, 0.95)])
+def test_credit_queue_behaves_as_a_buffered_fifo(depth, lag, p_take, p_ready):
+    # The queue's own FIFO keeps SyncFIFOBuffered's timing (FIFO_LATENCY): the same writes and
+    # sink give the same output in every cycle as a SyncFIFOBuffered with room to spare; the
+    # credits keep the entries within the depth.
+    m = Module()
+    m.submodules.queue = queue = CreditQueue(unsigned(8), depth)
+    m.submodules.ref = ref = SyncFIFOBuffered(width=8, depth=depth + 2)
+    allow, ready, count = Signal(), Signal(), Signal(8)
+    take = Signal()
+    m.d.comb += [take.eq(allow & queue.ok), queue.take.eq(take)]
+    with m.If(take):
+        m.d.sync += count.eq(count + 1)
+    valid = delay(m, take, lag, "valid")
+    payload = delay(m, count, lag, "payload")
+    m.d.comb += [
+        queue.w.valid.eq(valid), queue.w.payload.eq(payload), queue.o.ready.eq(ready),
+        ref.w_en.eq(valid), ref.w_data.eq(payload), ref.r_en.eq(ready),
+    ]
+    rng = np.random.default_rng(depth * 100 + lag)
+    counts = {"mismatch": 0, "overflow": 0, "out": 0}
+
+    async def testbench(ctx):
+        for _ in range(600):
+            ctx.set(allow, int(rng.random() < p_take))
+            ctx.set(ready, int(rng.random() < p_ready))
+            if ctx.get(ref.level) > depth or (ctx.get(queue.w.valid) and not ctx.get(ref.w_rdy)):
+                counts["overflow"] += 1
+            o_valid = ctx.get(queue.o.valid)
+            if o_valid != ctx.get(ref.r_rdy) or (o_valid and ctx.get(queue.o.payload)
+                                                 != ctx.get(ref.r_data)):
+                counts["mismatch"] += 1
+            counts["out"] += o_valid and ctx.get(ready)
+            await ctx.tick()
+
+    sim = Simulator(m)
+    sim.add_clock(1e-6)
+    sim.add_testbench(testbench)
+    sim.run()
+    assert counts == {"mismatch": 0, "overflow": 0, "out": counts["out"]}
+    assert counts["out"] > 100
