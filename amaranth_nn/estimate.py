@@ -482,8 +482,9 @@ def block_memories(block, device):
 
 
 def _queue(plan, lanes, width):
-    """``(depth, width)`` of the memory of a block's output queue: ``SyncFIFOBuffered`` keeps
-    one entry in its output register and the rest in a memory."""
+    """``(depth, width)`` of the memory of a block's output queue: its FIFO
+    (:class:`~amaranth_nn.plumbing.CreditQueue`) keeps one entry in its output register and the
+    rest in a memory."""
     return plan.fifo_depth - 1, lanes * width
 
 

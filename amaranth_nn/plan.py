@@ -33,8 +33,9 @@ __all__ = ["MEMORY_STAGES", "FIFO_LATENCY", "CONVERTER_STAGES", "BLOCK_ROM_BITS"
 #: register, and placement can put the other next to the DSP).
 MEMORY_STAGES = 3
 
-#: Read latency of :class:`~amaranth.lib.fifo.SyncFIFOBuffered`, the output FIFO of every
-#: block: an entry written at cycle ``t`` can be transferred at cycle ``t + 2``.
+#: Read latency of the output FIFO of every block (:class:`~amaranth_nn.plumbing.CreditQueue`'s,
+#: an output register and a memory): an entry written at cycle ``t`` can be transferred at
+#: cycle ``t + 2``.
 FIFO_LATENCY = 2
 
 #: Pipeline registers of the width converter's read side: the (bank, beat) numbers, the beat's
