@@ -12,6 +12,8 @@ adding a :class:`Target` subclass here.
   :class:`~amaranth.lib.memory.Memory` (block RAM from
   :data:`~amaranth_nn.plan.BLOCK_ROM_BITS` up), with the read stages on the address but the
   last (the multipliers' input registers take the data's).
+- :class:`ICE40Target`: the generic primitives, but a one-stage LUT ROM is its logic with a
+  register after it (4-input LUTs).
 - :class:`ECP5Target`: ``MULT18X18D`` instances with their input and output registers, ROMs as
   LUT logic between registers (block RAM from :data:`ECP5_BLOCK_ROM_BITS`), and RAMs as LUT
   RAM below :data:`~amaranth_nn.plan.BLOCK_ROM_BITS`, ``DP16KD`` instances with their output
@@ -33,12 +35,13 @@ from .plan import BLOCK_ROM_BITS, MEMORY_STAGES
 from .plumbing import delay
 
 __all__ = ["ARCHES", "ECP5_BLOCK_ROM_BITS", "RAM_READ_STAGES", "RamPorts", "Target",
-           "GenericTarget", "ECP5Target", "check_arch", "resolve_target"]
+           "GenericTarget", "ICE40Target", "ECP5Target", "check_arch", "resolve_target"]
 
-#: The ``arch`` names: ``"generic"`` and ``"ecp5"`` select a target, and ``"auto"`` picks
-#: :class:`ECP5Target` for a platform whose ``family`` is ``"ecp5"`` and
-#: :class:`GenericTarget` otherwise (including simulation).
-ARCHES = ("auto", "generic", "ecp5")
+#: The ``arch`` names: ``"generic"``, ``"ecp5"`` and ``"ice40"`` select a target, and
+#: ``"auto"`` picks :class:`ECP5Target` for a platform whose ``family`` is ``"ecp5"``,
+#: :class:`ICE40Target` for one whose ``family`` is ``"iCE40"``, and :class:`GenericTarget`
+#: otherwise (including simulation).
+ARCHES = ("auto", "generic", "ecp5", "ice40")
 
 #: Signed operand width of the ECP5 multiplier block.
 ECP5_OPERAND_BITS = 18
@@ -185,6 +188,25 @@ class GenericTarget(Target):
         port = memory.read_port(domain="sync")
         m.d.comb += port.addr.eq(delay(m, addr, MEMORY_STAGES - 2, f"{name}_addr"))
         return delay(m, port.data, 1, name)
+
+
+class ICE40Target(GenericTarget):
+    """Lattice iCE40: the generic primitives, but a one-stage LUT ROM is its logic with a
+    register after it. With 4-input LUTs the generic form (an address register, then the
+    ROM's logic merged with the logic that uses the word) made the dense engine's held bias
+    word and accumulator the network's slowest path: 51.7 against 62.6 MHz for the digits
+    model at the iCEBreaker's pick (``python bench/bench_ice40.py``)."""
+
+    name = "ice40"
+
+    def read_rom(self, m, rom, addr, copy=0, stages=MEMORY_STAGES):
+        if stages > 1 or rom.block_ram:
+            return super().read_rom(m, rom, addr, copy, stages)
+        memory = Memory(shape=unsigned(rom.width), depth=rom.depth, init=rom.words)
+        m.submodules[rom.name] = memory
+        port = memory.read_port(domain="sync")
+        m.d.comb += port.addr.eq(addr)
+        return port.data
 
 
 class ECP5Target(GenericTarget):
@@ -354,5 +376,9 @@ def resolve_target(arch, platform=None):
     if isinstance(arch, Target):
         return arch
     if arch == "auto":
-        arch = "ecp5" if getattr(platform, "family", None) == "ecp5" else "generic"
-    return ECP5Target() if arch == "ecp5" else GenericTarget()
+        arch = _AUTO.get(getattr(platform, "family", None), "generic")
+    return {"ecp5": ECP5Target, "ice40": ICE40Target}.get(arch, GenericTarget)()
+
+
+#: The ``arch`` that ``"auto"`` takes by the platform's ``family``.
+_AUTO = {"ecp5": "ecp5", "iCE40": "ice40"}

@@ -5,7 +5,8 @@ The folding is the build's (:func:`amaranth_nn.estimate.fitting_target_ii` for t
 with the multipliers of the layers it moves to logic, :func:`~amaranth_nn.estimate.spill_to_logic`),
 or ``--target-ii``. yosys ``synth_ice40 -dsp`` and nextpnr-ice40 (up5k, sg48) through
 :func:`amaranth_nn.synth.ice40_fmax`, with a 50 MHz constraint, the network between registered
-pins (no board harness).
+pins (no board harness), built with the iCE40 target (``arch="ice40"``) as the board build
+builds it.
 
 Usage::
 
@@ -75,7 +76,8 @@ def main(argv=None):
           f"{folding}, II {plan.ii}, {plan.multipliers} multipliers{logic}")
     print("\n| seed | Fmax MHz | logic cells | SB_MAC16 | critical path |\n|---|---|---|---|---|")
     for seed in args.seeds:
-        network = Network(spec, plan.folding, lut_multipliers=plan.lut_multipliers)
+        network = Network(spec, plan.folding, arch="ice40",
+                          lut_multipliers=plan.lut_multipliers)
         result = synth.ice40_fmax(network, seed=seed, progress=False)
         start, end = _ends(result.critical_paths[0])
         print(f"| {seed} | {min(result.fmax.values()):.1f} | "

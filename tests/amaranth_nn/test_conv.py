@@ -171,7 +171,7 @@ def test_errors():
         ConvLayer("x")
     plan = ConvPlan(spec, 0, pe=1, simd=1, in_lanes=1)
     with pytest.raises(ValueError, match=r"^Arch must be one of 'auto', 'generic', 'ecp5', "
-                                         r"not 'xc7'$"):
+                                         r"'ice40', not 'xc7'$"):
         ConvLayer(plan, arch="xc7")
     with pytest.raises(ValueError, match=r"^Pe must be from 1 to 4 \(the out_features of layer "
                                          r"0 \('conv0'\)\), not 5$"):

@@ -134,10 +134,10 @@ def test_errors():
     with pytest.raises(TypeError, match=r"^Plan must be a DensePlan, not 'x'$"):
         DenseLayer("x")
     with pytest.raises(ValueError, match=r"^Arch must be one of 'auto', 'generic', 'ecp5', "
-                                         r"not 'xc7'$"):
+                                         r"'ice40', not 'xc7'$"):
         DenseLayer(plan, arch="xc7")
-    with pytest.raises(TypeError, match=r"^Arch must be one of 'auto', 'generic', 'ecp5' or a "
-                                        r"Target, not 3$"):
+    with pytest.raises(TypeError, match=r"^Arch must be one of 'auto', 'generic', 'ecp5', "
+                                        r"'ice40' or a Target, not 3$"):
         DenseLayer(plan, arch=3)
 
 

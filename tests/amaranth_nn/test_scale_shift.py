@@ -166,7 +166,7 @@ def test_errors():
     with pytest.raises(TypeError, match=r"^Plan must be a ScalePlan, not 'x'$"):
         ScaleShift("x")
     with pytest.raises(ValueError, match=r"^Arch must be one of 'auto', 'generic', 'ecp5', "
-                                         r"not 'xc7'$"):
+                                         r"'ice40', not 'xc7'$"):
         ScaleShift(plan, arch="xc7")
 
 
