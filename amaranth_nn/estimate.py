@@ -208,11 +208,12 @@ def _roms(layer):
 #: The depth from which yosys puts a RAM into block RAM rather than LUT RAM on xc7.
 XC7_RAM_BLOCK_DEPTH = 512
 
-#: The most bits, and the most words, of a RAM that yosys builds from flip-flops on iCE40 (an
-#: 8 x 8 input buffer, a 9 x 8 output queue); one with more of both takes SB_RAM40_4K (12 x 8,
-#: 9 x 24 and 16 x 8 measured).
+#: The most bits, and the most words, of a RAM that yosys builds from flip-flops on iCE40; one
+#: with more of both takes SB_RAM40_4K. Measured: 8 x 8 and 9 x 8 (input buffers, queues) and
+#: the output queues (``CreditQueue`` memories) of 4 x 20, 4 x 24, 3 x 32 and 2 x 64 stay in
+#: flip-flops; 12 x 8, 9 x 24, 16 x 8, 5 x 16, 6 x 16, 7 x 12 and 8 x 10 take a block RAM.
 ICE40_LOGIC_RAM_BITS = 72
-ICE40_LOGIC_RAM_DEPTH = 8
+ICE40_LOGIC_RAM_DEPTH = 4
 
 #: The most TRELLIS_DPR16X4 per ``DP16KD`` it would take in block RAM that yosys builds a RAM
 #: of 2048 bits or more from on ECP5 (a larger one goes to block RAM). Measured, yosys

@@ -112,18 +112,20 @@ def _model(name):
 
 
 def _ram_blocks(depth, width, device, bank=False):
-    """Whether yosys puts a RAM into block RAM, as measured in the conv models' builds: on
-    iCE40 (no LUT RAM) above 72 bits and 8 words (8 x 8 and 9 x 8 are flip-flops, 12 x 8 and
-    9 x 24 a block); xc7 from 512 words (256 x 8 is LUT RAM, 2048 x 8 a RAMB18); ECP5 never
-    under 2048 bits (the ECP5 target asks for LUT RAM), a line buffer ``bank`` from there,
-    another RAM from 128 words and more than 16 TRELLIS_DPR16X4 of 16 x 4."""
+    """Whether yosys puts a RAM into block RAM, as measured in the conv models' builds and on
+    single RAMs: on iCE40 (no LUT RAM) above 72 bits and 4 words (8 x 8, 9 x 8 and 4 x 24 are
+    flip-flops, 12 x 8, 9 x 24 and 5 x 16 a block); xc7 from 512 words (256 x 8 is LUT RAM,
+    2048 x 8 a RAMB18); ECP5 never under 2048 bits (the ECP5 target asks for LUT RAM), a line
+    buffer ``bank`` from there, another RAM when it takes more than 24 TRELLIS_DPR16X4 of
+    16 x 4 per DP16KD (64 x 64: 64 of them for 2 DP16KD, a block; 64 x 48: 48 for 2, LUT RAM)."""
     if device.family == "ice40":
-        return depth * width > 72 and depth > 8
+        return depth * width > 72 and depth > 4
     if device.family == "xc7":
         return depth >= 512
     if depth * width < 2048:
         return False
-    return bank or (depth >= 128 and -(-depth // 16) * -(-width // 4) > 16)
+    cells = -(-depth // 16) * -(-width // 4)
+    return bank or cells > 24 * block_rams(depth, width, device)
 
 
 def _queue_memories(plan):

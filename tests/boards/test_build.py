@@ -88,7 +88,7 @@ def _estimated(board, target_ii, kind, lut_multipliers=()):
      "{lut} LUT6 estimated, 18720 usable (90% of 20800). --target-ii 32 fits (86 DSP48E1, "
      "about {fit_lut} LUT6)."),
     (["--board", "icebreaker", "--target-ii", "16"],
-     "error: the design does not fit the ice40up5k: 170 SB_MAC16 needed, 8 available; 86 "
+     "error: the design does not fit the ice40up5k: 170 SB_MAC16 needed, 8 available; 87 "
      "SB_RAM40_4K needed, 30 available; about {lut} logic cells estimated, 4752 usable (90% "
      "of 5280). --target-ii 256 fits (8 SB_MAC16 and LUT multipliers in layers 1, 2, about "
      "{fit_lut} logic cells)."),
