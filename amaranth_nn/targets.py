@@ -130,6 +130,17 @@ class Target:
         return self._memory_ram(m, width, depth, name, None)
 
     @staticmethod
+    def _rom_read(m, rom, addr, domain, attrs=None):
+        """A read port at ``addr`` of ``rom`` as a :class:`~amaranth.lib.memory.Memory` of
+        ``m`` with ``attrs``: its data a cycle after the address (``domain="sync"``) or at
+        once (``"comb"``)."""
+        memory = Memory(shape=unsigned(rom.width), depth=rom.depth, init=rom.words, attrs=attrs)
+        m.submodules[rom.name] = memory
+        port = memory.read_port(domain=domain)
+        m.d.comb += port.addr.eq(addr)
+        return port.data
+
+    @staticmethod
     def _memory_ram(m, width, depth, name, attrs):
         """:meth:`ram` as a :class:`~amaranth.lib.memory.Memory` with ``attrs``: an
         asynchronous read between registers (block RAM takes the first as its synchronous
@@ -170,15 +181,11 @@ class GenericTarget(Target):
         is an address register and the ROM's logic, which a 6-input LUT merges with the
         logic that uses the word (the dense engine's held bias word and accumulator)."""
         attrs = {"rom_style": "block"} if rom.block_ram else None
-        memory = Memory(shape=unsigned(rom.width), depth=rom.depth, init=rom.words, attrs=attrs)
-        m.submodules[rom.name] = memory
         if stages == 1 and not rom.block_ram:
-            port = memory.read_port(domain="comb")
-            m.d.comb += port.addr.eq(delay(m, addr, 1, f"{rom.name}_addr"))
-            return port.data
-        port = memory.read_port(domain="sync")
-        m.d.comb += port.addr.eq(delay(m, addr, max(stages - 2, 0), f"{rom.name}_addr"))
-        return delay(m, port.data, min(stages - 1, 1), f"{rom.name}_data")
+            return self._rom_read(m, rom, delay(m, addr, 1, f"{rom.name}_addr"), "comb", attrs)
+        data = self._rom_read(m, rom, delay(m, addr, max(stages - 2, 0), f"{rom.name}_addr"),
+                              "sync", attrs)
+        return delay(m, data, min(stages - 1, 1), f"{rom.name}_data")
 
     def read_ram(self, m, memory, addr, name):
         """As :meth:`read_rom`: an address register, the synchronous read (a LUT RAM's read
@@ -202,11 +209,7 @@ class ICE40Target(GenericTarget):
     def read_rom(self, m, rom, addr, copy=0, stages=MEMORY_STAGES):
         if stages > 1 or rom.block_ram:
             return super().read_rom(m, rom, addr, copy, stages)
-        memory = Memory(shape=unsigned(rom.width), depth=rom.depth, init=rom.words)
-        m.submodules[rom.name] = memory
-        port = memory.read_port(domain="sync")
-        m.d.comb += port.addr.eq(addr)
-        return port.data
+        return self._rom_read(m, rom, addr, "sync")
 
 
 class ECP5Target(GenericTarget):
@@ -279,12 +282,8 @@ class ECP5Target(GenericTarget):
         initial contents, and a register after it (the block's 5.8 ns clock-to-output then
         has a cycle of its own)."""
         if rom.bits >= ECP5_BLOCK_ROM_BITS and stages > 1:
-            memory = Memory(shape=unsigned(rom.width), depth=rom.depth, init=rom.words,
-                            attrs={"ram_style": "block"})
-            m.submodules[rom.name] = memory
-            port = memory.read_port(domain="sync")
-            m.d.comb += port.addr.eq(addr)
-            return delay(m, port.data, stages - 1, f"{rom.name}_data")
+            data = self._rom_read(m, rom, addr, "sync", {"ram_style": "block"})
+            return delay(m, data, stages - 1, f"{rom.name}_data")
         if stages > 1:
             addr = delay(m, addr, 1, f"{rom.name}_addr", init=copy % (1 << len(addr)))
             stages -= 1
