@@ -27,7 +27,6 @@ smallest target II whose design fits, for the message that a design which does n
 and for the folding a board build picks.
 """
 
-import itertools
 import math
 from dataclasses import dataclass
 
@@ -125,17 +124,20 @@ def spill_to_logic(plan, device, *, harness=True):
                   and dsp_blocks(block, device) > 0
                   and max(_signed_bits(_engine(block).x_shape),
                           _signed_bits(_engine(block).w_shape)) <= NARROW_OPERAND_BITS]
-    best = None
-    for size in range(1, len(candidates) + 1):
-        for chosen in itertools.combinations(candidates, size):
-            freed = sum(dsp_blocks(block, device) for block in chosen)
-            cost = sum(_logic_cost(block) for block in chosen)
-            if need - freed <= device.dsp and (best is None or cost < best[0]):
-                best = cost, tuple(block.index for block in chosen)
-    if best is None:
+    # A 0/1 knapsack: the cheapest set of layers for each number of DSP blocks freed, counted
+    # up to the number that must go.
+    required = need - device.dsp
+    cheapest = {0: (0, ())}
+    for block in candidates:
+        freed_here, cost_here = dsp_blocks(block, device), _logic_cost(block)
+        for freed, (cost, layers) in list(cheapest.items()):
+            total = min(required, freed + freed_here)
+            if total not in cheapest or cost + cost_here < cheapest[total][0]:
+                cheapest[total] = cost + cost_here, layers + (block.index,)
+    if required not in cheapest:
         return plan
     spilled = NetworkPlan(plan.spec, plan.folding,
-                          lut_multipliers=tuple(plan.lut_multipliers) + best[1])
+                          lut_multipliers=tuple(plan.lut_multipliers) + cheapest[required][1])
     return spilled if check_fit(spilled, device, harness=harness).fits else plan
 
 
