@@ -56,6 +56,8 @@ def main(argv=None):
     parser.add_argument("--target-ii", type=int, metavar="CYCLES",
                         help="this target II instead of the build's pick")
     args = parser.parse_args(argv)
+    if args.target_ii is not None and args.target_ii < 1:
+        parser.error(f"--target-ii: {args.target_ii} is not a positive integer")
     try:
         spec, _ = cli.load_model(args.model)
         if args.target_ii is None:
