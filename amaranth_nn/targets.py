@@ -37,12 +37,6 @@ from .plumbing import delay
 __all__ = ["ARCHES", "ECP5_BLOCK_ROM_BITS", "RAM_READ_STAGES", "RamPorts", "Target",
            "GenericTarget", "ICE40Target", "ECP5Target", "check_arch", "resolve_target"]
 
-#: The ``arch`` names: ``"generic"``, ``"ecp5"`` and ``"ice40"`` select a target, and
-#: ``"auto"`` picks :class:`ECP5Target` for a platform whose ``family`` is ``"ecp5"``,
-#: :class:`ICE40Target` for one whose ``family`` is ``"iCE40"``, and :class:`GenericTarget`
-#: otherwise (including simulation).
-ARCHES = ("auto", "generic", "ecp5", "ice40")
-
 #: Signed operand width of the ECP5 multiplier block.
 ECP5_OPERAND_BITS = 18
 
@@ -350,6 +344,19 @@ class ECP5Target(GenericTarget):
         return delay(m, port.data, MEMORY_STAGES - 1, name)
 
 
+#: Every target by its ``arch`` name.
+_TARGETS = {target.name: target for target in (GenericTarget, ECP5Target, ICE40Target)}
+
+#: The ``arch`` names: ``"generic"``, ``"ecp5"`` and ``"ice40"`` select a target, and
+#: ``"auto"`` picks :class:`ECP5Target` for a platform whose ``family`` is ``"ecp5"``,
+#: :class:`ICE40Target` for one whose ``family`` is ``"iCE40"``, and :class:`GenericTarget`
+#: otherwise (including simulation).
+ARCHES = ("auto", *_TARGETS)
+
+#: The ``arch`` that ``"auto"`` takes by the platform's ``family``.
+_AUTO = {"ecp5": "ecp5", "iCE40": "ice40"}
+
+
 def check_arch(arch):
     """``arch`` if it is one of :data:`ARCHES` or a :class:`Target`.
 
@@ -376,8 +383,4 @@ def resolve_target(arch, platform=None):
         return arch
     if arch == "auto":
         arch = _AUTO.get(getattr(platform, "family", None), "generic")
-    return {"ecp5": ECP5Target, "ice40": ICE40Target}.get(arch, GenericTarget)()
-
-
-#: The ``arch`` that ``"auto"`` takes by the platform's ``family``.
-_AUTO = {"ecp5": "ecp5", "iCE40": "ice40"}
+    return _TARGETS.get(arch, GenericTarget)()
