@@ -19,7 +19,7 @@ from .lanes import ceil_div
 from .plan import FIFO_LATENCY, check_count
 from .windows import output_spatial
 
-__all__ = ["ORDERS", "WINDOW_STAGES", "WindowPlan"]
+__all__ = ["ORDERS", "ROOM_LAG", "WINDOW_STAGES", "WindowPlan"]
 
 #: The two window orders.
 ORDERS = ("window", "kernel")
@@ -28,6 +28,10 @@ ORDERS = ("window", "kernel")
 #: offsets, the lane addresses, the banks' addresses, the bank read and its copy, and the
 #: rotated, masked lanes.
 WINDOW_STAGES = 6
+
+#: Cycles from a window's last issue until the writer's room counts the reader's base past it
+#: (the base's step delayed, the step registers, the slack and the writer's ready).
+ROOM_LAG = 3
 
 
 def _axes(name, value, axes, minimum=1):
@@ -226,14 +230,74 @@ class WindowPlan:
 
     @cached_property
     def capacity(self):
-        """Elements of the circular buffer: a power of two (a multiple of :attr:`banks`) that
-        holds the span from the last window of a sample to the first of the next, plus one
-        position, so that the writer can run ahead."""
-        (height, _), (kh, kw), (sy, _), (py, _) = self.grid, self.kernel2, self.stride2, \
-            self.padding2
-        rows = height + 2 * py - (self.grid_out[0] - 1) * sy + kh
-        span = rows * self.row_stride + (kw + 1) * self.channels
-        return max(self.banks, 1 << (span - 1).bit_length())
+        """Elements of the circular buffer: the least power of two (a multiple of
+        :attr:`banks`) with which, samples streaming in back to back, every window issues as
+        early as :attr:`ii` allows (:meth:`schedule`): the writer, which waits while its next
+        position would overwrite what the reader's window still needs, never holds back a window
+        (in 1-D a few positions, not a sample; in 2-D a few rows)."""
+        (_, ow), (sy, sx), c = self.grid_out, self.stride2, self.channels
+        # The least capacity without a deadlock: each window's span, plus a position.
+        least = max(self._address(self.needed(oy, ox)) + 2 * c
+                    - (oy * sy * self.row_stride + ox * sx * c)
+                    for oy in range(self.grid_out[0]) for ox in range(ow))
+        capacity = max(self.banks, 1 << (least - 1).bit_length())
+        while not self._keeps_pace(capacity):
+            capacity *= 2
+        return capacity
+
+    def _address(self, position):
+        """Padded address of raster position ``position``, counted on into the next samples."""
+        sample, index = divmod(position, self.positions_in)
+        iy, ix = divmod(index, self.grid[1])
+        py, px = self.padding2
+        return sample * self.sample_stride + (iy + py) * self.row_stride + (ix + px) * self.channels
+
+    def schedule(self, capacity, samples):
+        """Start cycles of the input positions and issue cycles of the windows of ``samples``
+        samples streaming in back to back (a source valid on every cycle, a sink always
+        ready), with a line buffer of ``capacity`` elements.
+
+        Position ``p`` starts at ``s_p = max(s_(p-1) + bpp, l_(m-1) + ROOM_LAG)``, where ``m``
+        is the first window whose base leaves room for it (``base >= address(p) + C -
+        capacity``); window ``w`` issues at ``i_w = max(i_(w-1) + bpw, s_(p_w) + bpp - 1 +
+        issue_delay)`` (``p_w`` its last needed position) and leaves at ``l_w = i_w + bpw -
+        1``. Returns ``(starts, issues)``.
+        """
+        (oh, ow), (sy, sx), c, r = self.grid_out, self.stride2, self.channels, self.row_stride
+        bpp, bpw, count = self.beats_per_position, self.beats_per_window, oh * ow
+        needed = [s * self.positions_in + self.needed(oy, ox) for s in range(samples)
+                  for oy in range(oh) for ox in range(ow)]
+        bases = [s * self.sample_stride + oy * sy * r + ox * sx * c for s in range(samples)
+                 for oy in range(oh) for ox in range(ow)]
+        starts, issues, leaves, w, m = [], [], [], 0, 0
+        for p in range(samples * self.positions_in):
+            start = starts[-1] + bpp if starts else 0
+            # The first window whose base leaves room for position p (later for a later p).
+            floor = self._address(p) + c - capacity
+            while m < len(bases) and bases[m] < floor:
+                m += 1
+            if m > 0:
+                if m - 1 >= len(leaves):
+                    return None  # the writer waits for a window that waits for it
+                start = max(start, leaves[m - 1] + ROOM_LAG)
+            starts.append(start)
+            while w < samples * count and needed[w] <= p:
+                issue = starts[p] + bpp - 1 + self.issue_delay
+                issue = max(issues[-1] + bpw, issue) if issues else issue
+                issues.append(issue)
+                leaves.append(issue + bpw - 1)
+                w += 1
+        return starts, issues
+
+    def _keeps_pace(self, capacity):
+        """Whether, over enough back-to-back samples to wrap the buffer twice, every window
+        issues when it would with an unbounded buffer."""
+        samples = 2 * capacity // self.sample_stride + 3
+        unbounded = self.schedule(1 << 62, samples)
+        bounded = self.schedule(capacity, samples)
+        if bounded is None:
+            return False
+        return bounded[1] == unbounded[1]
 
     @property
     def bank_depth(self):

@@ -197,24 +197,23 @@ def test_conv_models_exact_counts(name, device):
 
 def test_conv_model_block_ram_by_hand():
     """The MNIST-1D model at its default folding, worked out by hand: six window generators of
-    8, 1, 8, 8, 8 and 2 banks of 16, 2048, 128, 128, 64 and 256 words of 8 bits. On xc7 only
-    the 2048-word bank is block RAM (one RAMB18, half a RAMB36), with conv2's two 64 x 48
-    weight ROMs (3072 bits, one RAMB18 each as 512 x 36... rounded to RAMB36 units: 1 each)
-    and the dense layer's 400 x 16 weight ROM (one RAMB18): 3 RAMB36 in all, as yosys counts
-    (``python -m amaranth_nn.build --board arty_a7 --model mnist1d``: 2 RAMB18E1 and 2
-    RAMB36E1)."""
+    8, 1, 8, 8, 8 and 2 banks of 2, 128, 32, 16, 16 and 64 words of 8 bits (a 1-D line buffer
+    holds a few positions). On xc7 no bank is block RAM (LUT RAM below 256 words); conv2's two
+    64 x 48 weight ROMs take a RAMB36 each and the dense layer's 400 x 16 weight ROM a RAMB18:
+    2.5 RAMB36 in all (``python -m amaranth_nn.build --board arty_a7 --model mnist1d``: 1
+    RAMB18E1 and 2 RAMB36E1)."""
     plan = plan_network(_model("mnist1d"))
     shapes = [(b.window.banks, b.window.line_buffer_shape) for b in plan.layers
               if hasattr(b, "window")]
-    assert shapes == [(8, (16, 8)), (1, (2048, 8)), (8, (128, 8)), (8, (128, 8)),
-                      (8, (64, 8)), (2, (256, 8))]
-    assert estimate(plan, XC7).bram == 0.5 + 2 * 1 + 0.5
-    # ECP5: the 2048- and the two 256-word banks, one DP16KD each; the dense layer's 128 x 14
-    # input buffer is LUT RAM (the ULX3S build: 3 DP16KD).
-    assert estimate(plan, ECP5).bram == 1 + 2
-    # iCE40: every bank a 4-kbit block: 8 x 1 (16 x 8), 4 (2048 x 8), 8, 8, 8 and 2 x 1.
-    banks = sum(n * block_rams(d, w, ICE40) for n, (d, w) in shapes)
-    assert banks == 8 + 4 + 8 + 8 + 8 + 2
+    assert shapes == [(8, (2, 8)), (1, (128, 8)), (8, (32, 8)), (8, (16, 8)), (8, (16, 8)),
+                      (2, (64, 8))]
+    assert estimate(plan, XC7).bram == 2 * 1 + 0.5
+    # ECP5: every bank under 2048 bits is LUT RAM, and so is the dense layer's 128 x 14 input
+    # buffer.
+    assert estimate(plan, ECP5).bram == 0
+    # iCE40: a bank of more than 72 bits is a 4-kbit block: 0 (2 x 8), 1, 8, 8, 8 and 2 x 1.
+    banks = sum(n * block_rams(d, w, ICE40) for n, (d, w) in shapes if d * w > 72)
+    assert banks == 1 + 8 + 8 + 8 + 2
 
 
 def test_estimate_of_every_block_kind():
@@ -267,14 +266,14 @@ def test_conv_model_that_does_not_fit():
 
 
 def test_conv_models_on_the_ice40up5k():
-    """The MNIST-1D model's most folded design (4 multipliers, 27 block RAMs: 24 and one for
-    each reducer's partials) needs more logic cells than the iCE40UP5K has, so the fit check
+    """The MNIST-1D model's most folded design (4 multipliers, 22 block RAMs as in its board
+    build: 5553 logic cells there) needs more logic cells than the iCE40UP5K has, so the fit check
     points nowhere; the 8x8 digits conv model fits (its most folded design: 4482 cells in a
     board build), and the fit check finds a folding."""
     spec = _model("mnist1d")
     plan = NetworkPlan(spec, most_folded(spec))
     check = check_fit(plan, ICE40)
-    assert (plan.multipliers, check.estimate.dsp, check.estimate.bram) == (4, 4, 27)
+    assert (plan.multipliers, check.estimate.dsp, check.estimate.bram) == (4, 4, 22)
     assert check.over == ["LUT"] and check.estimate.lut > ICE40.lut
     assert fitting_target_ii(spec, ICE40) is None
     assert check.message().endswith(". No folding of this model fits this device.")
