@@ -12,7 +12,7 @@ from amaranth.lib.memory import Memory
 
 from .block import PlannedBlock
 from .plan import MEMORY_STAGES, DensePlan
-from .plumbing import CreditQueue, PingPong, delay
+from .plumbing import PingPong, delay
 from .targets import resolve_target
 
 __all__ = ["DenseLayer"]
@@ -89,7 +89,7 @@ class DenseLayer(PlannedBlock):
         # Sequencer: one (group, beat) per cycle, when the beat has arrived and, at the start of
         # a group, the output queue has a free slot reserved for the group's result. Its flags
         # are registers, computed from the next state.
-        m.submodules.queue = queue = CreditQueue(self.o.payload.shape(), plan.fifo_depth)
+        m.submodules.queue = queue = target.queue(self.o.payload.shape(), plan.fifo_depth)
         wiring.connect(m, queue.o, wiring.flipped(self.o))
         beat = Signal(range(beats))
         group = Signal(range(groups))

@@ -37,7 +37,7 @@ from .network_plan import NetworkPlan
 from .plan import BLOCK_ROM_BITS, DensePlan
 from .pool_plan import PoolPlan, ReducerPlan
 from .scale_plan import ScalePlan
-from .targets import ECP5_BLOCK_ROM_BITS
+from .targets import ECP5_BLOCK_ROM_BITS, ice40_queue_in_block_ram
 from .window_plan import WindowPlan
 
 __all__ = ["Resources", "FitCheck", "DoesNotFit", "layer_features", "window_features",
@@ -283,7 +283,10 @@ def window_features(window, device):
         "one": 1,
         "ram": (banks * _lut_ram_luts(depth, width, device)
                 + _lut_ram_luts(window.fifo_depth, lanes, device)),
-        "queue": window.register_bits,
+        # On iCE40 the queue's flip-flops, unless its memory is block RAM.
+        "queue": (0 if device.family == "ice40"
+                  and ice40_queue_in_block_ram(window.fifo_depth - 1, lanes)
+                  else window.register_bits),
         "read": window.banks * (window.out_lanes * width + window.banks * row_bits),
         "write": window.banks * window.in_lanes * width,
         "table": window.beats_per_window * window.out_lanes * addr_bits,
@@ -480,8 +483,17 @@ def block_memories(block, device):
         memories += [(rom.depth, rom.width) for rom in block.roms
                      if _in_block_ram(rom.depth, rom.width, device)]
     memories += [(depth, width) for depth, width in _queues(block)
-                 if _ram_in_block_ram(depth, width, device)]
+                 if _queue_in_block_ram(depth, width, device)]
     return memories
+
+
+def _queue_in_block_ram(depth, width, device):
+    """Whether a block's output queue memory is block RAM on ``device``: on iCE40 the target
+    asks for it (:func:`~amaranth_nn.targets.ice40_queue_in_block_ram`), elsewhere the
+    synthesis tool chooses (:func:`_ram_in_block_ram`)."""
+    if device.family == "ice40":
+        return ice40_queue_in_block_ram(depth, width)
+    return _ram_in_block_ram(depth, width, device)
 
 
 def _queue(plan, lanes, width):

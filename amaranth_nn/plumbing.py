@@ -209,6 +209,9 @@ class CreditQueue(wiring.Component):
         Payload of the streams.
     depth : int
         FIFO entries.
+    attrs : dict, optional
+        Attributes of the FIFO's memory (of ``depth - 1`` words; the target's choice of RAM,
+        :meth:`~amaranth_nn.targets.Target.queue`).
 
     Members
     -------
@@ -222,8 +225,8 @@ class CreditQueue(wiring.Component):
         To the sink.
     """
 
-    def __init__(self, shape, depth):
-        self._shape, self._depth = shape, depth
+    def __init__(self, shape, depth, *, attrs=None):
+        self._shape, self._depth, self._attrs = shape, depth, attrs
         super().__init__({
             "take": In(1),
             "ok": Out(1, init=1),
@@ -244,7 +247,8 @@ class CreditQueue(wiring.Component):
         # nonempty flag in a register computed from the next state, so that the refill of the
         # output register is one LUT of flip-flops and the sink's ready.
         inner = max(1, depth - 1)
-        storage = m.submodules.storage = Memory(shape=width, depth=inner, init=[])
+        storage = m.submodules.storage = Memory(shape=width, depth=inner, init=[],
+                                                attrs=self._attrs)
         w_port = storage.write_port()
         r_port = storage.read_port(domain="sync")
         produce = Signal(range(inner))

@@ -11,7 +11,7 @@ from amaranth.hdl import Cat, Module, Mux, Signal, signed
 from amaranth.lib import wiring
 
 from .block import PlannedBlock
-from .plumbing import CreditQueue, delay
+from .plumbing import delay
 from .pool_plan import PoolPlan, ReducerPlan
 from .sliding import SlidingWindow, offset_binary
 from .targets import RAM_READ_STAGES, resolve_target
@@ -70,7 +70,8 @@ class PoolReducer(PlannedBlock):
         width, shift = plan.width, plan.shift
 
         # Where the next beat sits in its window: its group and kernel position, as flags.
-        m.submodules.queue = queue = CreditQueue(self.o.payload.shape(), plan.fifo_depth)
+        m.submodules.queue = queue = resolve_target(self._arch, platform).queue(
+            self.o.payload.shape(), plan.fifo_depth)
         wiring.connect(m, queue.o, wiring.flipped(self.o))
         group_last = Signal(init=groups == 1)
         k_first = Signal(init=1)

@@ -10,7 +10,7 @@ from amaranth.lib import wiring
 
 from .block import PlannedBlock
 from .plan import MEMORY_STAGES
-from .plumbing import CreditQueue, delay
+from .plumbing import delay
 from .scale_plan import ScalePlan
 from .targets import resolve_target
 
@@ -64,7 +64,7 @@ class ScaleShift(PlannedBlock):
         x_shape, w_shape = plan.x_shape, plan.w_shape
 
         # Take a beat whenever the output queue has a credit for its result.
-        m.submodules.queue = queue = CreditQueue(self.o.payload.shape(), plan.fifo_depth)
+        m.submodules.queue = queue = target.queue(self.o.payload.shape(), plan.fifo_depth)
         wiring.connect(m, queue.o, wiring.flipped(self.o))
         go = Signal()
         m.d.comb += [self.i.ready.eq(queue.ok), go.eq(self.i.valid & queue.ok),

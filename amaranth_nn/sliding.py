@@ -18,7 +18,7 @@ from amaranth.hdl import Array, Cat, Const, Module, Mux, Signal, Value, signed, 
 from amaranth.lib import data, wiring
 
 from .block import PlannedBlock
-from .plumbing import CreditQueue, delay
+from .plumbing import delay
 from .targets import RAM_READ_STAGES, resolve_target
 from .window_plan import WindowPlan
 
@@ -165,7 +165,7 @@ class SlidingWindow(PlannedBlock):
             m.d.sync += wpos.eq(Mux(w1_sample, 0, wpos + 1))
 
         # Reader: one window beat per cycle while its data is in and the queue has room.
-        m.submodules.queue = queue = CreditQueue(self.o.payload.shape(), plan.fifo_depth)
+        m.submodules.queue = queue = target.queue(self.o.payload.shape(), plan.fifo_depth)
         wiring.connect(m, queue.o, wiring.flipped(self.o))
         # The current window is described by registers (its table entries, whether it is the
         # last of its row and of its sample, its base and the step to the next base); the
@@ -246,9 +246,7 @@ class SlidingWindow(PlannedBlock):
         # slack ``cap - channels - (position - base)``. The steps of the previous cycle are
         # applied from registers (the reader's READ_LAG cycles later still, when the reads of
         # its window are made, which only holds the writer back). The writer's ready, a
-        # register, takes a step of this cycle into account: it compares the slack with the
-        # registered steps plus each of the writer's possible steps, so that no adder precedes
-        # a comparison.
+        # register, takes a step of this cycle into account: ``slack - delta >= step``.
         read_step = delay(m, Mux(window_done, step, 0), READ_LAG, "read_step")
         delta_shape = signed(max(w_step.shape().width, step.shape().width) + 2)
 
@@ -261,18 +259,26 @@ class SlidingWindow(PlannedBlock):
             return value
 
         delta = stepped(0)
-        deltas = [stepped(extra) for extra in (p_step, r_step, s_step)]
         slack = Signal(signed(span.bit_length() + 2), init=cap - channels - plan.first_address)
 
-        def fits(steps):
-            """``slack >= steps``, both signed, as one unsigned comparison."""
-            width = max(len(slack), len(steps))
-            return offset_binary(slack, width) >= offset_binary(steps, width)
-        m.d.sync += [
-            slack.eq(slack - delta),
-            w_ready.eq(Mux(pos_done, Mux(ix_last, Mux(iy_last, fits(deltas[2]), fits(deltas[1])),
-                                         fits(deltas[0])), fits(delta))),
-        ]
+        def fits(steps, value=slack):
+            """``value >= steps``, both signed, as one unsigned comparison."""
+            width = max(len(value), len(steps))
+            return offset_binary(value, width) >= offset_binary(steps, width)
+        m.d.sync += slack.eq(slack - delta)
+        if target.precomputed_flags:
+            # The registered steps plus each of the writer's possible steps, so that no adder
+            # precedes a comparison.
+            deltas = [stepped(extra) for extra in (p_step, r_step, s_step)]
+            m.d.sync += w_ready.eq(
+                Mux(pos_done, Mux(ix_last, Mux(iy_last, fits(deltas[2]), fits(deltas[1])),
+                                  fits(deltas[0])), fits(delta)))
+        else:
+            # The same flag from the next slack: a subtraction, then one comparison.
+            slack_next = Signal.like(slack)
+            moving = Signal(delta_shape)
+            m.d.comb += [slack_next.eq(slack - delta), moving.eq(Mux(pos_done, w_step, 0))]
+            m.d.sync += w_ready.eq(fits(moving, slack_next))
 
         # Stage 1: each lane's offset and mask, from the beat's table, and the window's base.
         offsets = [[plan.offset(b, j) for j in range(lo)] for b in range(bpw)]

@@ -27,15 +27,16 @@ target for a platform.
 
 from dataclasses import dataclass
 
-from amaranth.hdl import ClockSignal, Const, Instance, Mux, Signal, Value, signed, unsigned
+from amaranth.hdl import ClockSignal, Const, Instance, Mux, Shape, Signal, Value, signed, unsigned
 from amaranth.lib.memory import Memory
 
 from .lut_multiplier import lut_products
 from .plan import BLOCK_ROM_BITS, MEMORY_STAGES
-from .plumbing import delay
+from .plumbing import CreditQueue, delay
 
-__all__ = ["ARCHES", "ECP5_BLOCK_ROM_BITS", "RAM_READ_STAGES", "RamPorts", "Target",
-           "GenericTarget", "ICE40Target", "ECP5Target", "check_arch", "resolve_target"]
+__all__ = ["ARCHES", "ECP5_BLOCK_ROM_BITS", "ICE40_QUEUE_BLOCK_BITS", "RAM_READ_STAGES",
+           "RamPorts", "Target", "GenericTarget", "ICE40Target", "ECP5Target", "check_arch",
+           "ice40_queue_in_block_ram", "resolve_target"]
 
 #: Signed operand width of the ECP5 multiplier block.
 ECP5_OPERAND_BITS = 18
@@ -49,6 +50,19 @@ RAM_READ_STAGES = 2
 #: where a ``DP16KD`` holds 18 kbit; every ROM of the embedded models at any folding is at most
 #: 16 kbit, and stays in LUTs (their 200 MHz timing).
 ECP5_BLOCK_ROM_BITS = 32768
+
+#: On iCE40, which has no LUT RAM, an output queue's memory of at least this many bits (and more
+#: than 4 words) is block RAM, where yosys would build up to 72 bits from flip-flops: a window
+#: generator's 9 x 8 bits at one lane, with its read register, is 80 flip-flops and 68 LUT4,
+#: or one SB_RAM40_4K with 22 flip-flops and 13 LUT4 (yosys ``synth_ice40`` of the memory alone).
+ICE40_QUEUE_BLOCK_BITS = 64
+
+
+def ice40_queue_in_block_ram(depth, width):
+    """Whether an output queue's memory of ``depth`` x ``width`` is block RAM on iCE40
+    (:data:`ICE40_QUEUE_BLOCK_BITS`)."""
+    return depth > 4 and depth * width >= ICE40_QUEUE_BLOCK_BITS
+
 
 #: ``(words, data bits)`` of the ECP5 ``DP16KD`` block RAM's port widths, deepest first.
 DP16KD_SHAPES = ((16384, 1), (8192, 2), (4096, 4), (2048, 9), (1024, 18))
@@ -72,6 +86,11 @@ class Target:
 
     #: The ``arch`` name of the target.
     name = None
+
+    #: Whether a flag that a cycle's events decide through an adder is computed for each
+    #: outcome from registers (fast, the ECP5's 200 MHz), or as the adder then a comparison
+    #: (fewer cells, the iCE40's choice; the same cycles either way).
+    precomputed_flags = True
 
     def multiply(self, m, plan, xs, ws, name="mult"):
         """``products[p][k] = xs[k] * ws[p][k]``, in registers two cycles later: from logic
@@ -122,6 +141,17 @@ class Target:
         """A RAM of ``depth`` words of ``width`` bits with one write and one read port, in
         ``m``; returns its :class:`RamPorts`, to be driven and read by the caller."""
         return self._memory_ram(m, width, depth, name, None)
+
+    def queue(self, shape, depth):
+        """A :class:`~amaranth_nn.plumbing.CreditQueue` of ``depth`` entries of ``shape``,
+        its memory where the target keeps queues (:meth:`queue_attrs`)."""
+        return CreditQueue(shape, depth,
+                           attrs=self.queue_attrs(max(1, depth - 1), Shape.cast(shape).width))
+
+    def queue_attrs(self, depth, width):
+        """Attributes of a queue's memory of ``depth`` x ``width``: none, for the synthesis
+        tool to choose."""
+        return None
 
     @staticmethod
     def _rom_read(m, rom, addr, domain, attrs=None):
@@ -199,6 +229,11 @@ class ICE40Target(GenericTarget):
     model at the iCEBreaker's pick (``python bench/bench_ice40.py``)."""
 
     name = "ice40"
+    precomputed_flags = False
+
+    def queue_attrs(self, depth, width):
+        """Block RAM for a queue memory of :data:`ICE40_QUEUE_BLOCK_BITS` or more."""
+        return {"ram_style": "block"} if ice40_queue_in_block_ram(depth, width) else None
 
     def read_rom(self, m, rom, addr, copy=0, stages=MEMORY_STAGES):
         if stages > 1 or rom.block_ram:

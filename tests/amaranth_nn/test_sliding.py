@@ -72,6 +72,17 @@ def test_random_windows_bit_exact(plan, batch, seed, stalls):
             [t - t0 for t in run.out_cycles]
 
 
+@settings(max_examples=25, deadline=None)
+@given(plan=window_plans(), seed=st.integers(0, 2**16))
+def test_ice40_windows_take_the_same_cycles(plan, seed):
+    """The iCE40 target's generator (the writer's room from the next slack instead of
+    precomputed flags, the output queue's memory in block RAM from 64 bits): the same beats
+    at the same cycles as the generic one's, with stalls on both sides."""
+    generic = run_windows(plan, 2, stalls=(0.3, 0.3), seed=seed)
+    ice40 = run_windows(plan, 2, stalls=(0.3, 0.3), seed=seed, arch="ice40")
+    assert (ice40.in_cycles, ice40.out_cycles) == (generic.in_cycles, generic.out_cycles)
+
+
 @settings(max_examples=40, deadline=None)
 @given(plan=window_plans())
 def test_random_steady_state_ii(plan):
