@@ -111,10 +111,15 @@ class _Queue(wiring.Component):
             m.d.sync += produce.eq(produce + 1)
         with m.If(do_read):
             m.d.sync += consume.eq(consume + 1)
+        # full and empty follow from the level's flags, a LUT after do_write and do_read.
+        one_short = Signal()  # level == depth - 1
+        one_in = Signal()  # level == 1
         with m.If(do_write & ~do_read):
-            m.d.sync += [level.eq(level + 1), empty.eq(0), full.eq(level == depth - 1)]
+            m.d.sync += [level.eq(level + 1), empty.eq(0), full.eq(one_short),
+                         one_short.eq(level == depth - 2), one_in.eq(level == 0)]
         with m.If(do_read & ~do_write):
-            m.d.sync += [level.eq(level - 1), full.eq(0), empty.eq(level == 1)]
+            m.d.sync += [level.eq(level - 1), full.eq(0), empty.eq(one_in),
+                         one_short.eq(level == depth), one_in.eq(level == 2)]
         return m
 
 
@@ -331,8 +336,9 @@ class Harness(wiring.Component):
         pending = Signal()  # the counter is being written
         pending_index = Signal(range(n_counters))
         counted = reply_rd.data
-        memory_busy = Signal()  # the counters own the memory's write port this cycle
-        m.d.comb += memory_busy.eq(pending | clearing_active)
+        memory_busy = Signal(init=1)  # the counters own the memory's write port this cycle
+        # (a register: pending or clearing_active in this cycle, from their next values)
+        m.d.sync += memory_busy.eq(seen_any | clearing_active & (clearing != n_counters - 1))
         m.d.sync += [seen.eq(Cat(events.values())), pending.eq(seen_any),
                      pending_index.eq(seen_index)]
         # seen is one-hot or zero: each bit of its index is an OR of its bits.
@@ -416,20 +422,19 @@ class Harness(wiring.Component):
         arg_byte = Signal(range(proto.ARGMAX_BYTES))
         element_done = o_byte == out_bytes - 1
         beat_done = element_done & (o_lane == pe - 1)
-        result_full = Signal()
+        result_full = Signal()  # the collector's third state, FULL: the RESULT is being sent
         result_done = Signal()  # the RESULT reply's last byte was taken
 
         def write_result(byte):
             m.d.comb += [reply_wr.addr.eq(o_addr), reply_wr.data.eq(byte), reply_wr.en.eq(1)]
             m.d.sync += o_addr.eq(o_addr + 1)
 
-        # The collector's state, one-hot: COLLECT, ARGMAX (the argmax class is written), FULL
-        # (the RESULT is being sent).
+        # The collector's state, one-hot: COLLECT, ARGMAX (the argmax class is written),
+        # result_full (FULL: the RESULT is being sent).
         c_collect = Signal(init=1)
         c_argmax = Signal()
         take = Signal()  # COLLECT: a byte of the held beat is handled
-        m.d.comb += [take.eq(c_collect & beat_full & ~memory_busy),
-                     result_full.eq(~c_collect & ~c_argmax)]
+        m.d.comb += take.eq(c_collect & beat_full & ~memory_busy)
         with m.If(take):
             with m.If(~o_pad):  # the last beat's lanes past the end are padding
                 write_result(extended.word_select(o_byte, 8))
@@ -454,10 +459,11 @@ class Harness(wiring.Component):
             write_result(argmax_bytes.word_select(arg_byte, 8))
             m.d.sync += arg_byte.eq(arg_byte + 1)
             with m.If(arg_byte == proto.ARGMAX_BYTES - 1):
-                m.d.sync += [o_addr.eq(n_counters), arg_byte.eq(0), c_argmax.eq(0)]
+                m.d.sync += [o_addr.eq(n_counters), arg_byte.eq(0), c_argmax.eq(0),
+                             result_full.eq(1)]
         with m.If(result_done):
             m.d.sync += [self.last_class.eq(best_index), best.eq(0), best_index.eq(0),
-                         c_collect.eq(1)]
+                         c_collect.eq(1), result_full.eq(0)]
 
         # ---- Reply transmitter --------------------------------------------------------------
         # A reply is named by a code: 0 a RESULT, a NAK's error code, or one past them for the
@@ -480,7 +486,7 @@ class Harness(wiring.Component):
         # (the payload byte from the reply memory's word): a character is 10 bit times, so it
         # has long settled when the UART takes the next byte. In IDLE it is SYNC, the first
         # byte of every reply.
-        tx_byte = Signal(8)
+        tx_byte = Signal(8, init=proto.SYNC)
         tx_type = Signal(8)
         tx_len = Signal(16)
         at_last = Signal()  # the payload byte at tx_pos is the last one
@@ -522,21 +528,38 @@ class Harness(wiring.Component):
         with m.If(tx_idle):
             with m.If(result_full):
                 m.d.sync += [tx_code.eq(code_of[proto.RESULT]), tx_tag.eq(tags.r_data),
-                             tx_addr.eq(n_counters), tx_result.eq(1),
+                             tx_result.eq(1),
                              tx_idle.eq(0), tx_header.eq(1)]
             with m.Elif(ctl.r_rdy):
                 m.d.comb += ctl.r_en.eq(1)
                 m.d.sync += [tx_code.eq(ctl_code), tx_tag.eq(ctl_tag),
-                             tx_addr.eq(Mux(ctl_code == code_of[proto.INFO_REPLY],
-                                            info_base, 0)),
                              tx_result.eq(0), tx_idle.eq(0), tx_header.eq(1)]
-            m.d.sync += [tx_pos.eq(0), tx_crc.eq(proto.CRC_INIT), tx_byte.eq(proto.SYNC)]
+            m.d.sync += [tx_pos.eq(0), tx_crc.eq(proto.CRC_INIT)]
+        # The byte of the state when it is not a payload word's (SYNC in IDLE, the header byte
+        # at tx_pos, a NAK's code, the CRC), a register of its own; and whether the payload
+        # byte is the high or low byte of the word read, registered flags. tx_byte follows them
+        # a cycle later (but not while the word read is the counter's): two cycles behind the
+        # state, which stands for a character.
+        header_value = Signal(8)
+        other_byte = Signal(8, init=proto.SYNC)
+        use_word = Signal()
+        use_high = Signal()
+        with m.Switch(tx_pos):
+            for index, value in enumerate([Const(proto.SYNC, 8), tx_type, tx_tag,
+                                           tx_len[:8], tx_len[8:]]):
+                with m.Case(index):
+                    m.d.comb += header_value.eq(value)
+        m.d.sync += [other_byte.eq(Mux(tx_header, header_value, Mux(
+                         tx_payload, tx_code, Mux(tx_crc_hi, tx_crc[8:], Mux(
+                             tx_crc_lo, tx_crc[:8], proto.SYNC))))),
+                     use_word.eq(tx_payload & ~tx_nak),
+                     use_high.eq(tx_status & tx_pos[0])]
+        with m.If(~(tx_payload & pending)):  # when pending, the word read is the counter
+            m.d.sync += tx_byte.eq(Mux(use_word, Mux(use_high, reply_rd.data[8:],
+                                                     reply_rd.data[:8]), other_byte))
         with m.If(tx_header):
-            with m.Switch(tx_pos):
-                for index, value in enumerate([Const(proto.SYNC, 8), tx_type, tx_tag,
-                                               tx_len[:8], tx_len[8:]]):
-                    with m.Case(index):
-                        m.d.sync += tx_byte.eq(value)
+            m.d.sync += [tx_addr.eq(Mux(tx_result, n_counters,
+                                        Mux(tx_code == code_of[proto.INFO_REPLY], info_base, 0)))]
             with m.If(sent):
                 with m.If(tx_pos != 0):
                     m.d.sync += [crc_byte.eq(tx_byte), crc_step.eq(1)]
@@ -544,20 +567,16 @@ class Harness(wiring.Component):
                     m.d.sync += [tx_pos.eq(0), tx_header.eq(0), tx_payload.eq(1)]
                 with m.Else():
                     m.d.sync += tx_pos.eq(tx_pos + 1)
-        with m.If(tx_payload & ~pending):  # when pending, the word read is the counter
-            m.d.sync += tx_byte.eq(Mux(tx_nak, tx_code, Mux(
-                tx_status & tx_pos[0], reply_rd.data[8:], reply_rd.data[:8])))
+        with m.If(tx_payload):
             with m.If(sent):
                 m.d.sync += [crc_byte.eq(tx_byte), crc_step.eq(1), tx_pos.eq(tx_pos + 1),
                              tx_addr.eq(tx_addr + (~tx_status | tx_pos[0]))]
                 with m.If(tx_last):
                     m.d.sync += [tx_payload.eq(0), tx_crc_hi.eq(1)]
         with m.If(tx_crc_hi):
-            m.d.sync += tx_byte.eq(tx_crc[8:])
             with m.If(sent):
                 m.d.sync += [tx_crc_hi.eq(0), tx_crc_lo.eq(1)]
         with m.If(tx_crc_lo):
-            m.d.sync += tx_byte.eq(tx_crc[:8])
             with m.If(sent):
                 m.d.sync += [tx_crc_lo.eq(0), tx_idle.eq(1)]
 
@@ -597,18 +616,20 @@ class Harness(wiring.Component):
         # cycle before its registered copy; a NAK for a timeout enters it at once (decided on
         # registers alone, it keeps its time to the cycle).
         queued = Signal()
-        queued_entry = Signal(8 + _CODE_BITS)
+        queued_code = Signal(_CODE_BITS)
         held = Signal()
         held_entry = Signal(8 + _CODE_BITS)
         accepted = Signal()  # an INFER is accepted: its tag enters the tag queue
-        m.d.sync += [held.eq(queued), held_entry.eq(queued_entry), tags.w_en.eq(accepted)]
+        # (The tag is rx_tag's, which a reply leaves unchanged.)
+        m.d.sync += [held.eq(queued), held_entry.eq(Cat(rx_tag, queued_code)),
+                     tags.w_en.eq(accepted)]
         nak_timeout = Signal()
         m.d.comb += [ctl.w_en.eq(held | nak_timeout),
                      ctl.w_data.eq(Mux(held, held_entry, Cat(rx_tag, Const(
                          proto.ERRORS["timeout"], _CODE_BITS))))]
 
         def reply(code):
-            m.d.comb += [queued.eq(1), queued_entry.eq(Cat(rx_tag, Const(code, _CODE_BITS)))]
+            m.d.comb += [queued.eq(1), queued_code.eq(code)]
 
         def nak(name):
             reply(proto.ERRORS[name])
@@ -641,16 +662,15 @@ class Harness(wiring.Component):
         with m.If(rx_state["HUNT"]):
             with m.If(got):
                 with m.If(is_sync):
-                    m.d.sync += [rx_crc.eq(proto.CRC_INIT), rx_tag.eq(0)]
+                    m.d.sync += rx_tag.eq(0)
                     goto("HUNT", "TYPE")
                 with m.Else():
                     m.d.comb += events["garbage_bytes"].eq(1)
         with m.If(rx_state["TYPE"]):
             with m.If(got):
-                m.d.sync += [rx_kind.eq(type_flags), rx_crc.eq(crc16_next(rx_crc, byte))]
+                m.d.sync += rx_kind.eq(type_flags)
                 with m.If(is_sync):
                     m.d.comb += events["garbage_bytes"].eq(1)  # the earlier SYNC was stray
-                    m.d.sync += rx_crc.eq(proto.CRC_INIT)
                 with m.Elif(type_flags.any()):
                     goto("TYPE", "TAG")
                 with m.Else():
@@ -660,19 +680,19 @@ class Harness(wiring.Component):
                 goto("TYPE", "HUNT")
         with m.If(rx_state["TAG"]):
             with m.If(got):
-                m.d.sync += [rx_tag.eq(byte), rx_crc.eq(crc16_next(rx_crc, byte))]
+                m.d.sync += rx_tag.eq(byte)
                 goto("TAG", "LEN_LO")
             with m.If(abort):
                 goto("TAG", "HUNT")
         with m.If(rx_state["LEN_LO"]):
             with m.If(got):
-                m.d.sync += [rx_len_lo.eq(byte), rx_crc.eq(crc16_next(rx_crc, byte))]
+                m.d.sync += rx_len_lo.eq(byte)
                 goto("LEN_LO", "LEN_HI")
             with m.If(abort):
                 goto("LEN_LO", "HUNT")
         with m.If(rx_state["LEN_HI"]):
             with m.If(got):
-                m.d.sync += [rx_crc.eq(crc16_next(rx_crc, byte)), rx_count.eq(0),
+                m.d.sync += [rx_count.eq(0),
                              elem_byte.eq(0), lane.eq(0), beat.eq(0),
                              drop.eq(feeding | ~tags.w_rdy), last_byte.eq(expected == 1)]
                 with m.If(~length_ok):
@@ -687,7 +707,7 @@ class Harness(wiring.Component):
                 goto("LEN_HI", "HUNT")
         with m.If(rx_state["PAYLOAD"]):
             with m.If(got):
-                m.d.sync += [rx_crc.eq(crc16_next(rx_crc, byte)), rx_count.eq(rx_count + 1),
+                m.d.sync += [rx_count.eq(rx_count + 1),
                              last_byte.eq(one_left)]
                 with m.If(elem_byte == in_bytes - 1):
                     m.d.sync += elem_byte.eq(0)
@@ -729,6 +749,11 @@ class Harness(wiring.Component):
                                 reply(code_of[proto.reply_type(type_)])
             with m.If(abort):
                 goto("CRC_LO", "HUNT")
+        # The request CRC, in one place: a SYNC in HUNT or TYPE starts it, and every byte from
+        # TYPE to the payload's last enters it.
+        with m.If(got & ~rx_state["CRC_HI"] & ~rx_state["CRC_LO"] & (~hunting | is_sync)):
+            m.d.sync += rx_crc.eq(Mux(is_sync & (hunting | rx_state["TYPE"]), proto.CRC_INIT,
+                                      crc16_next(rx_crc, byte)))
         # Abandon a partial frame on a framing error or when the line goes idle.
         m.d.sync += [is_sync.eq(urx.o.payload == proto.SYNC),
                      type_flags.eq(Cat(urx.o.payload == t for t in proto.REQUEST_TYPES)),
