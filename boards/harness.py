@@ -12,6 +12,7 @@ The wire format is in :mod:`boards.protocol`.
 
 from amaranth.hdl import Cat, Const, Elaboratable, Module, Mux, Signal, signed
 from amaranth.lib import data, io, wiring
+from amaranth.lib.fifo import SyncFIFO
 from amaranth.lib.memory import Memory
 from amaranth.lib.wiring import In, Out
 
@@ -68,59 +69,6 @@ def _reply_codes():
 
 #: Bits of a reply code (:func:`_reply_codes`), the transmitter's and the control queue's.
 _CODE_BITS = max(_reply_codes()).bit_length()
-
-
-class _Queue(wiring.Component):
-    """A first-in first-out queue in a block RAM, with :class:`~amaranth.lib.fifo.SyncFIFO`'s
-    write and read timing (a word written is readable in the next cycle, ``r_data`` shows the
-    first word whenever ``r_rdy``).
-
-    The RAM's read port is transparent and reads the word that is first in the next cycle;
-    ``w_rdy`` and ``r_rdy`` are registers.
-
-    Parameters
-    ----------
-    width : int
-    depth : int
-        A power of two.
-    """
-
-    def __init__(self, width, depth):
-        self._depth = depth
-        super().__init__({"w_en": In(1), "w_data": In(width), "w_rdy": Out(1),
-                          "r_en": In(1), "r_data": Out(width), "r_rdy": Out(1)})
-
-    def elaborate(self, platform):
-        m = Module()
-        depth = self._depth
-        m.submodules.storage = storage = Memory(shape=len(self.w_data), depth=depth, init=[],
-                                                attrs={"ram_style": "block"})
-        w_port = storage.write_port()
-        r_port = storage.read_port(domain="sync", transparent_for=(w_port,))
-        produce = Signal(range(depth))
-        consume = Signal(range(depth))
-        level = Signal(range(depth + 1))
-        full = Signal()
-        empty = Signal(init=1)
-        do_write = self.w_en & ~full
-        do_read = self.r_en & ~empty
-        m.d.comb += [self.w_rdy.eq(~full), self.r_rdy.eq(~empty),
-                     w_port.addr.eq(produce), w_port.data.eq(self.w_data), w_port.en.eq(do_write),
-                     r_port.addr.eq(consume + do_read), self.r_data.eq(r_port.data)]
-        with m.If(do_write):
-            m.d.sync += produce.eq(produce + 1)
-        with m.If(do_read):
-            m.d.sync += consume.eq(consume + 1)
-        # full and empty follow from the level's flags, a LUT after do_write and do_read.
-        one_short = Signal()  # level == depth - 1
-        one_in = Signal()  # level == 1
-        with m.If(do_write & ~do_read):
-            m.d.sync += [level.eq(level + 1), empty.eq(0), full.eq(one_short),
-                         one_short.eq(level == depth - 2), one_in.eq(level == 0)]
-        with m.If(do_read & ~do_write):
-            m.d.sync += [level.eq(level - 1), full.eq(0), empty.eq(one_in),
-                         one_short.eq(level == depth), one_in.eq(level == 2)]
-        return m
 
 
 def led_timing(heartbeat, stretch):
@@ -359,7 +307,7 @@ class Harness(wiring.Component):
                                       "timeouts", "overruns")).any())
 
         # Tags of the inferences in flight, in order.
-        m.submodules.tags = tags = _Queue(8, 4)
+        m.submodules.tags = tags = SyncFIFO(width=8, depth=4)
 
         # ---- Input buffer and feeder --------------------------------------------------------
         m.submodules.inbuf = inbuf = Memory(
@@ -471,7 +419,7 @@ class Harness(wiring.Component):
         # code and tag.
         codes = _reply_codes()
         code_of = {type_: code for code, type_ in codes.items() if type_ != proto.NAK}
-        m.submodules.ctl = ctl = _Queue(8 + _CODE_BITS, 4)
+        m.submodules.ctl = ctl = SyncFIFO(width=8 + _CODE_BITS, depth=4)
         ctl_tag, ctl_code = ctl.r_data[:8], ctl.r_data[8:]
 
         tx_code = Signal(_CODE_BITS)
