@@ -279,17 +279,20 @@ class Harness(wiring.Component):
         clearing = Signal(range(n_counters))
         clearing_active = Signal(init=1)  # after a reset
         seen = Signal(n_counters)  # the events, registered: the counter's word is being read
+        seen_any = Signal()  # seen.any(), a register of its own (see rx_event below)
         seen_index = Signal(range(n_counters))
         pending = Signal()  # the counter is being written
         pending_index = Signal(range(n_counters))
         counted = reply_rd.data
-        memory_busy = Signal()  # the counters own the memory's write port this cycle
-        m.d.comb += memory_busy.eq(pending | clearing_active)
-        m.d.sync += [seen.eq(Cat(events.values())), pending.eq(seen.any()),
+        memory_busy = Signal(init=1)  # the counters own the memory's write port this cycle
+        # (a register: pending or clearing_active in this cycle, from their next values)
+        m.d.sync += memory_busy.eq(seen_any | clearing_active & (clearing != n_counters - 1))
+        m.d.sync += [seen.eq(Cat(events.values())), pending.eq(seen_any),
                      pending_index.eq(seen_index)]
-        for index in range(n_counters):
-            with m.If(seen[index]):
-                m.d.comb += seen_index.eq(index)
+        # seen is one-hot or zero: each bit of its index is an OR of its bits.
+        m.d.comb += seen_index.eq(Cat(
+            Cat(seen[index] for index in range(n_counters) if index >> bit & 1).any()
+            for bit in range(len(seen_index))))
         with m.If(clearing_active):
             m.d.comb += [reply_wr.addr.eq(clearing), reply_wr.data.eq(0), reply_wr.en.eq(1)]
             m.d.sync += clearing.eq(clearing + 1)
@@ -331,10 +334,14 @@ class Harness(wiring.Component):
         # (holding the network's next output beat until the last byte is written), then the argmax
         # class, which it keeps as the elements go by, a cycle behind (a strictly greater element
         # replaces the best: the first maximum wins).
-        o_pos = Signal(range(p.result_payload))
+        o_addr = Signal(range(info_base), init=n_counters)  # the reply memory word written next
         o_byte = Signal(range(out_bytes))
         o_lane = Signal(range(pe))
         o_index = Signal(range(out_beats * pe))
+        # Flags of o_index, computed as it steps (off the paths into the memory's write port).
+        last_index = out_beats * pe - 1
+        o_last = Signal(init=last_index == 0)  # o_index is the last lane of the last beat
+        o_pad = Signal()  # o_index is past the last element (the last beat's padding lanes)
         # The network's output beat is taken into a register first, off the paths from the
         # memory's arbitration into the network.
         held_beat = Signal(net.o.payload.shape())
@@ -347,60 +354,64 @@ class Harness(wiring.Component):
         m.d.comb += extended.eq(value)
         # The argmax runs a cycle behind the collector: each element collected is held with its
         # index, then compared with the best in a cycle of its own, between registers. Both are
-        # held in offset binary, so that the comparison is one unsigned carry chain.
+        # held in offset binary, so that the comparison is one unsigned carry chain, and the
+        # comparison alone enables the best: between elements the candidate is 0, which is
+        # never greater, and the best starts at 0 with index 0 (the first element replaces it
+        # unless it is the least value, and then the first element is the argmax anyway).
         best = Signal(len(value))
         best_index = Signal(range(max(n_out, 2)))
         candidate = Signal(len(value))
         candidate_index = Signal.like(best_index)
-        candidate_valid = Signal()
-        candidate_first = Signal()
-        m.d.sync += candidate_valid.eq(0)
-        with m.If(candidate_valid & (candidate_first | (candidate > best))):
+        candidate_valid = Signal()  # an element is being compared
+        m.d.sync += [candidate_valid.eq(0), candidate.eq(0)]
+        greater = (best - candidate)[len(value)]  # the borrow: one carry chain
+        with m.If(greater):
             m.d.sync += [best.eq(candidate), best_index.eq(candidate_index)]
         arg_byte = Signal(range(proto.ARGMAX_BYTES))
         element_done = o_byte == out_bytes - 1
         beat_done = element_done & (o_lane == pe - 1)
-        result_full = Signal()
+        result_full = Signal()  # the collector's third state, FULL: the RESULT is being sent
         result_done = Signal()  # the RESULT reply's last byte was taken
 
         def write_result(byte):
-            m.d.comb += [reply_wr.addr.eq(n_counters + o_pos), reply_wr.data.eq(byte),
-                         reply_wr.en.eq(1)]
-            m.d.sync += o_pos.eq(o_pos + 1)
+            m.d.comb += [reply_wr.addr.eq(o_addr), reply_wr.data.eq(byte), reply_wr.en.eq(1)]
+            m.d.sync += o_addr.eq(o_addr + 1)
 
-        with m.FSM(name="collect_fsm"):
-            with m.State("COLLECT"):
-                with m.If(beat_full & ~memory_busy):
-                    with m.If(o_index < n_out):  # the last beat's lanes past the end are padding
-                        write_result(extended.word_select(o_byte, 8))
-                        with m.If(element_done):
-                            m.d.sync += [candidate.eq(offset_binary(value, len(value))),
-                                         candidate_index.eq(o_index),
-                                         candidate_valid.eq(1),
-                                         candidate_first.eq(o_index == 0)]
-                    with m.If(beat_done):
-                        m.d.sync += beat_full.eq(0)
-                    with m.If(element_done):
-                        m.d.sync += [o_byte.eq(0), o_index.eq(o_index + 1),
-                                     o_lane.eq(Mux(o_lane == pe - 1, 0, o_lane + 1))]
-                        with m.If(o_index == out_beats * pe - 1):
-                            m.d.sync += o_index.eq(0)
-                            m.next = "ARGMAX"
-                    with m.Else():
-                        m.d.sync += o_byte.eq(o_byte + 1)
-            with m.State("ARGMAX"):
-                with m.If(~memory_busy & ~candidate_valid):  # the last element compared
-                    argmax_bytes = Cat(best_index, Const(0, 8 * proto.ARGMAX_BYTES))
-                    write_result(argmax_bytes.word_select(arg_byte, 8))
-                    m.d.sync += arg_byte.eq(arg_byte + 1)
-                    with m.If(arg_byte == proto.ARGMAX_BYTES - 1):
-                        m.d.sync += [o_pos.eq(0), arg_byte.eq(0)]
-                        m.next = "FULL"
-            with m.State("FULL"):
-                m.d.comb += result_full.eq(1)
-                with m.If(result_done):
-                    m.d.sync += self.last_class.eq(best_index)
-                    m.next = "COLLECT"
+        # The collector's state, one-hot: COLLECT, ARGMAX (the argmax class is written),
+        # result_full (FULL: the RESULT is being sent).
+        c_collect = Signal(init=1)
+        c_argmax = Signal()
+        take = Signal()  # COLLECT: a byte of the held beat is handled
+        m.d.comb += take.eq(c_collect & beat_full & ~memory_busy)
+        with m.If(take):
+            with m.If(~o_pad):  # the last beat's lanes past the end are padding
+                write_result(extended.word_select(o_byte, 8))
+                with m.If(element_done):
+                    m.d.sync += [candidate.eq(offset_binary(value, len(value))),
+                                 candidate_index.eq(o_index),
+                                 candidate_valid.eq(1)]
+            with m.If(beat_done):
+                m.d.sync += beat_full.eq(0)
+            with m.If(element_done):
+                m.d.sync += [o_byte.eq(0), o_index.eq(o_index + 1),
+                             o_lane.eq(Mux(o_lane == pe - 1, 0, o_lane + 1)),
+                             o_last.eq(o_index == last_index - 1),
+                             o_pad.eq(o_index >= n_out - 1)]
+                with m.If(o_last):
+                    m.d.sync += [o_index.eq(0), o_last.eq(last_index == 0), o_pad.eq(0),
+                                 c_collect.eq(0), c_argmax.eq(1)]
+            with m.Else():
+                m.d.sync += o_byte.eq(o_byte + 1)
+        with m.If(c_argmax & ~memory_busy & ~candidate_valid):  # the last element compared
+            argmax_bytes = Cat(best_index, Const(0, 8 * proto.ARGMAX_BYTES))
+            write_result(argmax_bytes.word_select(arg_byte, 8))
+            m.d.sync += arg_byte.eq(arg_byte + 1)
+            with m.If(arg_byte == proto.ARGMAX_BYTES - 1):
+                m.d.sync += [o_addr.eq(n_counters), arg_byte.eq(0), c_argmax.eq(0),
+                             result_full.eq(1)]
+        with m.If(result_done):
+            m.d.sync += [self.last_class.eq(best_index), best.eq(0), best_index.eq(0),
+                         c_collect.eq(1), result_full.eq(0)]
 
         # ---- Reply transmitter --------------------------------------------------------------
         # A reply is named by a code: 0 a RESULT, a NAK's error code, or one past them for the
@@ -419,7 +430,11 @@ class Harness(wiring.Component):
         crc_byte = Signal(8)
         crc_step = Signal()
         tx_pos = Signal(range(max(proto.HEADER_SIZE, *p.reply_lengths.values())))
-        tx_byte = Signal(8)
+        # The byte offered to the UART is a register, computed from the state a cycle earlier
+        # (the payload byte from the reply memory's word): a character is 10 bit times, so it
+        # has long settled when the UART takes the next byte. In IDLE it is SYNC, the first
+        # byte of every reply.
+        tx_byte = Signal(8, init=proto.SYNC)
         tx_type = Signal(8)
         tx_len = Signal(16)
         at_last = Signal()  # the payload byte at tx_pos is the last one
@@ -428,73 +443,90 @@ class Harness(wiring.Component):
         tx_active = Signal()
         m.d.comb += [utx.i.payload.eq(tx_byte)]
 
-        payload_byte = Signal(8)
-        tx_addr = Signal.like(reply_rd.addr)  # the reply memory word of a STATUS, RESULT, INFO
+        # The reply memory word of a STATUS, RESULT or INFO payload byte: a register, set with
+        # the reply's code and stepped with tx_pos (a STATUS counter is two bytes).
+        tx_addr = Signal.like(reply_rd.addr)
+        tx_status = Signal()  # the reply is a STATUS
+        tx_nak = Signal()  # the reply is a NAK: its payload is its code
         with m.Switch(tx_code):
             for code, type_ in codes.items():
                 with m.Case(code):
                     length = p.reply_payload_length(type_)
                     m.d.comb += [tx_type.eq(type_), tx_len.eq(length),
-                                 at_last.eq(tx_pos == length - 1)]
-                    if type_ == proto.RESULT:
-                        m.d.comb += [payload_byte.eq(reply_rd.data[:8]),
-                                     tx_addr.eq(n_counters + tx_pos)]
-                    elif type_ == proto.STATUS_REPLY:
-                        m.d.comb += [payload_byte.eq(counted.word_select(tx_pos[0], 8)),
-                                     tx_addr.eq(tx_pos[1:])]
-                    elif type_ == proto.INFO_REPLY:
-                        m.d.comb += [payload_byte.eq(reply_rd.data[:8]),
-                                     tx_addr.eq(info_base + tx_pos)]
-                    else:
-                        m.d.comb += payload_byte.eq(tx_code)
-
-        m.d.comb += reply_rd.addr.eq(Mux(seen.any(), seen_index, tx_addr))
+                                 at_last.eq(tx_pos == length - 1),
+                                 tx_status.eq(type_ == proto.STATUS_REPLY),
+                                 tx_nak.eq(type_ == proto.NAK)]
+        m.d.comb += reply_rd.addr.eq(Mux(seen_any, seen_index, tx_addr))
         sent = utx.i.valid & utx.i.ready
         m.d.sync += crc_step.eq(0)
         with m.If(crc_step):
             m.d.sync += tx_crc.eq(crc16_next(tx_crc, crc_byte))
-        with m.FSM(name="tx_fsm"):
-            with m.State("IDLE"):
-                with m.If(result_full):
-                    m.d.sync += [tx_code.eq(code_of[proto.RESULT]), tx_tag.eq(tags.r_data)]
-                    m.next = "HEADER"
-                with m.Elif(ctl.r_rdy):
-                    m.d.comb += ctl.r_en.eq(1)
-                    m.d.sync += [tx_code.eq(ctl_code), tx_tag.eq(ctl_tag)]
-                    m.next = "HEADER"
-                m.d.sync += [tx_pos.eq(0), tx_crc.eq(proto.CRC_INIT)]
-            with m.State("HEADER"):
-                m.d.comb += [utx.i.valid.eq(1), tx_active.eq(1)]
-                with m.Switch(tx_pos):
-                    for index, value in enumerate([Const(proto.SYNC, 8), tx_type, tx_tag,
-                                                   tx_len[:8], tx_len[8:]]):
-                        with m.Case(index):
-                            m.d.comb += tx_byte.eq(value)
-                with m.If(sent):
-                    with m.If(tx_pos != 0):
-                        m.d.sync += [crc_byte.eq(tx_byte), crc_step.eq(1)]
-                    with m.If(tx_pos == proto.HEADER_SIZE - 1):
-                        m.d.sync += tx_pos.eq(0)
-                        m.next = "PAYLOAD"
-                    with m.Else():
-                        m.d.sync += tx_pos.eq(tx_pos + 1)
-            with m.State("PAYLOAD"):
-                m.d.comb += [utx.i.valid.eq(~pending), tx_active.eq(1),
-                             tx_byte.eq(payload_byte)]
-                with m.If(sent):
-                    m.d.sync += [crc_byte.eq(tx_byte), crc_step.eq(1), tx_pos.eq(tx_pos + 1)]
-                    with m.If(tx_last):
-                        m.next = "CRC_HI"
-            with m.State("CRC_HI"):
-                m.d.comb += [utx.i.valid.eq(1), tx_active.eq(1), tx_byte.eq(tx_crc[8:])]
-                with m.If(sent):
-                    m.next = "CRC_LO"
-            with m.State("CRC_LO"):
-                m.d.comb += [utx.i.valid.eq(1), tx_active.eq(1), tx_byte.eq(tx_crc[:8])]
-                with m.If(sent):
-                    with m.If(tx_code == code_of[proto.RESULT]):
-                        m.d.comb += [result_done.eq(1), tags.r_en.eq(1)]
-                    m.next = "IDLE"
+        # The transmitter's state, one-hot (a register a state), so that its decisions are a
+        # LUT or two: IDLE, HEADER, PAYLOAD, CRC_HI, CRC_LO.
+        tx_idle = Signal(init=1)
+        tx_header = Signal()
+        tx_payload = Signal()
+        tx_crc_hi = Signal()
+        tx_crc_lo = Signal()
+        tx_result = Signal()  # the reply is a RESULT
+        m.d.comb += [tx_active.eq(~tx_idle),
+                     utx.i.valid.eq(~tx_idle & ~(tx_payload & pending)),
+                     result_done.eq(tx_crc_lo & utx.i.ready & tx_result),
+                     tags.r_en.eq(result_done)]
+        with m.If(tx_idle):
+            with m.If(result_full):
+                m.d.sync += [tx_code.eq(code_of[proto.RESULT]), tx_tag.eq(tags.r_data),
+                             tx_result.eq(1),
+                             tx_idle.eq(0), tx_header.eq(1)]
+            with m.Elif(ctl.r_rdy):
+                m.d.comb += ctl.r_en.eq(1)
+                m.d.sync += [tx_code.eq(ctl_code), tx_tag.eq(ctl_tag),
+                             tx_result.eq(0), tx_idle.eq(0), tx_header.eq(1)]
+            m.d.sync += [tx_pos.eq(0), tx_crc.eq(proto.CRC_INIT)]
+        # The byte of the state when it is not a payload word's (SYNC in IDLE, the header byte
+        # at tx_pos, a NAK's code, the CRC), a register of its own; and whether the payload
+        # byte is the high or low byte of the word read, registered flags. tx_byte follows them
+        # a cycle later (but not while the word read is the counter's): two cycles behind the
+        # state, which stands for a character.
+        header_value = Signal(8)
+        other_byte = Signal(8, init=proto.SYNC)
+        use_word = Signal()
+        use_high = Signal()
+        with m.Switch(tx_pos):
+            for index, value in enumerate([Const(proto.SYNC, 8), tx_type, tx_tag,
+                                           tx_len[:8], tx_len[8:]]):
+                with m.Case(index):
+                    m.d.comb += header_value.eq(value)
+        m.d.sync += [other_byte.eq(Mux(tx_header, header_value, Mux(
+                         tx_payload, tx_code, Mux(tx_crc_hi, tx_crc[8:], Mux(
+                             tx_crc_lo, tx_crc[:8], proto.SYNC))))),
+                     use_word.eq(tx_payload & ~tx_nak),
+                     use_high.eq(tx_status & tx_pos[0])]
+        with m.If(~(tx_payload & pending)):  # when pending, the word read is the counter
+            m.d.sync += tx_byte.eq(Mux(use_word, Mux(use_high, reply_rd.data[8:],
+                                                     reply_rd.data[:8]), other_byte))
+        with m.If(tx_header):
+            m.d.sync += [tx_addr.eq(Mux(tx_result, n_counters,
+                                        Mux(tx_code == code_of[proto.INFO_REPLY], info_base, 0)))]
+            with m.If(sent):
+                with m.If(tx_pos != 0):
+                    m.d.sync += [crc_byte.eq(tx_byte), crc_step.eq(1)]
+                with m.If(tx_pos == proto.HEADER_SIZE - 1):
+                    m.d.sync += [tx_pos.eq(0), tx_header.eq(0), tx_payload.eq(1)]
+                with m.Else():
+                    m.d.sync += tx_pos.eq(tx_pos + 1)
+        with m.If(tx_payload):
+            with m.If(sent):
+                m.d.sync += [crc_byte.eq(tx_byte), crc_step.eq(1), tx_pos.eq(tx_pos + 1),
+                             tx_addr.eq(tx_addr + (~tx_status | tx_pos[0]))]
+                with m.If(tx_last):
+                    m.d.sync += [tx_payload.eq(0), tx_crc_hi.eq(1)]
+        with m.If(tx_crc_hi):
+            with m.If(sent):
+                m.d.sync += [tx_crc_hi.eq(0), tx_crc_lo.eq(1)]
+        with m.If(tx_crc_lo):
+            with m.If(sent):
+                m.d.sync += [tx_crc_lo.eq(0), tx_idle.eq(1)]
 
         # ---- Frame receiver -----------------------------------------------------------------
         rx_kind = Signal(len(proto.REQUEST_TYPES))  # one-hot: the frame's request type
@@ -514,7 +546,12 @@ class Harness(wiring.Component):
         idle_width = lfsr_width(self._timeout)
         idle = Signal(idle_width, init=1)
         idle_done = Signal()  # idle is at the state `timeout` steps on (registered compare)
-        before_end = state_after(idle_width, self._timeout - 1)
+        # The compare is made a step ahead, in two registered halves: idle is at the state
+        # before that, and stepped.
+        near_end = state_after(idle_width, self._timeout - 2)
+        half = idle_width // 2
+        near_lo = Signal()
+        near_hi = Signal()
         element = Signal(8 * in_bytes)
         elem_byte = Signal(range(in_bytes))
         lane = Signal(range(simd))
@@ -523,131 +560,148 @@ class Harness(wiring.Component):
 
         # A control reply that finds the queue full is dropped; the host times out. A reply
         # decided on a received byte enters the queue a cycle later (registered), as does an
-        # accepted INFER's tag; a NAK for a framing error or a timeout enters it at once (they
-        # are decided on registers alone, and the timeout's NAK keeps its time to the cycle).
+        # accepted INFER's tag, and a NAK for a framing error, decided on the UART's error a
+        # cycle before its registered copy; a NAK for a timeout enters it at once (decided on
+        # registers alone, it keeps its time to the cycle).
         queued = Signal()
-        queued_entry = Signal(8 + _CODE_BITS)
+        queued_code = Signal(_CODE_BITS)
         held = Signal()
         held_entry = Signal(8 + _CODE_BITS)
         accepted = Signal()  # an INFER is accepted: its tag enters the tag queue
-        m.d.sync += [held.eq(queued), held_entry.eq(queued_entry), tags.w_en.eq(accepted)]
-        with m.If(held):
-            m.d.comb += [ctl.w_en.eq(1), ctl.w_data.eq(held_entry)]
+        # (The tag is rx_tag's, which a reply leaves unchanged.)
+        m.d.sync += [held.eq(queued), held_entry.eq(Cat(rx_tag, queued_code)),
+                     tags.w_en.eq(accepted)]
+        nak_timeout = Signal()
+        m.d.comb += [ctl.w_en.eq(held | nak_timeout),
+                     ctl.w_data.eq(Mux(held, held_entry, Cat(rx_tag, Const(
+                         proto.ERRORS["timeout"], _CODE_BITS))))]
 
         def reply(code):
-            m.d.comb += [queued.eq(1), queued_entry.eq(Cat(rx_tag, Const(code, _CODE_BITS)))]
+            m.d.comb += [queued.eq(1), queued_code.eq(code)]
 
         def nak(name):
             reply(proto.ERRORS[name])
 
-        def nak_now(name):
-            m.d.comb += [ctl.w_en.eq(1),
-                         ctl.w_data.eq(Cat(rx_tag, Const(proto.ERRORS[name], _CODE_BITS)))]
-
         expected = Signal(16)
-        last_byte = Signal()  # the payload byte being received is the last one
+        # The payload byte being received is the last one: a register, set as rx_count steps.
+        last_byte = Signal()
+        one_left = Signal()  # the next payload byte is the last one
         for index, type_ in enumerate(proto.REQUEST_TYPES):
             with m.If(rx_kind[index]):
                 length = p.payload_length(type_)
-                m.d.comb += [expected.eq(length), last_byte.eq(rx_count == length - 1)]
+                m.d.comb += [expected.eq(length), one_left.eq(rx_count == length - 2)]
 
         for k in range(simd):
             m.d.comb += wr.data[k].eq(full_element[:in_width])
         m.d.comb += wr.addr.eq(beat)
 
-        hunting = Signal()
+        # The receiver's state, one-hot (a register a state), so that its decisions are a LUT
+        # or two. A byte and an abort never come in the same cycle (an abort is a framing error
+        # or a timeout, and each excludes a byte delivered in the cycle before).
+        rx_state = {name: Signal(name=f"rx_{name.lower()}", init=name == "HUNT")
+                    for name in ("HUNT", "TYPE", "TAG", "LEN_LO", "LEN_HI", "PAYLOAD",
+                                 "CRC_HI", "CRC_LO")}
+
+        def goto(state, next_state):
+            m.d.sync += [rx_state[state].eq(0), rx_state[next_state].eq(1)]
+
+        hunting = rx_state["HUNT"]
         abort = Signal()
-        with m.FSM(name="rx_fsm") as rx_fsm:
-            with m.State("HUNT"):
-                with m.If(got):
-                    with m.If(is_sync):
-                        m.d.sync += [rx_crc.eq(proto.CRC_INIT), rx_tag.eq(0)]
-                        m.next = "TYPE"
+        with m.If(rx_state["HUNT"]):
+            with m.If(got):
+                with m.If(is_sync):
+                    m.d.sync += rx_tag.eq(0)
+                    goto("HUNT", "TYPE")
+                with m.Else():
+                    m.d.comb += events["garbage_bytes"].eq(1)
+        with m.If(rx_state["TYPE"]):
+            with m.If(got):
+                m.d.sync += rx_kind.eq(type_flags)
+                with m.If(is_sync):
+                    m.d.comb += events["garbage_bytes"].eq(1)  # the earlier SYNC was stray
+                with m.Elif(type_flags.any()):
+                    goto("TYPE", "TAG")
+                with m.Else():
+                    m.d.comb += events["header_errors"].eq(1)
+                    goto("TYPE", "HUNT")
+            with m.If(abort):
+                goto("TYPE", "HUNT")
+        with m.If(rx_state["TAG"]):
+            with m.If(got):
+                m.d.sync += rx_tag.eq(byte)
+                goto("TAG", "LEN_LO")
+            with m.If(abort):
+                goto("TAG", "HUNT")
+        with m.If(rx_state["LEN_LO"]):
+            with m.If(got):
+                m.d.sync += rx_len_lo.eq(byte)
+                goto("LEN_LO", "LEN_HI")
+            with m.If(abort):
+                goto("LEN_LO", "HUNT")
+        with m.If(rx_state["LEN_HI"]):
+            with m.If(got):
+                m.d.sync += [rx_count.eq(0),
+                             elem_byte.eq(0), lane.eq(0), beat.eq(0),
+                             drop.eq(feeding | ~tags.w_rdy), last_byte.eq(expected == 1)]
+                with m.If(~length_ok):
+                    m.d.comb += events["header_errors"].eq(1)
+                    nak("header")
+                    goto("LEN_HI", "HUNT")
+                with m.Elif(expected == 0):
+                    goto("LEN_HI", "CRC_HI")
+                with m.Else():
+                    goto("LEN_HI", "PAYLOAD")
+            with m.If(abort):
+                goto("LEN_HI", "HUNT")
+        with m.If(rx_state["PAYLOAD"]):
+            with m.If(got):
+                m.d.sync += [rx_count.eq(rx_count + 1),
+                             last_byte.eq(one_left)]
+                with m.If(elem_byte == in_bytes - 1):
+                    m.d.sync += elem_byte.eq(0)
+                    m.d.comb += wr.en.eq(Mux(drop, 0, Const(1, simd) << lane))
+                    with m.If(lane == simd - 1):
+                        m.d.sync += [lane.eq(0), beat.eq(beat + 1)]
                     with m.Else():
-                        m.d.comb += events["garbage_bytes"].eq(1)
-            with m.State("TYPE"):
-                with m.If(got):
-                    m.d.sync += [rx_kind.eq(type_flags), rx_crc.eq(crc16_next(rx_crc, byte))]
-                    with m.If(is_sync):
-                        m.d.comb += events["garbage_bytes"].eq(1)  # the earlier SYNC was stray
-                        m.d.sync += rx_crc.eq(proto.CRC_INIT)
-                    with m.Elif(type_flags.any()):
-                        m.next = "TAG"
+                        m.d.sync += lane.eq(lane + 1)
+                with m.Else():
+                    m.d.sync += [elem_byte.eq(elem_byte + 1), element.eq(full_element)]
+                with m.If(last_byte):
+                    goto("PAYLOAD", "CRC_HI")
+            with m.If(abort):
+                goto("PAYLOAD", "HUNT")
+        with m.If(rx_state["CRC_HI"]):
+            with m.If(got):
+                m.d.sync += rx_crc_hi_ok.eq(crc_hi_match)
+                goto("CRC_HI", "CRC_LO")
+            with m.If(abort):
+                goto("CRC_HI", "HUNT")
+        with m.If(rx_state["CRC_LO"]):
+            with m.If(got):
+                goto("CRC_LO", "HUNT")
+                with m.If(~rx_crc_hi_ok | ~crc_lo_match):
+                    m.d.comb += events["crc_errors"].eq(1)
+                    nak("crc")
+                with m.Elif(rx_kind[proto.REQUEST_TYPES.index(proto.INFER)]):
+                    with m.If(drop):
+                        m.d.comb += events["overruns"].eq(1)
+                        nak("overrun")
                     with m.Else():
-                        m.d.comb += events["header_errors"].eq(1)
-                        m.next = "HUNT"
-                with m.If(abort):
-                    m.next = "HUNT"
-            with m.State("TAG"):
-                with m.If(got):
-                    m.d.sync += [rx_tag.eq(byte), rx_crc.eq(crc16_next(rx_crc, byte))]
-                    m.next = "LEN_LO"
-                with m.If(abort):
-                    m.next = "HUNT"
-            with m.State("LEN_LO"):
-                with m.If(got):
-                    m.d.sync += [rx_len_lo.eq(byte), rx_crc.eq(crc16_next(rx_crc, byte))]
-                    m.next = "LEN_HI"
-                with m.If(abort):
-                    m.next = "HUNT"
-            with m.State("LEN_HI"):
-                with m.If(got):
-                    m.d.sync += [rx_crc.eq(crc16_next(rx_crc, byte)), rx_count.eq(0),
-                                 elem_byte.eq(0), lane.eq(0), beat.eq(0),
-                                 drop.eq(feeding | ~tags.w_rdy)]
-                    with m.If(~length_ok):
-                        m.d.comb += events["header_errors"].eq(1)
-                        nak("header")
-                        m.next = "HUNT"
-                    with m.Elif(expected == 0):
-                        m.next = "CRC_HI"
-                    with m.Else():
-                        m.next = "PAYLOAD"
-                with m.If(abort):
-                    m.next = "HUNT"
-            with m.State("PAYLOAD"):
-                with m.If(got):
-                    m.d.sync += [rx_crc.eq(crc16_next(rx_crc, byte)), rx_count.eq(rx_count + 1)]
-                    with m.If(elem_byte == in_bytes - 1):
-                        m.d.sync += elem_byte.eq(0)
-                        m.d.comb += wr.en.eq(Mux(drop, 0, Const(1, simd) << lane))
-                        with m.If(lane == simd - 1):
-                            m.d.sync += [lane.eq(0), beat.eq(beat + 1)]
-                        with m.Else():
-                            m.d.sync += lane.eq(lane + 1)
-                    with m.Else():
-                        m.d.sync += [elem_byte.eq(elem_byte + 1), element.eq(full_element)]
-                    with m.If(last_byte):
-                        m.next = "CRC_HI"
-                with m.If(abort):
-                    m.next = "HUNT"
-            with m.State("CRC_HI"):
-                with m.If(got):
-                    m.d.sync += rx_crc_hi_ok.eq(crc_hi_match)
-                    m.next = "CRC_LO"
-                with m.If(abort):
-                    m.next = "HUNT"
-            with m.State("CRC_LO"):
-                with m.If(got):
-                    m.next = "HUNT"
-                    with m.If(~rx_crc_hi_ok | ~crc_lo_match):
-                        m.d.comb += events["crc_errors"].eq(1)
-                        nak("crc")
-                    with m.Elif(rx_kind[proto.REQUEST_TYPES.index(proto.INFER)]):
-                        with m.If(drop):
-                            m.d.comb += events["overruns"].eq(1)
-                            nak("overrun")
-                        with m.Else():
-                            m.d.comb += [events["frames_ok"].eq(1), accepted.eq(1)]
-                            m.d.sync += feeding.eq(1)
-                    with m.Else():
-                        m.d.comb += events["frames_ok"].eq(1)
-                        for index, type_ in enumerate(proto.REQUEST_TYPES):
-                            if type_ != proto.INFER:
-                                with m.If(rx_kind[index]):
-                                    reply(code_of[proto.reply_type(type_)])
-                with m.If(abort):
-                    m.next = "HUNT"
+                        m.d.comb += [events["frames_ok"].eq(1), accepted.eq(1)]
+                        m.d.sync += feeding.eq(1)
+                with m.Else():
+                    m.d.comb += events["frames_ok"].eq(1)
+                    for index, type_ in enumerate(proto.REQUEST_TYPES):
+                        if type_ != proto.INFER:
+                            with m.If(rx_kind[index]):
+                                reply(code_of[proto.reply_type(type_)])
+            with m.If(abort):
+                goto("CRC_LO", "HUNT")
+        # The request CRC, in one place: a SYNC in HUNT or TYPE starts it, and every byte from
+        # TYPE to the payload's last enters it.
+        with m.If(got & ~rx_state["CRC_HI"] & ~rx_state["CRC_LO"] & (~hunting | is_sync)):
+            m.d.sync += rx_crc.eq(Mux(is_sync & (hunting | rx_state["TYPE"]), proto.CRC_INIT,
+                                      crc16_next(rx_crc, byte)))
         # Abandon a partial frame on a framing error or when the line goes idle.
         m.d.sync += [is_sync.eq(urx.o.payload == proto.SYNC),
                      type_flags.eq(Cat(urx.o.payload == t for t in proto.REQUEST_TYPES)),
@@ -655,22 +709,36 @@ class Harness(wiring.Component):
                      crc_hi_match.eq(urx.o.payload == rx_crc[8:]),
                      crc_lo_match.eq(urx.o.payload == rx_crc[:8])]
         # The timeout counts from the UART's delivery of the last byte, as it always has.
+        # idle_done is only ever set outside HUNT (and cleared on an abort), so it implies
+        # ~hunting.
         timed_out = idle_done & ~arrived
         framing = Signal()  # the UART's framing error, registered
         m.d.sync += framing.eq(urx.error)
-        m.d.comb += [hunting.eq(rx_fsm.ongoing("HUNT")),
-                     abort.eq(~hunting & (framing | timed_out))]
-        with m.If(~hunting):
-            with m.If(framing):
-                nak_now("framing")
-            with m.Elif(timed_out):
-                m.d.comb += events["timeouts"].eq(1)
-                nak_now("timeout")
+        m.d.comb += [abort.eq(framing | timed_out),  # (only acted on outside HUNT)
+                     nak_timeout.eq(timed_out & ~framing),  # a framing error wins
+                     events["timeouts"].eq(nak_timeout)]
+        # The framing error's NAK, a cycle ahead of `framing`: no byte arrives in between, and
+        # the receiver leaves its frame in that cycle only on a timeout, which wins.
+        with m.If(urx.error & ~hunting & ~timed_out):
+            nak("framing")
         m.d.comb += [events["framing_errors"].eq(framing), tags.w_data.eq(rx_tag)]
+        # seen_any, the OR of the events registered, from the few conditions that raise them.
+        rx_event = Signal()
+        m.d.comb += rx_event.eq(got & (
+            (rx_state["HUNT"] & ~is_sync)
+            | (rx_state["TYPE"] & (is_sync | ~type_flags.any()))
+            | (rx_state["LEN_HI"] & ~length_ok)
+            | rx_state["CRC_LO"]))
+        m.d.sync += seen_any.eq(rx_event | framing | timed_out)
+        stepping = ~hunting & ~arrived & ~idle_done
+        m.d.sync += [near_lo.eq(stepping & (idle[:half] == near_end & ((1 << half) - 1))),
+                     near_hi.eq(stepping & (idle[half:] == near_end >> half))]
         with m.If(hunting | arrived):
             m.d.sync += [idle.eq(1), idle_done.eq(0)]
         with m.Elif(~idle_done):
-            m.d.sync += [idle.eq(lfsr_next(idle)), idle_done.eq(idle == before_end)]
+            m.d.sync += [idle.eq(lfsr_next(idle)), idle_done.eq(near_lo & near_hi)]
+        with m.If(abort):
+            m.d.sync += idle_done.eq(0)
 
         # ---- Status outputs -----------------------------------------------------------------
         # One free-running LFSR prescaler ticks the heartbeat and the three stretch timers

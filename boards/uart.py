@@ -166,18 +166,21 @@ class UARTTransmitter(wiring.Component):
         divisor = self._divisor
 
         timer = Signal(range(divisor))
+        done = Signal()  # timer is 0: a registered compare, like the receiver's
         shreg = Signal(10, init=0x3FF)  # stop bit, 8 data bits, start bit (LSB first)
         count = Signal(range(11))
+        idle = Signal(init=1)  # count is 0: a register, set as the last bit ends
 
-        m.d.comb += [self.tx.eq(shreg[0]), self.busy.eq(count != 0),
-                     self.i.ready.eq(count == 0)]
-        with m.If(count == 0):
+        m.d.comb += [self.tx.eq(shreg[0]), self.busy.eq(~idle), self.i.ready.eq(idle)]
+        with m.If(idle):
             with m.If(self.i.valid):
                 m.d.sync += [shreg.eq(Cat(Const(0, 1), self.i.payload, Const(1, 1))),
-                             count.eq(10), timer.eq(divisor - 1)]
-        with m.Elif(timer != 0):
-            m.d.sync += timer.eq(timer - 1)
+                             count.eq(10), timer.eq(divisor - 1), done.eq(0), idle.eq(0)]
+        with m.Elif(~done):
+            m.d.sync += [timer.eq(timer - 1), done.eq(timer == 1)]
         with m.Else():
             m.d.sync += [shreg.eq(Cat(shreg[1:], Const(1, 1))), count.eq(count - 1),
-                         timer.eq(divisor - 1)]
+                         timer.eq(divisor - 1), done.eq(0)]
+            with m.If(count == 1):
+                m.d.sync += idle.eq(1)
         return m
