@@ -174,19 +174,19 @@ class SlidingWindow(PlannedBlock):
         # Whether the current window's data is in: the sign of a register, ``lead = written -
         # needed - 1``, both counted in positions over all samples (``written``: the positions
         # written; ``needed``: the current window's last needed position). Each cycle adds the
-        # writer's position (``w1_pos``) and, when the window is done, takes off the step to
-        # the next window's last needed position (``lead_step``, a register: a column's step,
-        # or at the end of a row the row's step, at the end of a sample less a sample), so the
-        # flag is a flip-flop and its update an adder of registers and a select by
-        # ``window_done``.
+        # writer's position (``w1_pos``) and, when the window is done, the step back to the
+        # next window's last needed position (``lead_back``, a register: minus a column's
+        # step, or at the end of a row the row's, at the end of a sample plus a sample). The
+        # flag is a flip-flop and its update one carry chain of registers (``w1_pos`` is the
+        # carry into an extra low bit) and a select by ``window_done``.
         positions = plan.positions_in
-        col_steps = [plan.needed_col(x + 1) - plan.needed_col(x) for x in range(ow - 1)] + [0]
-        row_end = plan.needed_col(0) - plan.needed_col(ow - 1)
-        row_steps = [plan.needed_row(y + 1) - plan.needed_row(y) + row_end for y in range(oh - 1)]
-        row_steps.append(positions + plan.needed_row(0) - plan.needed_row(oh - 1) + row_end)
-        steps = col_steps + row_steps
-        lead_step = Signal(range(min(steps), max(steps) + 1),
-                           init=row_steps[0] if ow == 1 else col_steps[0])
+        col_back = [plan.needed_col(x) - plan.needed_col(x + 1) for x in range(ow - 1)] + [0]
+        row_end = plan.needed_col(ow - 1) - plan.needed_col(0)
+        row_back = [plan.needed_row(y) - plan.needed_row(y + 1) + row_end for y in range(oh - 1)]
+        row_back.append(plan.needed_row(oh - 1) - plan.needed_row(0) + row_end - positions)
+        backs = col_back + row_back
+        lead_back = Signal(range(min(backs), max(backs) + 1),
+                           init=row_back[0] if ow == 1 else col_back[0])
         # The writer is at most cap // sample_stride + 3 samples ahead of the reader.
         samples_ahead = cap // plan.sample_stride + 3
         lead = Signal(range(-2 * positions - 1, (samples_ahead + 2) * positions),
@@ -194,11 +194,13 @@ class SlidingWindow(PlannedBlock):
         avail = Signal()
         m.d.comb += [avail.eq(~lead[-1]), go.eq(avail & queue.ok), queue.take.eq(go)]
         with m.If(window_done):
-            m.d.sync += lead_step.eq(Mux(
+            m.d.sync += lead_back.eq(Mux(
                 nx_ox_last,
-                Array(Const(v, lead_step.shape()) for v in row_steps)[nx_oy],
-                Array(Const(v, lead_step.shape()) for v in col_steps)[nx_ox]))
-        m.d.sync += lead.eq(Mux(window_done, lead + w1_pos - lead_step, lead + w1_pos))
+                Array(Const(v, lead_back.shape()) for v in row_back)[nx_oy],
+                Array(Const(v, lead_back.shape()) for v in col_back)[nx_ox]))
+        back = Cat(lead_back, lead_back[-1].replicate(len(lead) - len(lead_back)))
+        moved = (Cat(w1_pos, lead) + Cat(w1_pos, back))[1:]
+        m.d.sync += lead.eq(Mux(window_done, moved, lead + w1_pos))
         with m.If(window_done):
             m.d.sync += [
                 base.eq(base + step),
