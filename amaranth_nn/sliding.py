@@ -57,6 +57,14 @@ def _counter(m, limit, step, name, start=0):
     return value, last, wrap
 
 
+def _rotated(items, rot, index):
+    """``items[index(r) % len(items)]`` for ``r = rot``: a select by ``rot`` itself among the
+    items in rotated order (no adder before the select)."""
+    if len(items) == 1:
+        return items[0]
+    return Array(items[index(r) % len(items)] for r in range(len(items)))[rot]
+
+
 class SlidingWindow(PlannedBlock):
     """Sliding windows over a stream of positions, one output beat per cycle.
 
@@ -144,11 +152,10 @@ class SlidingWindow(PlannedBlock):
                 w1_en[n].eq(take & (lane < li) & (in_beat * li + lane < channels)),
                 w1_next[n].eq(Const(n, lg + 1) < addr0[:lg] if lg else 0),
             ]
-            w_lane = (n - w1_rot)[:lg] if lg else Const(0, 1)
             lanes = [w1_data[k] for k in range(li)] + [Const(0, width)] * (banks - li)
             m.d.comb += [
                 ram.w_addr.eq(Mux(w1_next[n], w1_row1, w1_row)),
-                ram.w_data.eq(Array(lanes)[w_lane]),
+                ram.w_data.eq(_rotated(lanes, w1_rot, lambda r, n=n: n - r)),
                 ram.w_en.eq(w1_en[n]),
             ]
 
@@ -273,7 +280,7 @@ class SlidingWindow(PlannedBlock):
         rows2 = [a[lg:] if lg else a for a in addr2]
         rows2 += [rows2[0]] * (banks - lo)
         rows3 = [Signal.like(rows2[0], name=f"row3_{n}") for n in range(banks)]
-        m.d.sync += [row.eq(Array(rows2)[(n - rot2)[:lg]] if lg else rows2[0])
+        m.d.sync += [row.eq(_rotated(rows2, rot2, lambda r, n=n: n - r))
                      for n, row in enumerate(rows3)]
 
         # Stages 4 and 5: the banks' words, read and registered (the target's RAM read).
@@ -288,7 +295,7 @@ class SlidingWindow(PlannedBlock):
         valid6 = Signal()
         m.d.sync += valid6.eq(valid5)
         for j in range(lo):
-            word = Array(reads)[(rot5 + j)[:lg]] if lg else reads[0]
+            word = _rotated(reads, rot5, lambda r, j=j: r + j)
             m.d.sync += out6[j].eq(Mux(mask5[j], word, 0))
         m.d.comb += [queue.w.valid.eq(valid6), queue.w.payload.eq(out6)]
         return m
