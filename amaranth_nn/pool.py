@@ -13,10 +13,17 @@ from amaranth.lib import wiring
 from .block import PlannedBlock
 from .plumbing import CreditQueue, delay
 from .pool_plan import PoolPlan, ReducerPlan
-from .sliding import SlidingWindow, offset_binary
+from .sliding import SlidingWindow, signed_operands
 from .targets import RAM_READ_STAGES, resolve_target
 
 __all__ = ["PoolReducer", "Pool"]
+
+
+def _greater(a, b, width):
+    """``a > b`` of signed values, one unsigned comparison (:func:`signed_operands
+    <amaranth_nn.sliding.signed_operands>`)."""
+    x, y = signed_operands(a, b, width)
+    return x > y
 
 
 class PoolReducer(PlannedBlock):
@@ -133,7 +140,7 @@ class PoolReducer(PlannedBlock):
             return x2 + Mux(first2, plan.rounding, partial)
         if take is None:
             bits = max(plan.width, plan.partial_width)
-            take = first2 | (offset_binary(x2, bits) > offset_binary(partial, bits))
+            take = first2 | _greater(x2, partial, bits)
         return Mux(take, x2, partial)
 
     def _chain_partials(self, m, plan, x, x2, valid, valid2, first, first2):
@@ -158,7 +165,7 @@ class PoolReducer(PlannedBlock):
                 m.d.sync += [
                     meets.eq(Mux(valid, Mux(valid2, after, chain[1][j]),
                                  Mux(valid2, chain[1][j], chain[0][j]))),
-                    take[j].eq(first | (offset_binary(x[j], bits) > offset_binary(meets, bits))),
+                    take[j].eq(first | _greater(x[j], meets, bits)),
                 ]
         with m.If(valid2):
             for j in range(lanes):

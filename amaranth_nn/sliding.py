@@ -22,7 +22,7 @@ from .plumbing import CreditQueue, delay
 from .targets import RAM_READ_STAGES, resolve_target
 from .window_plan import WindowPlan
 
-__all__ = ["SlidingWindow", "offset_binary"]
+__all__ = ["SlidingWindow", "offset_binary", "signed_operands"]
 
 #: Cycles the writer's room counts the reader's steps late, on top of the one cycle of its
 #: registered step: a window's last bank reads are made three cycles after its issue, and the
@@ -39,6 +39,15 @@ def offset_binary(value, width):
     if len(value) < width:
         value = Cat(value, value[-1].replicate(width - len(value)))
     return Cat(value[:width - 1], ~value[width - 1])
+
+
+def signed_operands(a, b, width):
+    """``(x, y)``: two unsigned values whose comparison is that of the signed ``a`` and ``b``
+    (sign-extended to ``width``): the offset-binary values of both (top bits inverted), whose
+    subtraction's top column ``~a_t + b_t`` is also that of the top bits swapped, with no
+    inverter before the carry chain (on ECP5 a LUT and a routing hop)."""
+    a, b = offset_binary(a, width), offset_binary(b, width)
+    return Cat(a[:width - 1], ~b[width - 1]), Cat(b[:width - 1], ~a[width - 1])
 
 
 def _counter(m, limit, step, name, start=0):
@@ -242,8 +251,8 @@ class SlidingWindow(PlannedBlock):
 
         def fits(steps):
             """``slack >= steps``, both signed, as one unsigned comparison."""
-            width = max(len(slack), len(steps))
-            return offset_binary(slack, width) >= offset_binary(steps, width)
+            x, y = signed_operands(slack, steps, max(len(slack), len(steps)))
+            return x >= y
         m.d.sync += [
             slack.eq(slack - delta),
             w_ready.eq(Mux(pos_done, Mux(ix_last, Mux(iy_last, fits(deltas[2]), fits(deltas[1])),
