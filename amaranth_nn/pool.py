@@ -13,10 +13,17 @@ from amaranth.lib import wiring
 from .block import PlannedBlock
 from .plumbing import delay
 from .pool_plan import PoolPlan, ReducerPlan
-from .sliding import SlidingWindow, offset_binary
+from .sliding import SlidingWindow, signed_operands
 from .targets import RAM_READ_STAGES, resolve_target
 
 __all__ = ["PoolReducer", "Pool"]
+
+
+def _greater(a, b, width):
+    """``a > b`` of signed values, one unsigned comparison (:func:`signed_operands
+    <amaranth_nn.sliding.signed_operands>`)."""
+    x, y = signed_operands(a, b, width)
+    return x > y
 
 
 class PoolReducer(PlannedBlock):
@@ -112,7 +119,7 @@ class PoolReducer(PlannedBlock):
         if plan.partials_in_ram:
             newest = self._ram_partials(m, platform, plan, group, x2, valid2, first2)
         else:
-            newest = self._chain_partials(m, plan, x, x2, valid2, first, first2)
+            newest = self._chain_partials(m, plan, x, x2, valid, valid2, first, first2)
         padded_from = plan.channels - (groups - 1) * lanes
         out_last = delay(m, last2, 1, "out_last")
         outputs = []
@@ -134,10 +141,10 @@ class PoolReducer(PlannedBlock):
             return x2 + Mux(first2, plan.rounding, partial)
         if take is None:
             bits = max(plan.width, plan.partial_width)
-            take = first2 | (offset_binary(x2, bits) > offset_binary(partial, bits))
+            take = first2 | _greater(x2, partial, bits)
         return Mux(take, x2, partial)
 
-    def _chain_partials(self, m, plan, x, x2, valid2, first, first2):
+    def _chain_partials(self, m, plan, x, x2, valid, valid2, first, first2):
         """The ``G`` partials in a shift register whose head is always the partial of the beat
         that comes next (too few for a RAM, :attr:`ReducerPlan.partials_in_ram
         <amaranth_nn.pool_plan.ReducerPlan.partials_in_ram>`); returns the newest, per lane."""
@@ -147,13 +154,20 @@ class PoolReducer(PlannedBlock):
         bits = max(plan.width, plan.partial_width)  # of a max's comparisons
         take = [None] * lanes
         if plan.kind == "maxpool" and groups > 1:
-            # The partial a beat meets in stage 3 is known in stage 2: chain[1] if the chain
-            # shifts in this cycle, else chain[0]; the comparison gets a cycle of its own.
+            # The beat in stage 1 meets in stage 3 the chain's head after this cycle's shift:
+            # ``meets``, a register computed from the next state (the head and the partial
+            # after it, after the shift of the beat in stage 2, selected by whether a beat
+            # follows it), so that the comparison, in a stage of its own, is of flip-flops.
             take = [Signal(name=f"take_{j}") for j in range(lanes)]
             for j in range(lanes):
-                meets = Mux(valid2, chain[1][j], chain[0][j])
-                m.d.sync += take[j].eq(first | (offset_binary(x[j], bits)
-                                                > offset_binary(meets, bits)))
+                meets = Signal(signed(plan.partial_width), name=f"meets_{j}", reset_less=True)
+                after = chain[2][j] if groups > 2 else self._combine(plan, x2[j], chain[0][j],
+                                                                     first2, take[j])
+                m.d.sync += [
+                    meets.eq(Mux(valid, Mux(valid2, after, chain[1][j]),
+                                 Mux(valid2, chain[1][j], chain[0][j]))),
+                    take[j].eq(first | _greater(x[j], meets, bits)),
+                ]
         with m.If(valid2):
             for j in range(lanes):
                 m.d.sync += chain[-1][j].eq(self._combine(plan, x2[j], chain[0][j], first2,

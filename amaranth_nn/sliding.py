@@ -22,7 +22,7 @@ from .plumbing import delay
 from .targets import RAM_READ_STAGES, resolve_target
 from .window_plan import WindowPlan
 
-__all__ = ["SlidingWindow", "offset_binary"]
+__all__ = ["SlidingWindow", "offset_binary", "signed_operands"]
 
 #: Cycles the writer's room counts the reader's steps late, on top of the one cycle of its
 #: registered step: a window's last bank reads are made three cycles after its issue, and the
@@ -41,6 +41,15 @@ def offset_binary(value, width):
     return Cat(value[:width - 1], ~value[width - 1])
 
 
+def signed_operands(a, b, width):
+    """``(x, y)``: two unsigned values whose comparison is that of the signed ``a`` and ``b``
+    (sign-extended to ``width``): the offset-binary values of both (top bits inverted), whose
+    subtraction's top column ``~a_t + b_t`` is also that of the top bits swapped, with no
+    inverter before the carry chain (on ECP5 a LUT and a routing hop)."""
+    a, b = offset_binary(a, width), offset_binary(b, width)
+    return Cat(a[:width - 1], ~b[width - 1]), Cat(b[:width - 1], ~a[width - 1])
+
+
 def _counter(m, limit, step, name, start=0):
     """A counter from 0 to ``limit - 1`` (from ``start`` after reset) that steps when ``step``,
     with its ``last`` flag in a register; returns ``(value, last, wrap)``, ``wrap`` being whether
@@ -55,6 +64,14 @@ def _counter(m, limit, step, name, start=0):
             last.eq(Mux(last, limit == 1, value == limit - 2)),
         ]
     return value, last, wrap
+
+
+def _rotated(items, rot, index):
+    """``items[index(r) % len(items)]`` for ``r = rot``: a select by ``rot`` itself among the
+    items in rotated order (no adder before the select)."""
+    if len(items) == 1:
+        return items[0]
+    return Array(items[index(r) % len(items)] for r in range(len(items)))[rot]
 
 
 class SlidingWindow(PlannedBlock):
@@ -101,8 +118,6 @@ class SlidingWindow(PlannedBlock):
         bpp, bpw = plan.beats_per_position, plan.beats_per_window
         kh, kw = plan.kernel2
         span = 4 * (cap + plan.sample_stride)
-        ahead_max = cap // plan.sample_stride + 3
-        ahead = Signal(range(-1, ahead_max + 1))
         target = resolve_target(self._arch, platform)
         rams = [target.ram(m, width, plan.bank_depth, f"bank{n}") for n in range(banks)]
 
@@ -112,7 +127,7 @@ class SlidingWindow(PlannedBlock):
         m.d.comb += [self.i.ready.eq(w_ready), take.eq(self.i.valid & w_ready)]
         in_beat, _, pos_done = _counter(m, bpp, take, "in_beat")
         _, ix_last, row_done = _counter(m, wid, pos_done, "ix")
-        _, iy_last, sample_done = _counter(m, height, row_done, "iy")
+        _, iy_last, _ = _counter(m, height, row_done, "iy")
         w_addr = Signal(range(cap), init=plan.first_address % cap)
         p_step, r_step, s_step = plan.position_steps()
         w_step = Signal(range(max(p_step, r_step, s_step) + 1))
@@ -123,9 +138,7 @@ class SlidingWindow(PlannedBlock):
         # The write stage's registers: each bank's enable and whether it takes the beat's next
         # row, the beat's first row and the next one, so that a bank's write address is one
         # select of flip-flops and its enable a flip-flop.
-        w1_valid = Signal()
         w1_pos = Signal()
-        w1_sample = Signal()
         w1_data = Signal(data.ArrayLayout(unsigned(width), li))
         addr0 = Signal(range(cap))
         m.d.comb += addr0.eq(w_addr + in_beat * li)
@@ -135,12 +148,10 @@ class SlidingWindow(PlannedBlock):
         w1_en = [Signal(name=f"w1_en{n}") for n in range(banks)]
         w1_next = [Signal(name=f"w1_next{n}") for n in range(banks)]
         m.d.sync += [
-            w1_valid.eq(take),
             w1_rot.eq(addr0[:lg] if lg else 0),
             w1_row.eq(addr0[lg:]),
             w1_row1.eq(addr0[lg:] + 1),
             w1_pos.eq(pos_done),
-            w1_sample.eq(sample_done),
             w1_data.eq(self.i.payload),
         ]
         for n, ram in enumerate(rams):
@@ -150,19 +161,12 @@ class SlidingWindow(PlannedBlock):
                 w1_en[n].eq(take & (lane < li) & (in_beat * li + lane < channels)),
                 w1_next[n].eq(Const(n, lg + 1) < addr0[:lg] if lg else 0),
             ]
-            w_lane = (n - w1_rot)[:lg] if lg else Const(0, 1)
             lanes = [w1_data[k] for k in range(li)] + [Const(0, width)] * (banks - li)
             m.d.comb += [
                 ram.w_addr.eq(Mux(w1_next[n], w1_row1, w1_row)),
-                ram.w_data.eq(Array(lanes)[w_lane]),
+                ram.w_data.eq(_rotated(lanes, w1_rot, lambda r, n=n: n - r)),
                 ram.w_en.eq(w1_en[n]),
             ]
-
-        # Positions written in the writer's sample, and its samples ahead of the reader's (-1
-        # when the reader has finished a sample whose last positions no window needs).
-        wpos = Signal(range(plan.positions_in + 1))
-        with m.If(w1_valid & w1_pos):
-            m.d.sync += wpos.eq(Mux(w1_sample, 0, wpos + 1))
 
         # Reader: one window beat per cycle while its data is in and the queue has room.
         m.submodules.queue = queue = target.queue(self.o.payload.shape(), plan.fifo_depth)
@@ -181,57 +185,38 @@ class SlidingWindow(PlannedBlock):
         step = Signal(range(max(x_step, y_step, t_step) + 1),
                       init=(t_step if oh == 1 else y_step) if ow == 1 else x_step)
         base = Signal(range(cap))
-        need = Signal(range(plan.positions_in), init=plan.needed(0, 0))
         rows_in = Signal(kh, init=plan.row_valid(0))
         cols_in = Signal(kw, init=plan.col_valid(0))
-        # Whether the current window's data is in: a register, computed from the next state.
+        # Whether the current window's data is in: the sign of a register, ``lead = written -
+        # needed - 1``, both counted in positions over all samples (``written``: the positions
+        # written; ``needed``: the current window's last needed position). Each cycle adds the
+        # writer's position (``w1_pos``) and, when the window is done, the step back to the
+        # next window's last needed position (``lead_back``, a register: minus a column's
+        # step, or at the end of a row the row's, at the end of a sample plus a sample). The
+        # flag is a flip-flop and its update one carry chain of registers (``w1_pos`` is the
+        # carry into an extra low bit) and a select by ``window_done``.
+        positions = plan.positions_in
+        col_back = [plan.needed_col(x) - plan.needed_col(x + 1) for x in range(ow - 1)] + [0]
+        row_end = plan.needed_col(ow - 1) - plan.needed_col(0)
+        row_back = [plan.needed_row(y) - plan.needed_row(y + 1) + row_end for y in range(oh - 1)]
+        row_back.append(plan.needed_row(oh - 1) - plan.needed_row(0) + row_end - positions)
+        backs = col_back + row_back
+        lead_back = Signal(range(min(backs), max(backs) + 1),
+                           init=row_back[0] if ow == 1 else col_back[0])
+        # The writer is at most cap // sample_stride + 3 samples ahead of the reader.
+        samples_ahead = cap // plan.sample_stride + 3
+        lead = Signal(range(-2 * positions - 1, (samples_ahead + 2) * positions),
+                      init=-plan.needed(0, 0) - 1)
         avail = Signal()
-        m.d.comb += [go.eq(avail & queue.ok), queue.take.eq(go)]
-        out_done = Signal()
-        m.d.comb += out_done.eq(window_done & ox_last & oy_last)
-        # The next window's last needed position is a register too, from the coordinates of
-        # the window after it.
-        count = oh * ow
-        nn_y, nn_x = divmod(2 % count, ow)
-        nn_ox, _, nn_row = _counter(m, ow, window_done, "nn_ox", start=nn_x)
-        nn_oy, _, _ = _counter(m, oh, nn_row, "nn_oy", start=nn_y)
-        need_nx = Signal.like(need, init=plan.needed(*divmod(1 % count, ow)))
+        m.d.comb += [avail.eq(~lead[-1]), go.eq(avail & queue.ok), queue.take.eq(go)]
         with m.If(window_done):
-            m.d.sync += need_nx.eq(
-                Array(Const(plan.needed_row(y), need.shape()) for y in range(oh))[nn_oy]
-                + Array(Const(plan.needed_col(x), need.shape()) for x in range(ow))[nn_ox])
-        # The flag is computed for both outcomes of this cycle's issue, each from registers
-        # only, and selected by whether the window is done: the writer's sample may be counted
-        # (``new_sample``), the reader's may end (``out_done``); ``wpos_next > need_next``
-        # compares registers only (wpos_next is wpos, wpos + 1 or 0, need_next is need or the
-        # next window's).
-        new_sample = Signal()
-        new_pos = Signal()
-        m.d.comb += [new_sample.eq(w1_valid & w1_pos & w1_sample),
-                     new_pos.eq(w1_valid & w1_pos & ~w1_sample)]
-        last_window = ox_last & oy_last
-        ahead_pos, ahead_zero, ahead_one, ahead_neg = ahead > 0, ahead == 0, ahead == 1, ahead < 0
-
-        def available(done):
-            """The next availability flag when the current window is done (``done``) or not."""
-            needed = need_nx if done else need
-            written = Mux(new_pos, wpos >= needed, wpos > needed) & ~new_sample
-            if done:
-                # The reader's sample ends when this is its last window.
-                later = Mux(new_sample, Mux(last_window, ahead_pos, ahead_pos | ahead_zero),
-                            Mux(last_window, ahead_pos & ~ahead_one, ahead_pos))
-                level = Mux(new_sample, Mux(last_window, ahead_zero, ahead_neg),
-                            Mux(last_window, ahead_one, ahead_zero))
-            else:
-                later = Mux(new_sample, ahead_pos | ahead_zero, ahead_pos)
-                level = Mux(new_sample, ahead_neg, ahead_zero)
-            return later | (level & written)
-        with m.If(window_done):
-            m.d.sync += need.eq(need_nx)
-        m.d.sync += [
-            ahead.eq(ahead + new_sample - out_done),
-            avail.eq(Mux(window_done, available(True), available(False))),
-        ]
+            m.d.sync += lead_back.eq(Mux(
+                nx_ox_last,
+                Array(Const(v, lead_back.shape()) for v in row_back)[nx_oy],
+                Array(Const(v, lead_back.shape()) for v in col_back)[nx_ox]))
+        back = Cat(lead_back, lead_back[-1].replicate(len(lead) - len(lead_back)))
+        moved = (Cat(w1_pos, lead) + Cat(w1_pos, back))[1:]
+        m.d.sync += lead.eq(Mux(window_done, moved, lead + w1_pos))
         with m.If(window_done):
             m.d.sync += [
                 base.eq(base + step),
@@ -263,8 +248,8 @@ class SlidingWindow(PlannedBlock):
 
         def fits(steps, value=slack):
             """``value >= steps``, both signed, as one unsigned comparison."""
-            width = max(len(value), len(steps))
-            return offset_binary(value, width) >= offset_binary(steps, width)
+            x, y = signed_operands(value, steps, max(len(value), len(steps)))
+            return x >= y
         m.d.sync += slack.eq(slack - delta)
         if target.precomputed_flags:
             # The registered steps plus each of the writer's possible steps, so that no adder
@@ -310,7 +295,7 @@ class SlidingWindow(PlannedBlock):
         rows2 = [a[lg:] if lg else a for a in addr2]
         rows2 += [rows2[0]] * (banks - lo)
         rows3 = [Signal.like(rows2[0], name=f"row3_{n}") for n in range(banks)]
-        m.d.sync += [row.eq(Array(rows2)[(n - rot2)[:lg]] if lg else rows2[0])
+        m.d.sync += [row.eq(_rotated(rows2, rot2, lambda r, n=n: n - r))
                      for n, row in enumerate(rows3)]
 
         # Stages 4 and 5: the banks' words, read and registered (the target's RAM read).
@@ -325,7 +310,7 @@ class SlidingWindow(PlannedBlock):
         valid6 = Signal()
         m.d.sync += valid6.eq(valid5)
         for j in range(lo):
-            word = Array(reads)[(rot5 + j)[:lg]] if lg else reads[0]
+            word = _rotated(reads, rot5, lambda r, j=j: r + j)
             m.d.sync += out6[j].eq(Mux(mask5[j], word, 0))
         m.d.comb += [queue.w.valid.eq(valid6), queue.w.payload.eq(out6)]
         return m
