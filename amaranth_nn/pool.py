@@ -77,8 +77,8 @@ class PoolReducer(PlannedBlock):
         width, shift = plan.width, plan.shift
 
         # Where the next beat sits in its window: its group and kernel position, as flags.
-        m.submodules.queue = queue = resolve_target(self._arch, platform).queue(
-            self.o.payload.shape(), plan.fifo_depth)
+        target = resolve_target(self._arch, platform)
+        m.submodules.queue = queue = target.queue(self.o.payload.shape(), plan.fifo_depth)
         wiring.connect(m, queue.o, wiring.flipped(self.o))
         group_last = Signal(init=groups == 1)
         k_first = Signal(init=1)
@@ -117,7 +117,7 @@ class PoolReducer(PlannedBlock):
             m.d.sync += [x[j].eq(self.i.payload[j]) for j in range(lanes)]
         m.d.sync += [a.eq(b) for a, b in zip(x2, x, strict=True)]
         if plan.partials_in_ram:
-            newest = self._ram_partials(m, platform, plan, group, x2, valid2, first2)
+            newest = self._ram_partials(m, target, plan, group, x2, valid2, first2)
         else:
             newest = self._chain_partials(m, plan, x, x2, valid, valid2, first, first2)
         padded_from = plan.channels - (groups - 1) * lanes
@@ -176,7 +176,7 @@ class PoolReducer(PlannedBlock):
                     m.d.sync += chain[n][j].eq(chain[n + 1][j])
         return chain[-1]
 
-    def _ram_partials(self, m, platform, plan, group, x2, valid2, first2):
+    def _ram_partials(self, m, target, plan, group, x2, valid2, first2):
         """The ``G`` partials in a RAM of ``G`` words of all lanes
         (:meth:`~amaranth_nn.targets.Target.ram`): read at the beat's group as the beat comes
         in, so that the partial arrives with the beat in stage 2, and written back from the
@@ -185,8 +185,7 @@ class PoolReducer(PlannedBlock):
         cycles later, after that write (``G >= 4`` would do). Returns the new partials in stage
         3, per lane."""
         lanes, partial_width = plan.lanes, plan.partial_width
-        ram = resolve_target(self._arch, platform).ram(m, lanes * partial_width,
-                                                       plan.beats_per_position, "partials")
+        ram = target.ram(m, lanes * partial_width, plan.beats_per_position, "partials")
         newest = [Signal(signed(partial_width), name=f"partial_{j}") for j in range(lanes)]
         for j in range(lanes):
             partial = ram.r_data[j * partial_width:(j + 1) * partial_width].as_signed()
