@@ -289,6 +289,11 @@ def window_features(window, device):
                   else window.register_bits),
         "read": window.banks * (window.out_lanes * width + window.banks * row_bits),
         "write": window.banks * window.in_lanes * width,
+        # The read side's parts on their own (the iCE40 model): each lane's choice of a bank,
+        # each bank's registered word and its row address.
+        "rotate": lanes * (window.banks - 1),
+        "bank_bits": window.banks * width,
+        "rows": window.banks * row_bits,
         "table": window.beats_per_window * window.out_lanes * addr_bits,
         "positions": (oh + ow) * (window.positions_in - 1).bit_length(),
     }
@@ -335,30 +340,34 @@ def converter_features(converter):
 # coefficients of per-layer yosys counts (synth_xilinx, synth_ecp5 with the ECP5 target,
 # synth_ice40 -dsp; hierarchical runs: ``python bench/bench_estimate.py --fit --parts-only
 # --no-conv --families F`` prints them) of the digits model at target II 16-1024 and random
-# MLPs of 4- to 16-bit formats, 40 xc7 (mean error 5.8 % LUT, 6.2 % FF), 40 ECP5 (11.9 %,
-# 3.6 %) and 11 iCE40 layers (0.8 %, 1.1 %), refitted for the dense engine with the arrival
-# count and the held bias (issue 12), xc7 and iCE40 again after the generic target's memory
-# reads moved their stages to the address (issue 12). The width converter's, from four
-# converters. On iCE40 the unit is the logic cell (a LUT4 and a flip-flop): nextpnr packs a
-# flip-flop into the cell of the LUT that drives it when it can; _LOGIC_CELLS_PER_FF is the
-# cells per flip-flop on top of the LUT4s, fitted to nextpnr's counts of iCEBreaker board
-# builds (``python -m amaranth_nn.build --board icebreaker``: 3051 cells for the digits model
-# at target II 512, 4482 for the digits conv model at its most folded design, both within 3 %;
-# MNIST-1D's most folded design, 5793 cells (issue 10's reducers), comes out 12 % high).
+# MLPs of 4- to 16-bit formats, 40 xc7 (mean error 5.8 % LUT, 6.2 % FF) and 40 ECP5 layers
+# (11.9 %, 3.6 %), refitted for the dense engine with the arrival count and the held bias
+# (issue 12), xc7 again after the generic target's memory reads moved their stages to the
+# address (issue 12). iCE40: built with the iCE40 target, as the board build does, and fitted
+# to the relative errors of the MLP layers and conv engines whose DSP blocks and block RAM fit
+# the iCE40UP5K (``python bench/bench_estimate.py --fit --parts-only --families ice40``: 30
+# parts, mean error 6.1 % LUT, 3.0 % FF). The width converter's, from four converters. On
+# iCE40 the unit is the logic cell (a LUT4 and a flip-flop): nextpnr packs a flip-flop into the
+# cell of the LUT that drives it when it can; _LOGIC_CELLS_PER_FF is the cells per flip-flop
+# on top of the LUT4s, fitted to nextpnr's counts of iCEBreaker board builds. With the iCE40
+# coefficients of that refit (``python -m amaranth_nn.build --board icebreaker --model M``):
+# the digits model at target II 256, 2810 cells estimated for 2681 (+5 %); the digits conv
+# model at target II 8192, 3988 for 4140 (-4 %); MNIST-1D's most folded design, 4732 for 4688
+# (+1 %).
 _LAYER_LUT = {
     "xc7": {"one": 50.9, "tree": 0.478, "out": 1.94, "lut_mult": 1.9, "lut_rom": 0.0157,
             "beats": 0.258, "x_data": 1.08, "first": 0.617},
     "ecp5": {"out": 2.68, "lut_rom": 0.093, "beats": 4.32, "w_data": 0.657, "x_data": 4.05},
-    "ice40": {"one": 106.0, "tree": 1.78, "acc": 1.01, "lut_mult": 2.0, "lut_rom": 0.11,
-              "beats": 0.16, "x_data": 0.546},
+    "ice40": {"one": 70.2, "acc": 0.618, "out": 3.14, "lut_mult": 2.51, "lut_rom": 0.138,
+              "beats": 0.525, "w_data": 1.53},
 }
 _LAYER_FF = {
     "xc7": {"one": 19.5, "tree": 0.252, "acc": 0.874, "lut_rom": 0.0211, "beats": 0.221,
             "x_data": 2.44, "products": 2.63, "first": 5.17},
     "ecp5": {"one": 32.8, "tree": 1.58, "acc": 3.66, "lut_rom": 0.00311, "x_data": 3.66,
              "first": 0.521},
-    "ice40": {"one": 48.8, "tree": 0.719, "lut_rom": 0.00357, "w_data": 3.04, "x_data": 10.1,
-              "first": 5.45, "lut_mult": 0.375},
+    "ice40": {"tree": 0.813, "out": 10.6, "lut_mult": 0.565, "lut_rom": 0.038, "beats": 0.437,
+              "w_data": 0.546, "x_data": 9.6, "first": 1.75},
 }
 # The window generator's and the pooling reducer's: least squares with non-negative
 # coefficients (``python bench/bench_estimate.py --fit``) of the per-module yosys counts
@@ -378,17 +387,18 @@ _REDUCER_FF = {"xc7": {"one": 16.2, "lanes": 4.1}}
 _WINDOW_LUT["ecp5"] = {name: value * (1.75 if name == "ram" else 2.6)
                        for name, value in _WINDOW_LUT["xc7"].items()}
 _WINDOW_FF["ecp5"] = _WINDOW_FF["xc7"]
-# iCE40: fitted to the per-module synth_ice40 counts of the generators and reducers of both
-# conv models at three foldings each and of MNIST-1D's first blocks (36 generators, mean error
-# 46 % LUT and 14 % FF: a rough model), after the conv blocks' clock work
-# (``bench_estimate.per_part``, as ``--fit --parts-only`` runs it). The reducers' refitted
-# when they took a RAM for their partials (``ram``: the RAM's address pipeline and read
-# register), to 22 reducers of both conv models at their most folded designs and three
-# foldings each and of MNIST-1D's conv-and-pool pair (mean error 7.1 % LUT, 1.8 % FF).
-_WINDOW_LUT["ice40"] = {"one": 193.0, "read": 0.266, "table": 0.213, "positions": 1.36}
-_WINDOW_FF["ice40"] = {"one": 226.0, "queue": 0.697, "read": 0.0492, "positions": 0.294}
-_REDUCER_LUT["ice40"] = {"one": 90.3, "regs": 0.0671, "lanes": 2.9, "ram": 6.2}
-_REDUCER_FF["ice40"] = {"one": 86.1, "regs": 0.618, "lanes": 3.34, "ram": 26.7}
+# iCE40: the same refit as the dense model's (the generic target's generators, which the
+# coefficients were fitted to before, have registered flags and queues in flip-flops that the
+# iCE40 target does not), to the generators and reducers of both conv models at five foldings
+# each and of MNIST-1D's first blocks: 27 generators, mean error 9.9 % LUT and 5.0 % FF; 13
+# reducers, 0.3 % and 0.2 %. Its own features: ``rotate`` (each output lane's choice of a
+# bank), ``bank_bits`` and ``rows`` (each bank's registered word and row address).
+_WINDOW_LUT["ice40"] = {"one": 121.0, "read": 0.974, "rotate": 0.0473, "bank_bits": 1.17,
+                        "table": 0.0281, "positions": 0.24}
+_WINDOW_FF["ice40"] = {"one": 111.0, "bank_bits": 6.34, "rows": 2.47, "table": 0.0164,
+                       "positions": 0.0519}
+_REDUCER_LUT["ice40"] = {"regs": 1.83, "lanes": 0.547, "ram": 70.0}
+_REDUCER_FF["ice40"] = {"one": 130.0, "regs": 0.625, "ram": 10.3}
 _REDUCER_LUT["ecp5"] = {name: 1.5 * value for name, value in _REDUCER_LUT["xc7"].items()}
 _REDUCER_FF["ecp5"] = _REDUCER_FF["xc7"]
 _SCALE_LUT = {family: {"one": table.get("one", 15), "acc": table.get("acc", 3),

@@ -3,15 +3,18 @@
     python bench/bench_breakdown.py                           # digits model, default folding
     python bench/bench_breakdown.py --model mnist1d --target-ii 100000 --families ice40
     python bench/bench_breakdown.py --model mnist1d --harness --families ice40
+    python bench/bench_breakdown.py --model mnist1d --target-ii 100000 --families ice40 --arch ice40
 
 For each family (``xc7``: yosys ``synth_xilinx``; ``ecp5``: ``synth_ecp5``; ``ice40``:
 ``synth_ice40 -dsp``) it synthesizes the network (or, with ``--harness``, the board harness
 around it) keeping the hierarchy (``amaranth_nn.synth.module_resources``) and prints one
-markdown table: a row per layer, per block of a layer (``window``, ``dense``, ``reducer``,
-...) and per part of a block (``buffer``: the double buffer's control; ``queue``: the output
-queue), each with the resources of everything under it, and an ``(own)`` row for the logic of
-a module outside its parts. Synthesis keeps module boundaries, so the total can be a little
-above the flattened design's (the build's and ``bench_gateware.py``'s figures).
+markdown table (``--arch``: the target the network is elaborated with, as a board build of
+that family does; by default the generic one): a row per layer, per block of a layer
+(``window``, ``dense``, ``reducer``, ...) and per part of a block (``buffer``: the double
+buffer's control; ``queue``: the output queue), each with the resources of everything under
+it, and an ``(own)`` row for the logic of a module outside its parts. Synthesis keeps module
+boundaries, so the total can be a little above the flattened design's (the build's and
+``bench_gateware.py``'s figures).
 """
 
 import argparse
@@ -25,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 from amaranth_nn import cli, synth  # noqa: E402
 from amaranth_nn.folding import add_folding_arguments, folding_from_args, plan_network  # noqa: E402
 from amaranth_nn.network import Network  # noqa: E402
+from amaranth_nn.targets import ARCHES  # noqa: E402
 from boards.harness import Harness  # noqa: E402
 
 FAMILIES = ("xc7", "ecp5", "ice40")
@@ -91,6 +95,9 @@ def main(argv=None):
                         help="the board harness around the network (UART, protocol, argmax)")
     parser.add_argument("--lut-multipliers", metavar="L1,L2,...", default="",
                         help="layers (indices) whose multipliers are built from logic")
+    parser.add_argument("--arch", choices=ARCHES, default="auto",
+                        help="the network's target (default auto, which is generic without a "
+                             "platform; ecp5 and ice40 as the board builds of those families)")
     parser.add_argument("--depth", type=int, default=3,
                         help="levels below the network: layer, block, part (default 3)")
     parser.add_argument("--out", metavar="FILE.md", help="also write the tables to this file")
@@ -112,8 +119,10 @@ def main(argv=None):
         parser.error(f"--lut-multipliers: {error}" if "Lut_multipliers" in str(error)
                      else str(error))
     luts = plan.lut_multipliers
-    design = (Harness(spec, folding=plan.folding, lut_multipliers=luts, divisor=104)
-              if args.harness else Network(spec, plan.folding, lut_multipliers=luts))
+    design = (Harness(spec, folding=plan.folding, lut_multipliers=luts, divisor=104,
+                      arch=args.arch)
+              if args.harness else Network(spec, plan.folding, lut_multipliers=luts,
+                                           arch=args.arch))
     root = "top.network" if args.harness else "top"
     entries = ", ".join("-" if f is None else f"{f[0]}x{f[1]}" for f in plan.folding)
     logic = f" (layers {', '.join(map(str, luts))} in logic)" if luts else ""

@@ -170,6 +170,9 @@ class Harness(wiring.Component):
         Cycles that the busy, error and activity outputs stay on at least after an event, so
         that they are visible on an LED (at most half as long again, :func:`led_timing`).
         Default: 40 byte times.
+    arch : str or Target
+        The network's target, passed to :class:`amaranth_nn.network.Network` (default
+        ``"auto"``: the platform's).
 
     Members
     -------
@@ -196,13 +199,13 @@ class Harness(wiring.Component):
     """
 
     def __init__(self, spec, *, folding=None, target_ii=None, lut_multipliers=(), divisor,
-                 timeout=None, heartbeat=None, stretch=None):
+                 timeout=None, heartbeat=None, stretch=None, arch="auto"):
         with rejecting(self):
             self._divisor, self._timeout, self._heartbeat, self._stretch = \
                 check_harness_arguments(divisor, timeout, heartbeat, stretch)
             self._protocol = proto.Protocol(spec)
             self._network = Network(spec, folding, target_ii=target_ii,  # last: it can't be unused
-                                    lut_multipliers=lut_multipliers)
+                                    lut_multipliers=lut_multipliers, arch=arch)
         self._spec = spec
         super().__init__({
             "rx": In(1, init=1),
