@@ -2,13 +2,13 @@
 before synthesis (``amaranth_nn.estimate``) and counted after it.
 
 For a set of networks (the embedded digits model over a sweep of target IIs, random MLPs of
-4- to 16-bit formats, the MNIST-1D and 8x8 digits conv models at three foldings each, and a
+4- to 16-bit formats, the MNIST-1D and 8x8 digits conv models at five foldings each, and a
 single conv block and conv-and-pool pair of MNIST-1D) it prints, per FPGA family, a markdown
 table of estimate / measured and the relative error:
 
 * xc7: yosys ``synth_xilinx`` out of context (network alone);
 * ice40: yosys ``synth_ice40 -dsp`` and nextpnr-ice40 on the iCE40UP5K (logic cells), network
-  in the four-pin IOHarness;
+  in the four-pin IOHarness, with the iCE40 target (``arch="ice40"``) as the board build;
 * ecp5: yosys ``synth_ecp5`` and nextpnr-ecp5 on the LFE5U-85F (``arch="ecp5"``), out of
   context;
 * boards (``--boards``): ``python -m amaranth_nn.build``'s own report, estimate with the harness.
