@@ -89,8 +89,9 @@ class PingPong(wiring.Component):
         else:
             members["r_done"] = In(1)
         super().__init__(members)
-        # Whether w_beat is 0, a register of its own.
+        # Whether w_beat is 0, and w_beat + 1: registers of their own.
         self._w_zero = Signal(name="w_zero", init=1)
+        self._w_next = Signal(range(beats + 1), name="w_next", init=1)
 
     @property
     def beats(self):
@@ -138,6 +139,7 @@ class PingPong(wiring.Component):
                 self.w_beat.eq(Mux(w_last, 0, self.w_beat + 1)),
                 w_last.eq(Mux(w_last, self._beats == 1, self.w_beat == self._beats - 2)),
                 w_zero.eq(w_last),
+                self._w_next.eq(Mux(w_last, 1, self._w_next + 1)),
             ]
         # The writer's ready is a register too, so that the upstream block sees a flip-flop:
         # a bank is free, or the next beat is not the first of a vector.
@@ -177,13 +179,14 @@ class PingPong(wiring.Component):
         # Without this cycle's write: stay, step down, new pass, or the next vector (when the
         # reader finishes this one, the writer is on the next vector with w_beat beats written,
         # or finished it, or has not started it and w_beat is 0); then this cycle's write. The
-        # sums are of flip-flops only, and the flags (``go`` last) only select among them.
+        # sums are of flip-flops only (``w_beat + 1`` is a register), and the flags (``go``
+        # last) only select among them.
         sums = {}
-        for name, value in [("dec", ahead - 1), ("inc", ahead + 1), ("wnext", self.w_beat + 1)]:
+        for name, value in [("dec", ahead - 1), ("inc", ahead + 1)]:
             sums[name] = Signal.like(ahead, name=f"ahead_{name}")
             m.d.comb += sums[name].eq(value)
         wrote_go = Mux(last, self.w_en & final, into)
-        ahead_go = Mux(last, Mux(final & ~full, Mux(self.w_en, sums["wnext"], self.w_beat), beats),
+        ahead_go = Mux(last, Mux(final & ~full, Mux(self.w_en, self._w_next, self.w_beat), beats),
                        Mux(into, ahead, sums["dec"]))
         m.d.sync += [
             ahead.eq(Mux(go, ahead_go, Mux(into, sums["inc"], ahead))),
