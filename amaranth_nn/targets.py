@@ -34,7 +34,8 @@ from .lut_multiplier import lut_products
 from .plan import BLOCK_ROM_BITS, MEMORY_STAGES
 from .plumbing import CreditQueue, delay
 
-__all__ = ["ARCHES", "ECP5_BLOCK_ROM_BITS", "ICE40_QUEUE_BLOCK_BITS", "RAM_READ_STAGES",
+__all__ = ["ARCHES", "ECP5_BLOCK_ROM_BITS", "ECP5_RAM_PIECE_WORDS", "ECP5_ROM_SPLIT_BITS",
+           "ICE40_QUEUE_BLOCK_BITS", "RAM_READ_STAGES",
            "RamPorts", "Target", "GenericTarget", "ICE40Target", "ECP5Target", "check_arch",
            "ice40_queue_in_block_ram", "resolve_target"]
 
@@ -56,6 +57,11 @@ ECP5_BLOCK_ROM_BITS = 32768
 #: bits select (a LUT6 of 4-input LUTs and two multiplexer levels): the first data register
 #: moves into the multiplexer tree.
 ECP5_ROM_SPLIT_BITS = 6
+
+#: Words of each piece of a LUT RAM that :meth:`ECP5Target.read_ram` reads into a register of
+#: its own (two ``DPR16X4`` deep and a ``PFUMX``), for a memory of more than twice as many
+#: words.
+ECP5_RAM_PIECE_WORDS = 32
 
 #: On iCE40, which has no LUT RAM, an output queue's memory of at least this many bits (and more
 #: than 4 words) is block RAM, where yosys would build up to 72 bits from flip-flops: a window
@@ -385,12 +391,40 @@ class ECP5Target(GenericTarget):
         """An asynchronous read port followed by registers, so that yosys keeps the register
         on the data (LUT RAM between two flip-flops) instead of moving it to the address. A
         memory of fewer than :data:`~amaranth_nn.plan.BLOCK_ROM_BITS` bits with no style of its
-        own is marked for LUT RAM (yosys would take block RAM, without its output register)."""
+        own is marked for LUT RAM (yosys would take block RAM, without its output register).
+        A LUT RAM of more than twice :data:`ECP5_RAM_PIECE_WORDS` words is read as pieces of
+        its own, written by the memory's write port: each piece's read in a register, the
+        pieces selected by the high address bits a cycle later (the same cycles; ``mnist1d``'s
+        ``layer7``, 128 words, was the network's slowest path at placer seed 2, 178.9 MHz)."""
         if memory.shape.width * memory.depth < BLOCK_ROM_BITS:
             memory.attrs.setdefault("ram_style", "distributed")
-        port = memory.read_port(domain="comb")
-        m.d.comb += port.addr.eq(delay(m, addr, 1, f"{name}_addr"))
-        return delay(m, port.data, MEMORY_STAGES - 1, name)
+        addr = delay(m, addr, 1, f"{name}_addr")
+        words = ECP5_RAM_PIECE_WORDS
+        if (memory.attrs.get("ram_style") != "distributed" or memory.depth <= 2 * words
+                or len(memory.write_ports) != 1 or MEMORY_STAGES < 3):
+            port = memory.read_port(domain="comb")
+            m.d.comb += port.addr.eq(addr)
+            return delay(m, port.data, MEMORY_STAGES - 1, name)
+        # The first data register inside the read multiplexer: pieces of the memory, each
+        # read into a register, then selected by the high address bits a cycle later. The
+        # memory itself keeps its write port and no read port (synthesis removes it).
+        write = memory.write_ports[0]
+        low = (words - 1).bit_length()
+        parts = []
+        for n, start in enumerate(range(0, memory.depth, words)):
+            piece = Memory(shape=memory.shape, depth=min(words, memory.depth - start), init=[],
+                           attrs={"ram_style": "distributed"})
+            m.submodules[f"{name}_piece{n}"] = piece
+            piece_write, piece_read = piece.write_port(), piece.read_port(domain="comb")
+            m.d.comb += [
+                piece_write.addr.eq(write.addr[:low]),
+                piece_write.data.eq(write.data),
+                piece_write.en.eq(write.en & (write.addr[low:] == n)),
+                piece_read.addr.eq(addr[:low]),
+            ]
+            parts.append(delay(m, piece_read.data, 1, f"{name}_part{n}"))
+        high = delay(m, addr[low:], 1, f"{name}_high")
+        return delay(m, _mux_tree(parts, high), MEMORY_STAGES - 2, name)
 
 
 def _mux_tree(values, addr):
