@@ -104,6 +104,11 @@ class Target:
     #: (fewer cells, the iCE40's choice; the same cycles either way).
     precomputed_flags = True
 
+    #: Whether the dense engine registers the products again in the fabric before its adder
+    #: tree where the tree's levels leave room for it (``DenseLayer._adder_tree``; the same
+    #: cycles): a multiplier block's output then goes to a register, not into a carry chain.
+    registered_products = False
+
     def multiply(self, m, plan, xs, ws, name="mult"):
         """``products[p][k] = xs[k] * ws[p][k]``, in registers two cycles later: from logic
         (:func:`~amaranth_nn.lut_multiplier.lut_products`) when the plan says
@@ -265,6 +270,7 @@ class ECP5Target(GenericTarget):
     """
 
     name = "ecp5"
+    registered_products = True
 
     def __init__(self, *, model_multipliers=False):
         self.model_multipliers = bool(model_multipliers)
