@@ -144,7 +144,8 @@ class DenseLayer(PlannedBlock):
         w_data = [[self._lane(w_read, k, plan.w_shape) for k in range(simd)]
                   for w_read in w_reads]
         products = target.multiply(m, plan, x_data, w_data)
-        sums = [self._adder_tree(m, row, p) for p, row in enumerate(products)]
+        sums = [self._adder_tree(m, row, p, target.registered_products)
+                for p, row in enumerate(products)]
 
         # Bias word, present with the tree output for the first beat of each group.
         b_read = self._bias(m, target, group)
@@ -233,16 +234,37 @@ class DenseLayer(PlannedBlock):
         lane = word[k * shape.width:(k + 1) * shape.width]
         return lane.as_signed() if shape.signed else lane
 
-    def _adder_tree(self, m, level, p):
-        """The sum of ``level``, one register per tree level."""
-        depth = 0
+    def _adder_tree(self, m, level, p, registered_products=False):
+        """The sum of ``level``, in :attr:`DensePlan.tree_levels
+        <amaranth_nn.plan.DensePlan.tree_levels>` registers: pairs at each level or, with
+        ``registered_products`` when the levels leave room for it (``simd`` of 3, 5 or 6, ...:
+        at most ``3 * 2**(levels - 2)``), the products registered again in the fabric first and
+        then one level of sums of up to three (a multiplier block's output then goes to a
+        register, not into a carry chain)."""
+        levels, depth, cover = self._plan.tree_levels, 0, 1
+        if registered_products and 2 < len(level) <= 3 << (levels - 2):
+            again = [Signal.like(value, name=f"prod_{p}_{k}_r") for k, value in enumerate(level)]
+            m.d.sync += [reg.eq(value) for reg, value in zip(again, level, strict=True)]
+            level = again
+            groups = 1 << (levels - 2)
+            bounds = [len(level) * g // groups for g in range(groups + 1)]
+            parts = [level[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+            cover = max(len(part) for part in parts)
+            level = self._sums(m, parts, p, 2, cover)
+            depth = 2
         while len(level) > 1:
-            depth += 1
-            width = min(self._plan.product_width + depth, self._plan.acc_width)
-            pairs = []
-            for n in range(0, len(level), 2):
-                node = Signal(signed(width), name=f"sum_{p}_{depth}_{n // 2}")
-                m.d.sync += node.eq(level[n] + level[n + 1] if n + 1 < len(level) else level[n])
-                pairs.append(node)
-            level = pairs
+            depth, cover = depth + 1, cover * 2
+            level = self._sums(m, [level[n:n + 2] for n in range(0, len(level), 2)], p, depth,
+                               cover)
         return level[0]
+
+    def _sums(self, m, groups, p, depth, cover):
+        """A register of each group's sum, at tree level ``depth``; each sums at most ``cover``
+        products, and is as wide as that many need, up to the accumulator's width."""
+        width = min(self._plan.product_width + (cover - 1).bit_length(), self._plan.acc_width)
+        nodes = []
+        for n, group in enumerate(groups):
+            node = Signal(signed(width), name=f"sum_{p}_{depth}_{n}")
+            m.d.sync += node.eq(sum(group[1:], group[0]))
+            nodes.append(node)
+        return nodes

@@ -34,7 +34,8 @@ from .lut_multiplier import lut_products
 from .plan import BLOCK_ROM_BITS, MEMORY_STAGES
 from .plumbing import CreditQueue, delay
 
-__all__ = ["ARCHES", "ECP5_BLOCK_ROM_BITS", "ICE40_QUEUE_BLOCK_BITS", "RAM_READ_STAGES",
+__all__ = ["ARCHES", "ECP5_BLOCK_ROM_BITS", "ECP5_RAM_PIECE_WORDS", "ECP5_ROM_SPLIT_BITS",
+           "ICE40_QUEUE_BLOCK_BITS", "RAM_READ_STAGES",
            "RamPorts", "Target", "GenericTarget", "ICE40Target", "ECP5Target", "check_arch",
            "ice40_queue_in_block_ram", "resolve_target"]
 
@@ -50,6 +51,17 @@ RAM_READ_STAGES = 2
 #: where a ``DP16KD`` holds 18 kbit; every ROM of the embedded models at any folding is at most
 #: 16 kbit, and stays in LUTs (their 200 MHz timing).
 ECP5_BLOCK_ROM_BITS = 32768
+
+#: A LUT ROM of :meth:`ECP5Target.read_rom` with more address bits than this plus one, read in
+#: two stages or more after its address register, registers the words that its low address
+#: bits select (a LUT6 of 4-input LUTs and two multiplexer levels): the first data register
+#: moves into the multiplexer tree.
+ECP5_ROM_SPLIT_BITS = 6
+
+#: Words of each piece of a LUT RAM that :meth:`ECP5Target.read_ram` reads into a register of
+#: its own (two ``DPR16X4`` deep and a ``PFUMX``), for a memory of more than twice as many
+#: words.
+ECP5_RAM_PIECE_WORDS = 32
 
 #: On iCE40, which has no LUT RAM, an output queue's memory of at least this many bits (and more
 #: than 4 words) is block RAM, where yosys would build up to 72 bits from flip-flops: a window
@@ -91,6 +103,11 @@ class Target:
     #: outcome from registers (fast, the ECP5's 200 MHz), or as the adder then a comparison
     #: (fewer cells, the iCE40's choice; the same cycles either way).
     precomputed_flags = True
+
+    #: Whether the dense engine registers the products again in the fabric before its adder
+    #: tree where the tree's levels leave room for it (``DenseLayer._adder_tree``; the same
+    #: cycles): a multiplier block's output then goes to a register, not into a carry chain.
+    registered_products = False
 
     def multiply(self, m, plan, xs, ws, name="mult"):
         """``products[p][k] = xs[k] * ws[p][k]``, in registers two cycles later: from logic
@@ -253,6 +270,7 @@ class ECP5Target(GenericTarget):
     """
 
     name = "ecp5"
+    registered_products = True
 
     def __init__(self, *, model_multipliers=False):
         self.model_multipliers = bool(model_multipliers)
@@ -304,7 +322,11 @@ class ECP5Target(GenericTarget):
         ROMs go through a subtractor). The address register's reset value is ``copy`` (modulo
         the depth), so that ROMs read at the same address get separate registers (yosys merges
         identical flip-flops), which divides the address fanout; the address during reset does
-        not matter, as no valid token is in the pipeline then.
+        not matter, as no valid token is in the pipeline then. With more than
+        :data:`ECP5_ROM_SPLIT_BITS` ``+ 1`` address bits and two data registers or more, the
+        first data register is inside the tree: the words the low address bits select, then
+        the rest of the tree selected by the high address bits a cycle later (the same cycles;
+        ``mnist1d``'s ``layer7``, 400 words, 172.6 -> 197.2 MHz alone at seed 1).
 
         A ROM of :data:`ECP5_BLOCK_ROM_BITS` or more (with two stages or more) is a block RAM
         instead: a synchronous read, which yosys maps to ``DP16KD`` with the words as its
@@ -316,13 +338,17 @@ class ECP5Target(GenericTarget):
         if stages > 1:
             addr = delay(m, addr, 1, f"{rom.name}_addr", init=copy % (1 << len(addr)))
             stages -= 1
-        level = [Const(word, rom.width) for word in rom.words]
-        bit = 0
-        while len(level) > 1:
-            level = [Mux(addr[bit], level[n + 1], level[n]) if n + 1 < len(level) else level[n]
-                     for n in range(0, len(level), 2)]
-            bit += 1
-        return delay(m, level[0], stages, f"{rom.name}_data")
+        words = [Const(word, rom.width) for word in rom.words]
+        low = ECP5_ROM_SPLIT_BITS
+        if stages < 2 or len(addr) <= low + 1:
+            return delay(m, _mux_tree(words, addr), stages, f"{rom.name}_data")
+        # The first data register inside the tree: the words selected by the low address bits,
+        # then the rest of the tree selected by the high address bits a cycle later.
+        parts = [delay(m, _mux_tree(words[n:n + (1 << low)], addr[:low]), 1,
+                       f"{rom.name}_part{n >> low}")
+                 for n in range(0, len(words), 1 << low)]
+        high = delay(m, addr[low:], 1, f"{rom.name}_high", init=copy % (1 << len(addr[low:])))
+        return delay(m, _mux_tree(parts, high), stages - 1, f"{rom.name}_data")
 
     def ram(self, m, width, depth, name):
         """LUT RAM below :data:`~amaranth_nn.plan.BLOCK_ROM_BITS` bits; from there ``DP16KD``
@@ -371,12 +397,51 @@ class ECP5Target(GenericTarget):
         """An asynchronous read port followed by registers, so that yosys keeps the register
         on the data (LUT RAM between two flip-flops) instead of moving it to the address. A
         memory of fewer than :data:`~amaranth_nn.plan.BLOCK_ROM_BITS` bits with no style of its
-        own is marked for LUT RAM (yosys would take block RAM, without its output register)."""
+        own is marked for LUT RAM (yosys would take block RAM, without its output register).
+        A LUT RAM of more than twice :data:`ECP5_RAM_PIECE_WORDS` words is read as pieces of
+        its own, written by the memory's write port: each piece's read in a register, the
+        pieces selected by the high address bits a cycle later (the same cycles; ``mnist1d``'s
+        ``layer7``, 128 words, was the network's slowest path at placer seed 2, 178.9 MHz)."""
         if memory.shape.width * memory.depth < BLOCK_ROM_BITS:
             memory.attrs.setdefault("ram_style", "distributed")
-        port = memory.read_port(domain="comb")
-        m.d.comb += port.addr.eq(delay(m, addr, 1, f"{name}_addr"))
-        return delay(m, port.data, MEMORY_STAGES - 1, name)
+        addr = delay(m, addr, 1, f"{name}_addr")
+        words = ECP5_RAM_PIECE_WORDS
+        if (memory.attrs.get("ram_style") != "distributed" or memory.depth <= 2 * words
+                or len(memory.write_ports) != 1 or MEMORY_STAGES < 3):
+            port = memory.read_port(domain="comb")
+            m.d.comb += port.addr.eq(addr)
+            return delay(m, port.data, MEMORY_STAGES - 1, name)
+        # The first data register inside the read multiplexer: pieces of the memory, each
+        # read into a register, then selected by the high address bits a cycle later. The
+        # memory itself keeps its write port and no read port (synthesis removes it).
+        write = memory.write_ports[0]
+        low = (words - 1).bit_length()
+        parts = []
+        for n, start in enumerate(range(0, memory.depth, words)):
+            piece = Memory(shape=memory.shape, depth=min(words, memory.depth - start), init=[],
+                           attrs={"ram_style": "distributed"})
+            m.submodules[f"{name}_piece{n}"] = piece
+            piece_write, piece_read = piece.write_port(), piece.read_port(domain="comb")
+            m.d.comb += [
+                piece_write.addr.eq(write.addr[:low]),
+                piece_write.data.eq(write.data),
+                piece_write.en.eq(write.en & (write.addr[low:] == n)),
+                piece_read.addr.eq(addr[:low]),
+            ]
+            parts.append(delay(m, piece_read.data, 1, f"{name}_part{n}"))
+        high = delay(m, addr[low:], 1, f"{name}_high")
+        return delay(m, _mux_tree(parts, high), MEMORY_STAGES - 2, name)
+
+
+def _mux_tree(values, addr):
+    """``values[addr]``: a tree of multiplexers by the bits of ``addr``, low bits first (an
+    address past the values selects one of them)."""
+    bit = 0
+    while len(values) > 1:
+        values = [Mux(addr[bit], values[n + 1], values[n]) if n + 1 < len(values) else values[n]
+                  for n in range(0, len(values), 2)]
+        bit += 1
+    return values[0]
 
 
 #: Every target by its ``arch`` name.

@@ -4,14 +4,18 @@ into block RAM."""
 
 import numpy as np
 import pytest
+from amaranth.back import rtlil
+from amaranth.hdl import Module, Signal
+from amaranth.sim import Simulator
 from specs import mlp_spec, random_inputs
 
 from amaranth_nn import synth
 from amaranth_nn.devices import DEVICES
 from amaranth_nn.estimate import estimate
 from amaranth_nn.network import Network
+from amaranth_nn.plan import Rom
 from amaranth_nn.simulate import simulate
-from amaranth_nn.targets import ECP5_BLOCK_ROM_BITS, ECP5Target
+from amaranth_nn.targets import ECP5_BLOCK_ROM_BITS, ECP5_ROM_SPLIT_BITS, ECP5Target
 
 ECP5 = DEVICES["lfe5u-85f"]
 
@@ -30,6 +34,38 @@ def test_a_large_rom_is_block_ram_and_bit_exact():
     assert result.exact
     # 1024 x 56: four DP16KD of 1024 x 18; the input buffer, 64 x 64, two more.
     assert estimate(net.plan, ECP5).bram == 6
+
+
+@pytest.mark.parametrize("depth, stages", [(400, 3), (400, 2), (400, 4), (200, 3), (128, 3),
+                                           (64, 3), (16, 3), (400, 1)])
+def test_lut_rom_reads_each_word_after_its_stages(depth, stages):
+    """A LUT ROM, with the first data register inside its multiplexer tree past
+    ``ECP5_ROM_SPLIT_BITS + 1`` address bits: every word ``stages`` cycles after its
+    address."""
+    rng = np.random.default_rng(depth + stages)
+    words = tuple(int(w) for w in rng.integers(0, 1 << 12, depth))
+    rom = Rom(layer=0, kind="weights", pe=0, lanes=1, lane_width=12, signed=False,
+              words=words, layout="")
+    m = Module()
+    addr = Signal(range(depth))
+    data = ECP5Target().read_rom(m, rom, addr, copy=1, stages=stages)
+    split = depth > 2 << ECP5_ROM_SPLIT_BITS and stages > 2
+    assert (f"{rom.name}_part0" in rtlil.convert(m, ports=[addr, data])) == split
+    addrs = [int(a) for a in rng.integers(0, depth, 60)]
+    seen = []
+
+    async def bench(ctx):
+        for a in addrs + [0] * stages:
+            ctx.set(addr, a)
+            await ctx.delay(1e-9)
+            seen.append(ctx.get(data))
+            await ctx.tick()
+
+    sim = Simulator(m)
+    sim.add_clock(1e-6)
+    sim.add_testbench(bench)
+    sim.run()
+    assert seen[stages:stages + len(addrs)] == [words[a] for a in addrs]
 
 
 @pytest.mark.slow
