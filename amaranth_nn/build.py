@@ -19,7 +19,10 @@ stages, each on its own line with its time:
      ``build_top.sh``) and Vivado when it is on PATH (bitstream, then ``--program``); without
      Vivado, one line says so and yosys ``synth_xilinx`` gives the utilization.
    - ``ecp5`` (ULX3S) and ``ice40`` (iCEBreaker): the open flow to a real bitstream, one stage
-     per tool (synthesize, place and route, pack), with post-route Fmax.
+     per tool (synthesize, place and route, pack), with post-route Fmax. When nextpnr's
+     placer finds no legal placement (a design near the device's capacity), place and route
+     runs again with the next seed of :data:`PLACEMENT_SEEDS`, said in its stage line; the
+     report's ``flow`` names the seed that placed.
 
 Every build ends with a report, printed as a table and saved as ``report.json`` in the build
 directory: LUT/FF/DSP/BRAM with the percentage of the device, next to the estimate; Fmax where
@@ -54,6 +57,15 @@ __all__ = ["make_top", "build", "format_report", "main", "PROGRAMMERS", "STAGES"
 
 #: The programmer of each open-flow family: (environment variable, default tool name).
 PROGRAMMERS = {"ecp5": ("OPENFPGALOADER", "openFPGALoader"), "ice40": ("ICEPROG", "iceprog")}
+
+#: Seeds nextpnr tries in turn, after its default, when its placer finds no legal placement:
+#: near a device's capacity the analytic placer's legaliser can fail with one seed and succeed
+#: with the next (the MNIST-1D model at 89 % of the iCE40UP5K's logic cells:
+#: ``python -m amaranth_nn.build --board icebreaker --model mnist1d``).
+PLACEMENT_SEEDS = (2, 3)
+
+#: nextpnr's messages for a placement that failed for want of a legal position.
+NO_LEGAL_PLACEMENT = ("Unable to find legal placement", "failed to place chain")
 
 #: What each tool of an open flow does, for its stage line.
 STAGES = {"yosys": "synthesize", "nextpnr-ecp5": "place and route", "nextpnr-ice40":
@@ -337,16 +349,37 @@ def _build_xc7(platform, out, program, vivado, verbose, progress):
     return result
 
 
+def _no_legal_placement(log):
+    """Whether the nextpnr log ``log`` ends in its placer's failure to legalise, which a
+    design near the device's capacity can meet with one seed and not with another."""
+    text = log.read_text(errors="replace") if log.exists() else ""
+    return any(message in text for message in NO_LEGAL_PLACEMENT)
+
+
 def _build_open(board, platform, out, program, verbose, progress):
     commands = json.loads((out / "build_top.json").read_text())["commands"]
+    flow = f"yosys + nextpnr-{board.family} (yowasp)"
     for argv in commands:
         tool, args = argv[0], argv[1:]
         # yosys (-l) and nextpnr (--log) write their own logs, which a failure quotes.
         own_log = next((args[n + 1] for n, arg in enumerate(args[:-1])
                         if arg in ("-l", "--log")), None)
+        log = own_log or f"{tool}.log"
+        seeds = (None, *PLACEMENT_SEEDS) if tool.startswith("nextpnr") else (None,)
         with progress.stage(f"{STAGES[tool]} ({tool})") as note:
-            run_tool(tool, args, out, own_log or f"{tool}.log", console=f"{tool}.log",
-                     what=STAGES[tool], verbose=verbose, say=note)
+            for seed, next_seed in zip(seeds, (*seeds[1:], None), strict=True):
+                try:
+                    run_tool(tool, args + ([] if seed is None else ["--seed", str(seed)]), out,
+                             log, console=f"{tool}.log", what=STAGES[tool], verbose=verbose,
+                             say=note)
+                    flow += "" if seed is None else f", --seed {seed}"
+                    break
+                except ToolError:
+                    if next_seed is None or not _no_legal_placement(out / log):
+                        raise
+                    note(f"no legal placement with "
+                         f"{'the default seed' if seed is None else f'--seed {seed}'}; "
+                         f"trying --seed {next_seed}")
     bitstream = "top.bit" if board.family == "ecp5" else "top.bin"
     if program:
         var, command = _programmer(board)
@@ -359,7 +392,7 @@ def _build_open(board, platform, out, program, verbose, progress):
             # An iCE40 logic cell is a LUT4 and a FF; nextpnr counts cells, not FFs.
             "utilization": {"LUT": pnr.lut, "FF": None if board.family == "ice40" else pnr.ff,
                             "DSP": pnr.dsp, "BRAM": pnr.bram},
-            "flow": f"yosys + nextpnr-{board.family} (yowasp)"}
+            "flow": flow}
 
 
 def _report(board, spec, harness, result, fit, out, seconds, target_ii):

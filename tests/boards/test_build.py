@@ -3,6 +3,7 @@
 
 import io
 import json
+import sys
 import time
 
 import numpy as np
@@ -10,7 +11,15 @@ import pytest
 from specs import mlp_spec, stream_spec
 
 from amaranth_nn import QFormat
-from amaranth_nn.build import _over_capacity, _shapes, build, format_report, main
+from amaranth_nn.build import (
+    NO_LEGAL_PLACEMENT,
+    _no_legal_placement,
+    _over_capacity,
+    _shapes,
+    build,
+    format_report,
+    main,
+)
 from amaranth_nn.estimate import check_fit, estimate, fitting_target_ii, most_folded, spill_to_logic
 from amaranth_nn.folding import choose_folding, plan_network
 from amaranth_nn.models import MODELS, default_spec
@@ -142,6 +151,63 @@ def test_failing_tool_is_a_one_line_error(capsys, tmp_path, monkeypatch):
         "  synthesize (yosys) failed after " + err.split("failed after ")[1].split("\n")[0],
         f"error: yosys (synthesize) failed with exit status 1; its log is {out / 'top.rpt'}"]
     assert not (out / "report.json").exists()
+
+
+#: nextpnr-ice40 that finds no legal placement unless given a seed, then runs the real one
+#: (a design at 89 % of an iCE40UP5K that fails this way is a slow test's, and which seed
+#: fails moves with every change to the design).
+_UNPLACEABLE_WITHOUT_A_SEED = """\
+import os, subprocess, sys
+from amaranth_nn.toolchain import find_tool
+args = sys.argv[1:]
+seed = args[args.index("--seed") + 1] if "--seed" in args else "default"
+with open("seeds.txt", "a") as seeds:
+    seeds.write(seed + "\\n")
+if seed in ("default", "2"):
+    with open(args[args.index("--log") + 1], "w") as log:
+        log.write("ERROR: Unable to find legal placement for all cells, design is probably at "
+                  "utilisation limit.\\n")
+    sys.exit(125)
+del os.environ["NEXTPNR_ICE40"]
+sys.exit(subprocess.run(find_tool("nextpnr-ice40") + args).returncode)
+"""
+
+
+def test_no_legal_placement_is_read_from_the_log(tmp_path):
+    log = tmp_path / "top.tim"
+    assert not _no_legal_placement(log)  # no log at all
+    log.write_text("Info: Placed 6 cells based on constraints.\nERROR: Max frequency for clock "
+                   "'clk': 10.00 MHz (FAIL at 12.00 MHz)\n")
+    assert not _no_legal_placement(log)
+    for message in NO_LEGAL_PLACEMENT:
+        log.write_text(f"Info: at iteration #11\nERROR: {message}\n0 warnings, 1 error\n")
+        assert _no_legal_placement(log)
+
+
+@pytest.mark.slow
+def test_placement_tries_the_next_seed(capsys, tmp_path, monkeypatch):
+    """nextpnr that finds no legal placement with its default seed nor with ``--seed 2`` is run
+    again with ``--seed 3``; the progress says so, the build finishes and its report names the
+    seed. A nextpnr that fails for another reason is not run again."""
+    wrapper = tmp_path / "nextpnr.py"
+    wrapper.write_text(_UNPLACEABLE_WITHOUT_A_SEED)
+    monkeypatch.setenv("NEXTPNR_ICE40", f"{sys.executable} {wrapper}")
+    _tiny_spec().save(tmp_path / "tiny.json")
+    out = tmp_path / "ice"
+    assert main(["--board", "icebreaker", "--model", str(tmp_path / "tiny.json"), "--out",
+                 str(out)]) == 0
+    assert (out / "seeds.txt").read_text().split() == ["default", "2", "3"]
+    progress = capsys.readouterr().err
+    assert "no legal placement with the default seed; trying --seed 2" in progress
+    assert "no legal placement with --seed 2; trying --seed 3" in progress
+    report = json.loads((out / "report.json").read_text())
+    assert report["flow"] == "yosys + nextpnr-ice40 (yowasp), --seed 3"
+    assert (out / "top.bin").stat().st_size > 100_000
+
+    monkeypatch.setenv("NEXTPNR_ICE40", "false")
+    assert main(["--board", "icebreaker", "--model", str(tmp_path / "tiny.json"), "--out",
+                 str(tmp_path / "ice2")]) == 1
+    assert "trying --seed" not in capsys.readouterr().err
 
 
 def test_icebreaker_picks_target_ii_256_for_the_default_model():
