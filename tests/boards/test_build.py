@@ -184,32 +184,6 @@ def test_no_legal_placement_is_read_from_the_log(tmp_path):
         assert _no_legal_placement(log)
 
 
-@pytest.mark.slow
-def test_placement_tries_the_next_seed(capsys, tmp_path, monkeypatch):
-    """nextpnr that finds no legal placement with its default seed nor with ``--seed 2`` is run
-    again with ``--seed 3``; the progress says so, the build finishes and its report names the
-    seed. A nextpnr that fails for another reason is not run again."""
-    wrapper = tmp_path / "nextpnr.py"
-    wrapper.write_text(_UNPLACEABLE_WITHOUT_A_SEED)
-    monkeypatch.setenv("NEXTPNR_ICE40", f"{sys.executable} {wrapper}")
-    _tiny_spec().save(tmp_path / "tiny.json")
-    out = tmp_path / "ice"
-    assert main(["--board", "icebreaker", "--model", str(tmp_path / "tiny.json"), "--out",
-                 str(out)]) == 0
-    assert (out / "seeds.txt").read_text().split() == ["default", "2", "3"]
-    progress = capsys.readouterr().err
-    assert "no legal placement with the default seed; trying --seed 2" in progress
-    assert "no legal placement with --seed 2; trying --seed 3" in progress
-    report = json.loads((out / "report.json").read_text())
-    assert report["flow"] == "yosys + nextpnr-ice40 (yowasp), --seed 3"
-    assert (out / "top.bin").stat().st_size > 100_000
-
-    monkeypatch.setenv("NEXTPNR_ICE40", "false")
-    assert main(["--board", "icebreaker", "--model", str(tmp_path / "tiny.json"), "--out",
-                 str(tmp_path / "ice2")]) == 1
-    assert "trying --seed" not in capsys.readouterr().err
-
-
 def test_icebreaker_picks_target_ii_256_for_the_default_model():
     """No per-board target II: the build's pick for the default model on the iCE40UP5K is the
     smallest power-of-two target II whose estimate fits, 256: ((2, 4), (1, 2), (1, 1)), 11
@@ -319,14 +293,32 @@ def test_ulx3s_bitstream(tmp_path):
 
 
 @pytest.mark.slow
-def test_icebreaker_bitstream(tmp_path):
-    out = tmp_path / "ice"
-    report = build("icebreaker", _tiny_spec(), folding=((1, 2), (1, 1)), out=out)
+def test_icebreaker_bitstream(tmp_path, monkeypatch):
+    """A bitstream for the iCEBreaker, from a nextpnr that finds no legal placement with its
+    default seed nor with ``--seed 2``: place and route runs again with ``--seed 3``, the stage
+    line says so, and the report names the seed. A nextpnr that fails for another reason is
+    not run again."""
+    wrapper = tmp_path / "nextpnr.py"
+    wrapper.write_text(_UNPLACEABLE_WITHOUT_A_SEED)
+    monkeypatch.setenv("NEXTPNR_ICE40", f"{sys.executable} {wrapper}")
+    out, stages = tmp_path / "ice", io.StringIO()
+    report = build("icebreaker", _tiny_spec(), folding=((1, 2), (1, 1)), out=out,
+                   progress=Progress(stages))
+    assert (out / "seeds.txt").read_text().split() == ["default", "2", "3"]
+    assert "no legal placement with the default seed; trying --seed 2" in stages.getvalue()
+    assert "no legal placement with --seed 2; trying --seed 3" in stages.getvalue()
+    assert report["flow"] == "yosys + nextpnr-ice40 (yowasp), --seed 3"
     assert (out / "top.bin").stat().st_size > 100_000
     _check_report(report, out, "icebreaker")
     assert report["fmax_mhz"] > report["clock_mhz"]
     assert report["folding"] == [[1, 2], [1, 1]]
     assert report["utilization"]["DSP"]["used"] >= 1
+
+    monkeypatch.setenv("NEXTPNR_ICE40", "false")
+    with pytest.raises(ToolError, match="nextpnr-ice40"):
+        build("icebreaker", _tiny_spec(), folding=((1, 2), (1, 1)), out=tmp_path / "ice2",
+              progress=Progress(stages))
+    assert stages.getvalue().count("trying --seed") == 2
 
 
 # --- Conv models --------------------------------------------------------------------------------
