@@ -75,8 +75,19 @@ def cli_error(capsys):
     return run
 
 
+def _minutes(item):
+    """The minutes a test's ``slow`` markers say it takes (``slow(minutes=8)``, the most of
+    them); 0 if they say nothing, -1 if it is not slow."""
+    return max((marker.kwargs.get("minutes", 0) for marker in item.iter_markers("slow")),
+               default=-1)
+
+
 def pytest_collection_modifyitems(items):
-    """Every slow test runs a synthesis or place-and-route tool: mark it ``tools`` too."""
+    """Every slow test runs a synthesis or place-and-route tool: mark it ``tools`` too. Slow
+    tests run first, the longest first, so that with ``-n 2`` the longest build starts at
+    once and the other worker takes the rest meanwhile, instead of it starting last and
+    running alone."""
     for item in items:
         if item.get_closest_marker("slow") is not None:
             item.add_marker(pytest.mark.tools)
+    items.sort(key=lambda item: -_minutes(item))
