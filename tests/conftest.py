@@ -75,6 +75,13 @@ def cli_error(capsys):
     return run
 
 
+def pytest_configure(config):
+    """With ``-n``, xdist's work stealing: a worker that runs out of tests takes some queued on
+    the other, instead of idling while that one works through its share of the slow tests."""
+    if getattr(config.option, "dist", "no") == "load":
+        config.option.dist = "worksteal"
+
+
 def _minutes(item):
     """The minutes a test's ``slow`` markers say it takes (``slow(minutes=8)``, the most of
     them); 0 if they say nothing, -1 if it is not slow."""
