@@ -154,7 +154,8 @@ def build(board_name, spec=None, *, folding=None, target_ii=None, out=None, tool
         See :class:`amaranth_nn.network.Network`. With neither, the build picks the smallest
         power-of-two target II whose estimate fits the board with the margin
         (:func:`~amaranth_nn.estimate.fitting_target_ii`), and when the finished build does not
-        fit (or place and route fails) it steps back once to the next one.
+        fit (or place and route fails, also with the seeds of :data:`PLACEMENT_SEEDS`) it steps
+        back once to the next one.
     out : path, optional
         Build directory; default ``build/<board>``.
     toolchain : str, optional
