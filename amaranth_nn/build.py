@@ -357,6 +357,23 @@ def _no_legal_placement(log):
     return any(message in text for message in NO_LEGAL_PLACEMENT)
 
 
+def _place_and_route(tool, args, out, log, verbose, note):
+    """Run nextpnr with its default seed, then with each of :data:`PLACEMENT_SEEDS` while its
+    log says that it found no legal placement; returns the seed that placed (None: the
+    default)."""
+    seeds = (None, *PLACEMENT_SEEDS)
+    for n, seed in enumerate(seeds):
+        try:
+            run_tool(tool, args + ([] if seed is None else ["--seed", str(seed)]), out, log,
+                     console=f"{tool}.log", what=STAGES[tool], verbose=verbose, say=note)
+            return seed
+        except ToolError:
+            if seed == seeds[-1] or not _no_legal_placement(out / log):
+                raise
+            tried = "the default seed" if seed is None else f"--seed {seed}"
+            note(f"no legal placement with {tried}; trying --seed {seeds[n + 1]}")
+
+
 def _build_open(board, platform, out, program, verbose, progress):
     commands = json.loads((out / "build_top.json").read_text())["commands"]
     flow = f"yosys + nextpnr-{board.family} (yowasp)"
@@ -366,21 +383,13 @@ def _build_open(board, platform, out, program, verbose, progress):
         own_log = next((args[n + 1] for n, arg in enumerate(args[:-1])
                         if arg in ("-l", "--log")), None)
         log = own_log or f"{tool}.log"
-        seeds = (None, *PLACEMENT_SEEDS) if tool.startswith("nextpnr") else (None,)
         with progress.stage(f"{STAGES[tool]} ({tool})") as note:
-            for seed, next_seed in zip(seeds, (*seeds[1:], None), strict=True):
-                try:
-                    run_tool(tool, args + ([] if seed is None else ["--seed", str(seed)]), out,
-                             log, console=f"{tool}.log", what=STAGES[tool], verbose=verbose,
-                             say=note)
-                    flow += "" if seed is None else f", --seed {seed}"
-                    break
-                except ToolError:
-                    if next_seed is None or not _no_legal_placement(out / log):
-                        raise
-                    note(f"no legal placement with "
-                         f"{'the default seed' if seed is None else f'--seed {seed}'}; "
-                         f"trying --seed {next_seed}")
+            if tool.startswith("nextpnr"):
+                seed = _place_and_route(tool, args, out, log, verbose, note)
+                flow += "" if seed is None else f", --seed {seed}"
+            else:
+                run_tool(tool, args, out, log, console=f"{tool}.log", what=STAGES[tool],
+                         verbose=verbose, say=note)
     bitstream = "top.bit" if board.family == "ecp5" else "top.bin"
     if program:
         var, command = _programmer(board)
