@@ -21,8 +21,9 @@ stages, each on its own line with its time:
    - ``ecp5`` (ULX3S) and ``ice40`` (iCEBreaker): the open flow to a real bitstream, one stage
      per tool (synthesize, place and route, pack), with post-route Fmax. When nextpnr's
      placer finds no legal placement (a design near the device's capacity), place and route
-     runs again with the next seed of :data:`PLACEMENT_SEEDS`, said in its stage line; the
-     report's ``flow`` names the seed that placed.
+     runs again with the next seed of :data:`PLACEMENT_SEEDS`, said in its stage line; when
+     its router (router1) is still routing after :data:`ROUTER1_SECONDS`, it runs again with
+     ``--router router2``. The report's ``flow`` names the seed and the router that did it.
 
 Every build ends with a report, printed as a table and saved as ``report.json`` in the build
 directory: LUT/FF/DSP/BRAM with the percentage of the device, next to the estimate; Fmax where
@@ -51,7 +52,7 @@ from .folding import add_folding_arguments, folding_from_args, plan_network
 from .models import default_spec
 from .progress import Progress
 from .spec import check_spec
-from .toolchain import FLOW_TOOLS, ToolError, check_tools, run_tool
+from .toolchain import FLOW_TOOLS, ToolError, ToolStopped, check_tools, run_tool
 
 __all__ = ["make_top", "build", "format_report", "main", "PROGRAMMERS", "STAGES"]
 
@@ -66,6 +67,18 @@ PLACEMENT_SEEDS = (2, 3)
 
 #: nextpnr's messages for a placement that failed for want of a legal position.
 NO_LEGAL_PLACEMENT = ("Unable to find legal placement", "failed to place chain")
+
+#: Seconds that nextpnr's default router (router1) may route, by board family, before the
+#: build stops it and runs place and route again with ``--router router2``: near a device's
+#: capacity router1 can rip up and reroute the same arcs without end (the MNIST-1D model on
+#: the iCE40UP5K, at one placement: 5793 arcs still unrouted after 8 minutes), where router2
+#: routes that placement in 4 s. router1 gives the iCE40 designs 15-20 % more Fmax than
+#: router2, so it stays the first choice; it routes every iCE40 design of the tests in
+#: seconds, and the ULX3S digits build (86 multipliers) in 39 s.
+ROUTER1_SECONDS = {"ice40": 120, "ecp5": 900}
+
+#: The line of nextpnr's log that starts the routing.
+ROUTING_STARTS = b"Info: Routing.."
 
 #: What each tool of an open flow does, for its stage line.
 STAGES = {"yosys": "synthesize", "nextpnr-ecp5": "place and route", "nextpnr-ice40":
@@ -357,16 +370,53 @@ def _no_legal_placement(log):
     return any(message in text for message in NO_LEGAL_PLACEMENT)
 
 
-def _place_and_route(tool, args, out, log, verbose, note):
+def _routing_too_long(log, limit):
+    """A ``watch`` for :func:`~amaranth_nn.toolchain.run_tool`: a reason to stop nextpnr once
+    its log ``log`` (removed here, before the run) shows routing that began more than
+    ``limit`` seconds ago."""
+    log.unlink(missing_ok=True)  # an earlier run's log would start the clock
+    started = None
+    offset = 0
+
+    def watch():
+        nonlocal started, offset
+        if started is None:
+            if not log.exists():
+                return None
+            with open(log, "rb") as text:
+                text.seek(offset)
+                new = text.read()
+            if ROUTING_STARTS in new:
+                started = time.monotonic()
+            offset = max(offset, offset + len(new) - len(ROUTING_STARTS))
+        elif time.monotonic() - started > limit:
+            return f"router1 still routing after {limit} s"
+        return None
+    return watch
+
+
+def _place_and_route(tool, args, out, log, verbose, note, family):
     """Run nextpnr with its default seed, then with each of :data:`PLACEMENT_SEEDS` while its
-    log says that it found no legal placement; returns the seed that placed (None: the
-    default)."""
+    log says that it found no legal placement; a run whose routing takes more than
+    :data:`ROUTER1_SECONDS` of the board ``family`` runs again with ``--router router2``.
+    Returns the options that placed and routed, beyond the build's own (a list)."""
     seeds = (None, *PLACEMENT_SEEDS)
+    limit = ROUTER1_SECONDS[family]
     for n, seed in enumerate(seeds):
+        options = [] if seed is None else ["--seed", str(seed)]
         try:
-            run_tool(tool, args + ([] if seed is None else ["--seed", str(seed)]), out, log,
-                     console=f"{tool}.log", what=STAGES[tool], verbose=verbose, say=note)
-            return seed
+            try:
+                run_tool(tool, args + options, out, log, console=f"{tool}.log",
+                         what=STAGES[tool], verbose=verbose, say=note,
+                         watch=_routing_too_long(out / log, limit))
+                return options
+            except ToolStopped:
+                note(f"router1 still routing after {limit} s; placing and routing again with "
+                     f"--router router2")
+                options += ["--router", "router2"]
+                run_tool(tool, args + options, out, log, console=f"{tool}.log",
+                         what=STAGES[tool], verbose=verbose, say=note)
+                return options
         except ToolError:
             if seed == seeds[-1] or not _no_legal_placement(out / log):
                 raise
@@ -385,8 +435,9 @@ def _build_open(board, platform, out, program, verbose, progress):
         log = own_log or f"{tool}.log"
         with progress.stage(f"{STAGES[tool]} ({tool})") as note:
             if tool.startswith("nextpnr"):
-                seed = _place_and_route(tool, args, out, log, verbose, note)
-                flow += "" if seed is None else f", --seed {seed}"
+                options = _place_and_route(tool, args, out, log, verbose, note, board.family)
+                flow += "".join(f", {option} {value}"
+                                for option, value in zip(options[::2], options[1::2], strict=True))
             else:
                 run_tool(tool, args, out, log, console=f"{tool}.log", what=STAGES[tool],
                          verbose=verbose, say=note)

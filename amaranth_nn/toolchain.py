@@ -21,6 +21,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -31,8 +32,8 @@ try:
 except ImportError:  # not on Windows: there, first uses are not serialized
     fcntl = None
 
-__all__ = ["ToolError", "Tool", "TOOLS", "FLOW_TOOLS", "find_tool", "check_tools", "is_compiled",
-           "warm", "run_tool", "exclusive_lock", "tail"]
+__all__ = ["ToolError", "ToolStopped", "Tool", "TOOLS", "FLOW_TOOLS", "WATCH_PERIOD", "find_tool",
+           "check_tools", "is_compiled", "warm", "run_tool", "exclusive_lock", "tail"]
 
 
 class ToolError(RuntimeError):
@@ -41,6 +42,13 @@ class ToolError(RuntimeError):
     The message says which tool, how to install or point to it, or, for a failed run, the exit
     status, the log file and the log's last lines.
     """
+
+
+class ToolStopped(ToolError):
+    """A run that its ``watch`` (:func:`run_tool`) stopped; the message gives the reason."""
+
+#: Seconds between two calls of a run's ``watch``.
+WATCH_PERIOD = 1.0
 
 
 @dataclass(frozen=True)
@@ -230,8 +238,8 @@ def warm(name, say=print):
     if not is_compiled(name):
         with _cache_lock(say):
             if not is_compiled(name):  # another process may have done it meanwhile
-                say(f"compiling {TOOLS[name].distribution} for its first use on this machine "
-                    f"(once; about 1-2 minutes)")
+                say(f"compiling {name} (from {TOOLS[name].distribution}) for its first use "
+                    f"on this machine (once; up to 1-2 minutes)")
                 start = time.monotonic()
                 # Any run compiles the module; whether --version is an option does not matter.
                 done = subprocess.run(argv + ["--version"], stdout=subprocess.PIPE,
@@ -239,8 +247,20 @@ def warm(name, say=print):
                 if not is_compiled(name):
                     raise ToolError(f"compiling {TOOLS[name].distribution} failed (exit status "
                                     f"{done.returncode}): {done.stdout.strip()[-400:]}")
-                say(f"compiled {TOOLS[name].distribution} in {time.monotonic() - start:.0f} s")
+                say(f"compiled {name} in {time.monotonic() - start:.0f} s")
     _warmed.add(name)
+
+
+def _watch_run(process, watch, stopped):
+    """Call ``watch`` every :data:`WATCH_PERIOD` seconds while ``process`` runs; kill it when
+    ``watch`` returns a reason, which goes into ``stopped``."""
+    while process.poll() is None:
+        reason = watch()
+        if reason:
+            stopped.append(reason)
+            process.kill()
+            return
+        time.sleep(WATCH_PERIOD)
 
 
 def tail(path, lines=25):
@@ -250,7 +270,7 @@ def tail(path, lines=25):
 
 
 def run_tool(name, args, cwd, log, *, console=None, what=None, verbose=False, say=print,
-             timeout=None):
+             timeout=None, watch=None):
     """Run tool ``name`` with ``args`` in ``cwd``; its console output goes to the file ``log``.
 
     Parameters
@@ -274,6 +294,9 @@ def run_tool(name, args, cwd, log, *, console=None, what=None, verbose=False, sa
         Where one-line notices go (the first-use compilation).
     timeout : float, optional
         Seconds before the run is abandoned.
+    watch : callable, optional
+        Called with no arguments every :data:`WATCH_PERIOD` seconds while the tool runs; a
+        string it returns stops the run, and is the reason :class:`ToolStopped` gives.
 
     Returns
     -------
@@ -282,6 +305,8 @@ def run_tool(name, args, cwd, log, *, console=None, what=None, verbose=False, sa
 
     Raises
     ------
+    ToolStopped
+        If ``watch`` stopped the run.
     ToolError
         If the tool is missing, fails or times out; the message holds the end of the log.
     """
@@ -293,6 +318,10 @@ def run_tool(name, args, cwd, log, *, console=None, what=None, verbose=False, sa
         process = subprocess.Popen(find_tool(name) + list(args), cwd=cwd, text=True,
                                    stdout=subprocess.PIPE if verbose else output,
                                    stderr=subprocess.STDOUT)
+        stopped = []  # the watch's reason, once it has stopped the run
+        if watch is not None:
+            threading.Thread(target=_watch_run, args=(process, watch, stopped),
+                             daemon=True).start()
         try:
             if verbose:
                 for line in process.stdout:
@@ -309,6 +338,8 @@ def run_tool(name, args, cwd, log, *, console=None, what=None, verbose=False, sa
             process.kill()
             process.wait()
             raise
+    if stopped:
+        raise ToolStopped(f"{name} ({what}) stopped: {stopped[0]}; its log is {log}")
     if process.returncode != 0:
         end = tail(log)
         raise ToolError(f"{name} ({what}) failed with exit status {process.returncode}; its log "

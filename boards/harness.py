@@ -266,11 +266,13 @@ class Harness(wiring.Component):
         # `proto.COUNTERS`), then the RESULT payload and the INFO payload (its initial
         # contents, never written), a byte a word. At most one counted event
         # happens in a cycle (a received byte, a framing error and a timeout exclude each
-        # other, and each byte raises at most one event), and events are many cycles apart. An
-        # event is registered; in the next cycle its counter is read, in the cycle after that
-        # written back incremented: in that cycle the read port holds the counter, so the
-        # transmitter, which reads the STATUS, RESULT and INFO payloads from it, waits, and
-        # the collector does not write. After a reset the counters are cleared, one a cycle.
+        # other, and each byte raises at most one event), and events on one counter are a
+        # character or more apart. An event is registered; in the next cycle its counter is
+        # read; in the cycle after that the read port holds the counter (so the transmitter,
+        # which reads the STATUS, RESULT and INFO payloads from it, waits), and the counter
+        # plus one and whether it is below 65535 are registered; in the next cycle they are
+        # written back (the collector does not write). The memory's word never goes straight
+        # into its own write port. After a reset the counters are cleared, one a cycle.
         events = {name: Signal(name=f"ev_{name}") for name in proto.COUNTERS}
         n_counters = len(proto.COUNTERS)
         info_base = n_counters + p.result_payload
@@ -284,14 +286,19 @@ class Harness(wiring.Component):
         seen = Signal(n_counters)  # the events, registered: the counter's word is being read
         seen_any = Signal()  # seen.any(), a register of its own (see rx_event below)
         seen_index = Signal(range(n_counters))
-        pending = Signal()  # the counter is being written
+        pending = Signal()  # the read port holds the counter
         pending_index = Signal(range(n_counters))
-        counted = reply_rd.data
+        writing = Signal()  # the counter is being written
+        writing_index = Signal(range(n_counters))
+        incremented = Signal(16)
+        below_max = Signal()  # the counter is below 65535: it is written
         memory_busy = Signal(init=1)  # the counters own the memory's write port this cycle
-        # (a register: pending or clearing_active in this cycle, from their next values)
-        m.d.sync += memory_busy.eq(seen_any | clearing_active & (clearing != n_counters - 1))
+        # (a register: writing or clearing_active in this cycle, from their next values)
+        m.d.sync += memory_busy.eq(pending | clearing_active & (clearing != n_counters - 1))
         m.d.sync += [seen.eq(Cat(events.values())), pending.eq(seen_any),
-                     pending_index.eq(seen_index)]
+                     pending_index.eq(seen_index), writing.eq(pending),
+                     writing_index.eq(pending_index),
+                     incremented.eq(reply_rd.data + 1), below_max.eq(reply_rd.data != 0xFFFF)]
         # seen is one-hot or zero: each bit of its index is an OR of its bits.
         m.d.comb += seen_index.eq(Cat(
             Cat(seen[index] for index in range(n_counters) if index >> bit & 1).any()
@@ -301,9 +308,9 @@ class Harness(wiring.Component):
             m.d.sync += clearing.eq(clearing + 1)
             with m.If(clearing == n_counters - 1):
                 m.d.sync += [clearing.eq(0), clearing_active.eq(0)]
-        with m.Elif(pending):
-            m.d.comb += [reply_wr.addr.eq(pending_index), reply_wr.data.eq(counted + 1),
-                         reply_wr.en.eq(counted != 0xFFFF)]
+        with m.Elif(writing):
+            m.d.comb += [reply_wr.addr.eq(writing_index), reply_wr.data.eq(incremented),
+                         reply_wr.en.eq(below_max)]
         any_error = Signal()
         m.d.comb += any_error.eq(Cat(events[name] for name in
                                      ("crc_errors", "header_errors", "framing_errors",
@@ -355,19 +362,21 @@ class Harness(wiring.Component):
         value = held_beat[o_lane] if pe > 1 else held_beat[0]
         extended = Signal(signed(8 * out_bytes))
         m.d.comb += extended.eq(value)
-        # The argmax runs a cycle behind the collector: each element collected is held with its
-        # index, then compared with the best in a cycle of its own, between registers. Both are
-        # held in offset binary, so that the comparison is one unsigned carry chain, and the
-        # comparison alone enables the best: between elements the candidate is 0, which is
-        # never greater, and the best starts at 0 with index 0 (the first element replaces it
+        # The argmax runs behind the collector: each element collected is held with its index
+        # (the candidate); in the next cycle it is compared with the best, into a register (one
+        # carry chain between registers); in the cycle after that the best takes it if it was
+        # greater. Both are held in offset binary, so that the comparison is one unsigned carry
+        # chain. The collector finishes an element at most every other cycle, so a candidate
+        # stays put until the best has taken it (replies go out at 10 bit times a byte, so this
+        # costs nothing). The best starts at 0 with index 0 (the first element replaces it
         # unless it is the least value, and then the first element is the argmax anyway).
         best = Signal(len(value))
         best_index = Signal(range(max(n_out, 2)))
         candidate = Signal(len(value))
         candidate_index = Signal.like(best_index)
-        candidate_valid = Signal()  # an element is being compared
-        m.d.sync += [candidate_valid.eq(0), candidate.eq(0)]
-        greater = (best - candidate)[len(value)]  # the borrow: one carry chain
+        comparing = Signal()  # the candidate is compared with the best in this cycle
+        greater = Signal()  # the candidate is greater than the best: the best takes it
+        m.d.sync += [comparing.eq(0), greater.eq(comparing & (best - candidate)[len(value)])]
         with m.If(greater):
             m.d.sync += [best.eq(candidate), best_index.eq(candidate_index)]
         arg_byte = Signal(range(proto.ARGMAX_BYTES))
@@ -385,14 +394,14 @@ class Harness(wiring.Component):
         c_collect = Signal(init=1)
         c_argmax = Signal()
         take = Signal()  # COLLECT: a byte of the held beat is handled
-        m.d.comb += take.eq(c_collect & beat_full & ~memory_busy)
+        m.d.comb += take.eq(c_collect & beat_full & ~memory_busy & ~comparing)
         with m.If(take):
             with m.If(~o_pad):  # the last beat's lanes past the end are padding
                 write_result(extended.word_select(o_byte, 8))
                 with m.If(element_done):
                     m.d.sync += [candidate.eq(offset_binary(value, len(value))),
                                  candidate_index.eq(o_index),
-                                 candidate_valid.eq(1)]
+                                 comparing.eq(1)]
             with m.If(beat_done):
                 m.d.sync += beat_full.eq(0)
             with m.If(element_done):
@@ -405,7 +414,7 @@ class Harness(wiring.Component):
                                  c_collect.eq(0), c_argmax.eq(1)]
             with m.Else():
                 m.d.sync += o_byte.eq(o_byte + 1)
-        with m.If(c_argmax & ~memory_busy & ~candidate_valid):  # the last element compared
+        with m.If(c_argmax & ~memory_busy & ~comparing & ~greater):  # the best is final
             argmax_bytes = Cat(best_index, Const(0, 8 * proto.ARGMAX_BYTES))
             write_result(argmax_bytes.word_select(arg_byte, 8))
             m.d.sync += arg_byte.eq(arg_byte + 1)
@@ -563,9 +572,9 @@ class Harness(wiring.Component):
 
         # A control reply that finds the queue full is dropped; the host times out. A reply
         # decided on a received byte enters the queue a cycle later (registered), as does an
-        # accepted INFER's tag, and a NAK for a framing error, decided on the UART's error a
-        # cycle before its registered copy; a NAK for a timeout enters it at once (decided on
-        # registers alone, it keeps its time to the cycle).
+        # accepted INFER's tag, and a NAK for a framing error, decided on the UART's error
+        # registered; a NAK for a timeout enters it at once (decided on registers alone, it
+        # keeps its time to the cycle).
         queued = Signal()
         queued_code = Signal(_CODE_BITS)
         held = Signal()
@@ -720,9 +729,10 @@ class Harness(wiring.Component):
         m.d.comb += [abort.eq(framing | timed_out),  # (only acted on outside HUNT)
                      nak_timeout.eq(timed_out & ~framing),  # a framing error wins
                      events["timeouts"].eq(nak_timeout)]
-        # The framing error's NAK, a cycle ahead of `framing`: no byte arrives in between, and
-        # the receiver leaves its frame in that cycle only on a timeout, which wins.
-        with m.If(urx.error & ~hunting & ~timed_out):
+        # The framing error's NAK, decided on `framing` like a reply decided on a received byte
+        # (and entering the queue a cycle later, registered): no byte arrives in between, and a
+        # timeout in the cycle of the UART's error wins (the receiver is then hunting).
+        with m.If(framing & ~hunting):
             nak("framing")
         m.d.comb += [events["framing_errors"].eq(framing), tags.w_data.eq(rx_tag)]
         # seen_any, the OR of the events registered, from the few conditions that raise them.

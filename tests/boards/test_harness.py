@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from specs import mlp_spec, stream_spec
 
-from amaranth_nn import QFormat, golden
+from amaranth_nn import Activation, Layer, NetworkSpec, QFormat, golden
 from amaranth_nn.host import BoardClient, check_samples
 from amaranth_nn.link import SimulatedLink
 from amaranth_nn.models import default_spec, default_test_set
@@ -142,6 +142,30 @@ def test_small_network_wide_elements_and_every_error():
     assert counters["overruns"] == 0
     # The rest of the frame after the framing error was hunted through as garbage.
     assert counters["garbage_bytes"] > 0
+
+
+def test_argmax_first_maximum_wins_on_one_byte_elements():
+    """One-byte outputs, three to a beat, so the collector finishes an element every other
+    cycle: ties (rows repeated, outputs saturated at both ends, every output the least value)
+    go to the first maximum, and a maximum in the last element is found, like numpy.argmax."""
+    one = np.ones(8, int)
+    weights = np.array([15 * one, -16 * one, 15 * one, [15] * 4 + [-16] * 4,
+                        [-16] * 4 + [15] * 4, [0] * 7 + [15]])
+    spec = NetworkSpec(QFormat(8, 6), [Layer("fc", weights, np.full(6, -4500), QFormat(5, 3),
+                                             QFormat(20, 9), QFormat(8, 4),
+                                             Activation.identity())])
+    x = np.array([[0] * 8, [127] * 8, [-128] * 8, [127] * 4 + [-128] * 4,
+                  [-128] * 4 + [127] * 4, [0] * 7 + [127], [0, 0, 60, -60, 0, -60, 0, 60],
+                  [127, -60, 0, 0, 60, 0, -128, 127], [-30] * 8])
+    expected = golden.run(spec, x)
+    assert (expected[0] == -128).all() and (expected[1] == [127, -128, 127, -128, -128, -81]).all()
+    assert np.argmax(expected, axis=1).tolist() == [0, 0, 1, 3, 4, 0, 5, 5, 1]
+    link = SimulatedLink(spec, folding=((3, 2),), divisor=4)
+    client = BoardClient(link, spec)
+    for row, want in zip(x, expected, strict=True):
+        outputs, cls = client.infer(row)
+        assert outputs.tolist() == want.tolist()
+        assert cls == int(np.argmax(want))
 
 
 def test_client_retries_after_corruption():

@@ -81,6 +81,20 @@ def test_host_cli_conv_model_test_split_through_verilator(name, samples, capsys)
     assert f"board counters     frames_ok {samples + 2}, crc_errors 0" in out
 
 
+def test_counters_saturate_at_65535():
+    """65,534 garbage bytes are counted one by one; three more leave the counter at 65535
+    (the counters' read-modify-write through the reply memory saturates, never wraps)."""
+    link = SimulatedLink(SPEC, divisor=4, backend="verilator")
+    client = BoardClient(link, SPEC, retries=0)
+    for count, expected in ((65534, 65534), (3, 65535)):
+        link.write(bytes(count))  # zero bytes: garbage while the receiver hunts for SYNC
+        link.idle((count + 2) * link.byte_time)
+        counters = client.status()
+        assert counters["garbage_bytes"] == expected
+    assert counters["frames_ok"] == 2 and counters["header_errors"] == 0
+    link.close()
+
+
 def test_waveform_of_the_board(tmp_path):
     path = tmp_path / "board.vcd"
     link = SimulatedLink(SPEC, divisor=4, backend="verilator", vcd=path)
