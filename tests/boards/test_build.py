@@ -459,7 +459,7 @@ def test_conv_model_board_build(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("model", ["digits-conv", pytest.param(
-    "mnist1d", marks=pytest.mark.slow(minutes=9))])  # its default placer seed fails (7 minutes)
+    "mnist1d", marks=pytest.mark.slow(minutes=2))])
 def test_conv_models_on_the_icebreaker(tmp_path, model):
     """Both conv models on the iCE40UP5K at the folding the build picks (the smallest
     power-of-two target II whose estimate fits; for MNIST-1D its most folded design): a
