@@ -44,7 +44,8 @@ def test_board_table():
     assert get_board("arty_a7_100").platform.__name__ == "ArtyA7_100Platform"
     assert get_board("icebreaker").platform.device == "iCE40UP5K"
     assert get_board("ulx3s").platform.device == "LFE5U-85F"
-    assert get_board("icebreaker").toolchain_options == {"synth_opts": "-dsp"}
+    assert get_board("icebreaker").toolchain_options == {
+        "synth_opts": "-dsp", "nextpnr_opts": "--placer-heap-beta 1.0"}
 
 
 def test_unknown_board(cli_error):
