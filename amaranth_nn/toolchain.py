@@ -47,6 +47,7 @@ class ToolError(RuntimeError):
 class ToolStopped(ToolError):
     """A run that its ``watch`` (:func:`run_tool`) stopped; the message gives the reason."""
 
+
 #: Seconds between two calls of a run's ``watch``.
 WATCH_PERIOD = 1.0
 
@@ -338,7 +339,7 @@ def run_tool(name, args, cwd, log, *, console=None, what=None, verbose=False, sa
             process.kill()
             process.wait()
             raise
-    if stopped:
+    if stopped and process.returncode != 0:  # (not a run that ended just as it was stopped)
         raise ToolStopped(f"{name} ({what}) stopped: {stopped[0]}; its log is {log}")
     if process.returncode != 0:
         end = tail(log)
