@@ -42,8 +42,8 @@ from .window_plan import WindowPlan
 
 __all__ = ["Resources", "FitCheck", "DoesNotFit", "layer_features", "window_features",
            "reducer_features", "scale_features", "converter_features", "block_parts",
-           "block_memories", "dsp_blocks", "block_rams", "estimate", "check_fit",
-           "most_folded", "fitting_target_ii", "spill_to_logic", "FIT_MARGIN",
+           "block_memories", "dsp_blocks", "block_rams", "block_ram_bounds", "estimate",
+           "check_fit", "most_folded", "fitting_target_ii", "spill_to_logic", "FIT_MARGIN",
            "NARROW_OPERAND_BITS"]
 
 #: Signed operand bits up to which a layer's multipliers may be built from logic when a
@@ -167,6 +167,18 @@ def block_rams(depth, width, device):
     the cheapest aspect ratio."""
     return min(math.ceil(width / w) * math.ceil(depth / d) * units
                for w, d, units in _BRAM_SHAPES[device.family])
+
+
+def block_ram_bounds(memories, device):
+    """Lower bounds on the block RAMs (in the device's units) that can hold ``memories``
+    (``[(depth, width)]``, each read a word a cycle), however they are packed: by the bits
+    read per cycle (a block's widest read) and by the bits held. Returns ``(by_reads,
+    by_bits)``."""
+    shapes = _BRAM_SHAPES[device.family]
+    port = max(width / units for width, _, units in shapes)
+    size = max(width * depth / units for width, depth, units in shapes)
+    return (sum(width for _, width in memories) / port,
+            sum(depth * width for depth, width in memories) / size)
 
 
 def _in_block_ram(depth, width, device):

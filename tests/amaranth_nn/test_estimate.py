@@ -9,6 +9,7 @@ from amaranth_nn.devices import DEVICES, get_device
 from amaranth_nn.estimate import (
     FIT_MARGIN,
     block_parts,
+    block_ram_bounds,
     block_rams,
     check_fit,
     dsp_blocks,
@@ -45,6 +46,16 @@ def test_dsp_blocks_per_multiplier(family, a, b, y, blocks):
 ])
 def test_block_rams_of_one_memory(device, depth, width, blocks):
     assert block_rams(depth, width, device) == blocks
+
+
+def test_block_ram_bounds_of_any_packing():
+    """Two 64 x 72 ROMs read every cycle need two RAMB36 by their reads (72 bits a block) but
+    only a quarter of one by their bits; an iCE40 256 x 16 memory fills its block both ways."""
+    assert block_ram_bounds([(64, 72), (64, 72)], XC7) == (2.0, 0.25)
+    assert block_ram_bounds([(1024, 36)], XC7) == (0.5, 1.0)
+    assert block_ram_bounds([(256, 16)], ICE40) == (1.0, 1.0)
+    assert block_ram_bounds([(512, 36), (1024, 9)], ECP5) == (45 / 36, 1.5)
+    assert block_ram_bounds([], ECP5) == (0, 0)
 
 
 def test_default_model_exact_counts():
