@@ -363,8 +363,8 @@ def converter_features(converter):
 # cell of the LUT that drives it when it can; _LOGIC_CELLS_PER_FF is the cells per flip-flop
 # on top of the LUT4s, fitted to nextpnr's counts of iCEBreaker board builds. With the iCE40
 # coefficients of that refit (``python -m amaranth_nn.build --board icebreaker --model M``):
-# the digits model at target II 256, 2810 cells estimated for 2701 (+4 %); the digits conv
-# model at target II 8192, 3988 for 4165 (-4 %); MNIST-1D's most folded design, 4732 for 4715
+# the digits model at target II 256, 2810 cells estimated for 2732 (+3 %); the digits conv
+# model at target II 8192, 3988 for 4184 (-5 %); MNIST-1D's most folded design, 4732 for 4726
 # (+0 %).
 _LAYER_LUT = {
     "xc7": {"one": 50.9, "tree": 0.478, "out": 1.94, "lut_mult": 1.9, "lut_rom": 0.0157,

@@ -267,12 +267,14 @@ class Harness(wiring.Component):
         # contents, never written), a byte a word. At most one counted event
         # happens in a cycle (a received byte, a framing error and a timeout exclude each
         # other, and each byte raises at most one event), and events on one counter are a
-        # character or more apart. An event is registered; in the next cycle its counter is
-        # read; in the cycle after that the read port holds the counter (so the transmitter,
-        # which reads the STATUS, RESULT and INFO payloads from it, waits), and the counter
-        # plus one and whether it is below 65535 are registered; in the next cycle they are
-        # written back (the collector does not write). The memory's word never goes straight
-        # into its own write port. After a reset the counters are cleared, one a cycle.
+        # character or more apart. An event is registered; in the next cycle its counter's
+        # address goes into the read address register (which otherwise follows the
+        # transmitter's address a cycle behind); in the cycle after that the counter is read;
+        # in the next the read port holds it (so the transmitter, which reads the STATUS, RESULT
+        # and INFO payloads from it, waits), and the counter plus one and whether it is below
+        # 65535 are registered; in the next cycle they are written back (the collector does not
+        # write). The memory's word never goes straight into its own write port, nor logic
+        # into its read address. After a reset the counters are cleared, one a cycle.
         events = {name: Signal(name=f"ev_{name}") for name in proto.COUNTERS}
         n_counters = len(proto.COUNTERS)
         info_base = n_counters + p.result_payload
@@ -280,12 +282,19 @@ class Harness(wiring.Component):
         m.submodules.replies = replies = Memory(
             shape=16, depth=info_base + len(info), init=[0] * info_base + list(info))
         reply_wr = replies.write_port()
+        # Every write goes through registers, a cycle late: the writers' arbitration and
+        # multiplexers are off the paths into the memory.
+        reply_write = {"addr": Signal.like(reply_wr.addr), "data": Signal(16), "en": Signal()}
+        m.d.sync += [getattr(reply_wr, name).eq(value) for name, value in reply_write.items()]
         reply_rd = replies.read_port(domain="sync")
         clearing = Signal(range(n_counters))
         clearing_active = Signal(init=1)  # after a reset
         seen = Signal(n_counters)  # the events, registered: the counter's word is being read
         seen_any = Signal()  # seen.any(), a register of its own (see rx_event below)
         seen_index = Signal(range(n_counters))
+        read_addr = Signal.like(reply_rd.addr)
+        reading = Signal()  # read_addr is the counter's
+        read_index = Signal(range(n_counters))
         pending = Signal()  # the read port holds the counter
         pending_index = Signal(range(n_counters))
         writing = Signal()  # the counter is being written
@@ -295,8 +304,9 @@ class Harness(wiring.Component):
         memory_busy = Signal(init=1)  # the counters own the memory's write port this cycle
         # (a register: writing or clearing_active in this cycle, from their next values)
         m.d.sync += memory_busy.eq(pending | clearing_active & (clearing != n_counters - 1))
-        m.d.sync += [seen.eq(Cat(events.values())), pending.eq(seen_any),
-                     pending_index.eq(seen_index), writing.eq(pending),
+        m.d.sync += [seen.eq(Cat(events.values())), reading.eq(seen_any),
+                     read_index.eq(seen_index), pending.eq(reading),
+                     pending_index.eq(read_index), writing.eq(pending),
                      writing_index.eq(pending_index),
                      incremented.eq(reply_rd.data + 1), below_max.eq(reply_rd.data != 0xFFFF)]
         # seen is one-hot or zero: each bit of its index is an OR of its bits.
@@ -304,13 +314,14 @@ class Harness(wiring.Component):
             Cat(seen[index] for index in range(n_counters) if index >> bit & 1).any()
             for bit in range(len(seen_index))))
         with m.If(clearing_active):
-            m.d.comb += [reply_wr.addr.eq(clearing), reply_wr.data.eq(0), reply_wr.en.eq(1)]
+            m.d.comb += [reply_write["addr"].eq(clearing), reply_write["data"].eq(0),
+                         reply_write["en"].eq(1)]
             m.d.sync += clearing.eq(clearing + 1)
             with m.If(clearing == n_counters - 1):
                 m.d.sync += [clearing.eq(0), clearing_active.eq(0)]
         with m.Elif(writing):
-            m.d.comb += [reply_wr.addr.eq(writing_index), reply_wr.data.eq(incremented),
-                         reply_wr.en.eq(below_max)]
+            m.d.comb += [reply_write["addr"].eq(writing_index),
+                         reply_write["data"].eq(incremented), reply_write["en"].eq(below_max)]
         any_error = Signal()
         m.d.comb += any_error.eq(Cat(events[name] for name in
                                      ("crc_errors", "header_errors", "framing_errors",
@@ -386,7 +397,8 @@ class Harness(wiring.Component):
         result_done = Signal()  # the RESULT reply's last byte was taken
 
         def write_result(byte):
-            m.d.comb += [reply_wr.addr.eq(o_addr), reply_wr.data.eq(byte), reply_wr.en.eq(1)]
+            m.d.comb += [reply_write["addr"].eq(o_addr), reply_write["data"].eq(byte),
+                         reply_write["en"].eq(1)]
             m.d.sync += o_addr.eq(o_addr + 1)
 
         # The collector's state, one-hot: COLLECT, ARGMAX (the argmax class is written),
@@ -468,7 +480,8 @@ class Harness(wiring.Component):
                                  at_last.eq(tx_pos == length - 1),
                                  tx_status.eq(type_ == proto.STATUS_REPLY),
                                  tx_nak.eq(type_ == proto.NAK)]
-        m.d.comb += reply_rd.addr.eq(Mux(seen_any, seen_index, tx_addr))
+        m.d.sync += read_addr.eq(Mux(seen_any, seen_index, tx_addr))
+        m.d.comb += reply_rd.addr.eq(read_addr)
         sent = utx.i.valid & utx.i.ready
         m.d.sync += crc_step.eq(0)
         with m.If(crc_step):
