@@ -402,21 +402,21 @@ def _place_and_route(tool, args, out, log, verbose, note, family):
     Returns the options that placed and routed, beyond the build's own (a list)."""
     seeds = (None, *PLACEMENT_SEEDS)
     limit = ROUTER1_SECONDS[family]
+
+    def run(options, watch=None):
+        run_tool(tool, args + options, out, log, console=f"{tool}.log", what=STAGES[tool],
+                 verbose=verbose, say=note, watch=watch)
+        return options
+
     for n, seed in enumerate(seeds):
         options = [] if seed is None else ["--seed", str(seed)]
         try:
             try:
-                run_tool(tool, args + options, out, log, console=f"{tool}.log",
-                         what=STAGES[tool], verbose=verbose, say=note,
-                         watch=_routing_too_long(out / log, limit))
-                return options
+                return run(options, _routing_too_long(out / log, limit))
             except ToolStopped:
                 note(f"router1 still routing after {limit} s; placing and routing again with "
                      f"--router router2")
-                options += ["--router", "router2"]
-                run_tool(tool, args + options, out, log, console=f"{tool}.log",
-                         what=STAGES[tool], verbose=verbose, say=note)
-                return options
+                return run(options + ["--router", "router2"])
         except ToolError:
             if seed == seeds[-1] or not _no_legal_placement(out / log):
                 raise
