@@ -90,8 +90,7 @@ def test_a_watch_stops_a_run(tmp_path, monkeypatch):
                                 f"{tmp_path / 'y.log'}")
     assert isinstance(error.value, ToolError) and len(calls) >= 1
     monkeypatch.setenv("YOSYS", f"{sys.executable} -c \"print('done')\"")
-    calls.clear()
-    run_tool("yosys", [], tmp_path, "y.log", watch=lambda: calls.append(1))
+    run_tool("yosys", [], tmp_path, "y.log", watch=lambda: None)
     assert (tmp_path / "y.log").read_text() == "done\n"
 
 
