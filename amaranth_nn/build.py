@@ -286,6 +286,7 @@ def _build_at(board, spec, plan, fit, target_ii, *, make_platform, out, baud, pr
         if board.family != "xc7":
             options["nextpnr_opts"] = " ".join(filter(None, [options.get("nextpnr_opts"),
                                                              synth.nextpnr_report_opts("top")]))
+            options["script_after_read"] = synth.YOSYS_RENAME_FIX
         build_plan = platform.build(top, name="top", build_dir=str(out), do_build=False,
                                     verbose=verbose, **options)
         build_plan.extract(str(out))

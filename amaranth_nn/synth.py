@@ -61,10 +61,14 @@ __all__ = [
     "parse_nextpnr_report", "parse_nextpnr_log", "read_build_report", "nextpnr_report_opts",
 ]
 
-#: Yosys commands run right after reading an Amaranth design, before ``synth_xilinx``.
-#: Yosys 0.70's abc9 flow (``synth_xilinx``) stops with ``Assert `count_id(wire->name) == 0'
-#: failed`` when a wire is named like a bit of another (Amaranth names the element views of a
+#: Yosys commands run right after reading an Amaranth design, before ``synth_xilinx`` and
+#: ``synth_ecp5`` here and in the open board flows (``script_after_read``). Yosys 0.70's abc9
+#: flow (``synth_xilinx``) stops with ``Assert `count_id(wire->name) == 0' failed`` when a wire
+#: is named like a bit of another (Amaranth names the element views of a
 #: ``data.ArrayLayout`` ``a[0]``); this gives those wires private names. Ports are untouched.
+#: ``synth_ecp5`` of a ULX3S board build (a 6-5-3 MLP at target II 2 with running
+#: accumulators) stopped in ABC_OPS_REINTEGRATE with ``Assert `GetSize(conn.first) ==
+#: GetSize(conn.second)' failed`` without it, and passed with it.
 YOSYS_RENAME_FIX = r"rename -hide w:*\[* c:*\[*"
 
 # ---------------------------------------------------------------------------------------------
