@@ -47,7 +47,7 @@ from boards.harness import BoardTop, Harness
 from boards.protocol import Protocol
 
 from . import cli, synth
-from .estimate import DoesNotFit, check_fit, fitting_target_ii, most_folded, spill_to_logic
+from .estimate import DoesNotFit, check_fit, fitting_target_ii, most_folded, plan_for_device
 from .folding import add_folding_arguments, folding_from_args, plan_network
 from .models import default_spec
 from .progress import Progress
@@ -113,7 +113,8 @@ def uart_divisor(board, baud=None):
     return divisor
 
 
-def make_top(board, spec, *, folding=None, target_ii=None, lut_multipliers=(), baud=None):
+def make_top(board, spec, *, folding=None, target_ii=None, lut_multipliers=(),
+             running_accumulators=False, baud=None):
     """The board design: a :class:`boards.harness.BoardTop` around the network.
 
     The UART divisor is the board clock over the baud rate, the partial-frame timeout is 100 ms,
@@ -123,7 +124,7 @@ def make_top(board, spec, *, folding=None, target_ii=None, lut_multipliers=(), b
     ----------
     board : boards.Board
     spec : NetworkSpec
-    folding, target_ii, lut_multipliers
+    folding, target_ii, lut_multipliers, running_accumulators
         As for :class:`~amaranth_nn.network.Network` (with neither folding nor target II, the
         network's default folding).
     baud : int, optional
@@ -137,7 +138,8 @@ def make_top(board, spec, *, folding=None, target_ii=None, lut_multipliers=(), b
     divisor = uart_divisor(board, baud)
     clk = board.clk_freq
     harness = Harness(spec, folding=folding, target_ii=target_ii,
-                      lut_multipliers=lut_multipliers, divisor=divisor,
+                      lut_multipliers=lut_multipliers,
+                      running_accumulators=running_accumulators, divisor=divisor,
                       timeout=int(clk * FRAME_TIMEOUT), heartbeat=int(clk // 2),
                       stretch=int(clk // 20))
     return BoardTop(harness, board.leds)
@@ -212,7 +214,8 @@ def build(board_name, spec=None, *, folding=None, target_ii=None, out=None, tool
     if chosen:
         plan, fit, target_ii = _pick_folding(board, spec, progress)
     else:
-        plan = spill_to_logic(plan_network(spec, folding, target_ii=target_ii), board.device)
+        plan = plan_for_device(spec, plan_network(spec, folding, target_ii=target_ii).folding,
+                               board.device)
         fit = check_fit(plan, board.device, harness=True)
     uart_divisor(board, baud)
     def make_platform():
@@ -280,7 +283,7 @@ def _build_at(board, spec, plan, fit, target_ii, *, make_platform, out, baud, pr
 
     with progress.stage("elaborate"):
         top = make_top(board, spec, folding=plan.folding, lut_multipliers=plan.lut_multipliers,
-                       baud=baud)
+                       running_accumulators=plan.running_accumulators, baud=baud)
         out.mkdir(parents=True, exist_ok=True)
         options = dict(board.toolchain_options)
         if board.family != "xc7":
@@ -324,7 +327,7 @@ def _pick_folding(board, spec, progress):
     most folded design's (the check then stops the build, naming what is over)."""
     suggestion = fitting_target_ii(spec, board.device, harness=True)
     if suggestion is None:
-        plan = spill_to_logic(plan_network(spec, most_folded(spec)), board.device)
+        plan = plan_for_device(spec, most_folded(spec), board.device)
         return plan, check_fit(plan, board.device, harness=True), None
     target, check = suggestion
     progress.say(f"folding: --target-ii {target}, the smallest power of two whose estimate "

@@ -43,6 +43,9 @@ class ConvPlan:
         Channels per input beat, 1 to ``C_in``.
     lut_multipliers : bool
         Build the engine's multipliers from logic instead of DSP blocks (same timing).
+    running_accumulators : bool
+        The engine's :attr:`DensePlan.running_accumulators
+        <amaranth_nn.plan.DensePlan.running_accumulators>`.
 
     Raises
     ------
@@ -53,14 +56,16 @@ class ConvPlan:
         out of range (the message names the layer).
     """
 
-    def __init__(self, spec, index, *, pe, simd, in_lanes, lut_multipliers=False):
+    def __init__(self, spec, index, *, pe, simd, in_lanes, lut_multipliers=False,
+                 running_accumulators=False):
         check_spec(spec)
         if isinstance(index, int) and 0 <= index < len(spec.layers) \
                 and spec.layers[index].kind != "conv":
             layer = spec.layers[index]
             raise ValueError(f"Layer {index} ({layer.name!r}) is a {layer.kind} layer, not a "
                              f"conv layer")
-        dense = DensePlan(spec, index, pe=pe, simd=simd, lut_multipliers=lut_multipliers)
+        dense = DensePlan(spec, index, pe=pe, simd=simd, lut_multipliers=lut_multipliers,
+                          running_accumulators=running_accumulators)
         layer = dense.layer
         where = f"layer {index} ({layer.name!r})"
         check_count("In lanes", in_lanes, layer.in_channels, f"the input channels of {where}")
@@ -101,6 +106,11 @@ class ConvPlan:
     def lut_multipliers(self):
         """Whether the engine's multipliers are built from logic."""
         return self._dense.lut_multipliers
+
+    @property
+    def running_accumulators(self):
+        """Whether the engine's accumulators never restart."""
+        return self._dense.running_accumulators
 
     @property
     def simd(self):

@@ -70,7 +70,7 @@ class DenseLayer(PlannedBlock):
         plan = self._plan
         target = resolve_target(self._arch, platform)
         pe, simd, beats, groups = plan.pe, plan.simd, plan.in_beats, plan.out_beats
-        x_shape, acc_width, out_width = plan.x_shape, plan.acc_width, plan.out_width
+        x_shape, out_width = plan.x_shape, plan.out_width
         stages = plan.stages
 
         # Input double buffer: one simd-lane word per beat, the operand bits only.
@@ -147,26 +147,21 @@ class DenseLayer(PlannedBlock):
         sums = [self._adder_tree(m, row, p, target.registered_products)
                 for p, row in enumerate(products)]
 
-        # Bias word, present with the tree output for the first beat of each group.
+        # Bias word, present with the tree output for the first beat of each group; each
+        # group's sum a cycle after its last beat.
         b_read = self._bias(m, target, group)
-        accs = []
-        for p in range(pe):
-            acc = Signal(signed(acc_width), name=f"acc_{p}")
-            bias = b_read[p * acc_width:(p + 1) * acc_width].as_signed()
-            first_p = self._first(m, beat_first, valid[acc_stage], result[acc_stage], p)
-            with m.If(valid[acc_stage]):
-                m.d.sync += acc.eq(Mux(first_p, bias, acc) + sums[p])
-            accs.append(acc)
+        totals = self._sums_of_groups(m, sums, b_read, beat_first, valid[acc_stage],
+                                      result[acc_stage])
 
-        # Requantize, saturate and activate: one clamp of the shifted accumulator to the
-        # output range, compared in one stage and selected on the way into the queue.
+        # Requantize, saturate and activate: one clamp of the shifted sum to the output range,
+        # compared in one stage and selected on the way into the queue.
         out_lo, out_hi = plan.output_range
         scaled_lo, scaled_hi = plan.scaled_range
         shift = plan.shift
         lanes = []
         padded_from = plan.out_features - (groups - 1) * pe
-        for p, acc in enumerate(accs):
-            scaled = acc >> shift if shift > 0 else acc << -shift
+        for p, total in enumerate(totals):
+            scaled = total >> shift if shift > 0 else total << -shift
             low = Signal(signed(out_width), name=f"low_{p}")
             over = Signal(name=f"over_{p}")
             under = Signal(name=f"under_{p}")
@@ -200,6 +195,36 @@ class DenseLayer(PlannedBlock):
             return target.read_rom(m, rom, delay(m, group, plan.stages["tree"] - MEMORY_STAGES,
                                                  "group"))
         return target.read_rom(m, rom, delay(m, group, 1, "bias_addr"), stages=1)
+
+    def _sums_of_groups(self, m, sums, b_read, beat_first, valid, result):
+        """Each PE's sum of a group, its bias included, in a register from ``stages["sum"]``
+        cycles after the group's last issue: the accumulator itself, which starts each group
+        from the bias, or with :attr:`DensePlan.running_accumulators
+        <amaranth_nn.plan.DensePlan.running_accumulators>` the difference of an accumulator
+        that adds every valid tree output and never restarts. That one's ``base`` takes its
+        value less the bias at a group's first beat, and the difference is exact modulo the
+        accumulator's width, in which the sum always fits.
+        """
+        acc_width = self._plan.acc_width
+        totals = []
+        for p, tree_sum in enumerate(sums):
+            acc = Signal(signed(acc_width), name=f"acc_{p}")
+            bias = b_read[p * acc_width:(p + 1) * acc_width].as_signed()
+            first_p = self._first(m, beat_first, valid, result, p)
+            if not self._plan.running_accumulators:
+                with m.If(valid):
+                    m.d.sync += acc.eq(Mux(first_p, bias, acc) + tree_sum)
+                totals.append(acc)
+                continue
+            base = Signal(signed(acc_width), name=f"base_{p}")
+            total = Signal(signed(acc_width), name=f"total_{p}")
+            with m.If(valid):
+                m.d.sync += acc.eq(acc + tree_sum)
+                with m.If(first_p):
+                    m.d.sync += base.eq(acc - bias)
+            m.d.sync += total.eq(acc - base)
+            totals.append(total)
+        return totals
 
     def _first(self, m, beat_first, valid, result, p):
         """Whether PE ``p``'s accumulator starts from the bias: the `first` token at the

@@ -66,6 +66,12 @@ class Device:
         run out (:func:`amaranth_nn.estimate.spill_to_logic`): on the small iCE40UP5K, whose 8
         DSP blocks run out long before its logic, and where the estimate's LUT multiplier
         model is measured. On the larger parts a more folded design is taken instead.
+    running_accumulators : bool
+        Whether a build's dense layers keep accumulators that never restart
+        (:attr:`amaranth_nn.plan.DensePlan.running_accumulators`): on the ECP5, where the
+        select before the accumulator's carry chain was the critical path; elsewhere the
+        select costs no extra level (xc7 packs it into the adder's LUTs) and the two more
+        registers per PE would only cost area.
     """
 
     name: str
@@ -80,6 +86,7 @@ class Device:
     bram_bits: int
     dsp_block: DspBlock
     lut_multipliers: bool = False
+    running_accumulators: bool = False
 
     @property
     def totals(self):
@@ -108,7 +115,8 @@ DEVICES = {device.name: device for device in (
            dsp_name="DSP48E1", bram_name="RAMB36E1", bram_bits=36864, dsp_block=_XC7_DSP),
     # LFE5U-85F: 83640 LUT4, 83640 FF, 156 MULT18X18D, 208 DP16KD (18 kbit).
     Device("lfe5u-85f", "ecp5", lut=83640, ff=83640, dsp=156, bram=208, lut_name="LUT4",
-           dsp_name="MULT18X18D", bram_name="DP16KD", bram_bits=18432, dsp_block=_ECP5_DSP),
+           dsp_name="MULT18X18D", bram_name="DP16KD", bram_bits=18432, dsp_block=_ECP5_DSP,
+           running_accumulators=True),
     # iCE40UP5K: 5280 logic cells (LUT4 + FF), 8 SB_MAC16, 30 SB_RAM40_4K (SPRAM unused).
     Device("ice40up5k", "ice40", lut=5280, ff=5280, dsp=8, bram=30, lut_name="logic cells",
            dsp_name="SB_MAC16", bram_name="SB_RAM40_4K", bram_bits=4096, dsp_block=_ICE40_DSP,

@@ -43,8 +43,8 @@ from .window_plan import WindowPlan
 __all__ = ["Resources", "FitCheck", "DoesNotFit", "layer_features", "window_features",
            "reducer_features", "scale_features", "converter_features", "block_parts",
            "block_memories", "dsp_blocks", "block_rams", "block_ram_bounds", "estimate",
-           "check_fit", "most_folded", "fitting_target_ii", "spill_to_logic", "FIT_MARGIN",
-           "NARROW_OPERAND_BITS"]
+           "check_fit", "most_folded", "fitting_target_ii", "spill_to_logic", "plan_for_device",
+           "FIT_MARGIN", "NARROW_OPERAND_BITS"]
 
 #: Signed operand bits up to which a layer's multipliers may be built from logic when a
 #: device's DSP blocks run out (:func:`spill_to_logic`): an 8 x 8-bit product is about 130
@@ -136,9 +136,17 @@ def spill_to_logic(plan, device, *, harness=True):
                 cheapest[total] = cost + cost_here, layers + (block.index,)
     if required not in cheapest:
         return plan
-    spilled = NetworkPlan(plan.spec, plan.folding,
-                          lut_multipliers=tuple(plan.lut_multipliers) + cheapest[required][1])
+    spilled = plan.with_lut_multipliers(tuple(plan.lut_multipliers) + cheapest[required][1])
     return spilled if check_fit(spilled, device, harness=harness).fits else plan
+
+
+def plan_for_device(spec, folding, device, *, harness=True):
+    """The :class:`~amaranth_nn.network_plan.NetworkPlan` a build for ``device`` takes at
+    ``folding``: with the device's :attr:`~amaranth_nn.devices.Device.running_accumulators`,
+    and its multipliers spilled to logic where the DSP blocks run out
+    (:func:`spill_to_logic`)."""
+    plan = NetworkPlan(spec, folding, running_accumulators=device.running_accumulators)
+    return spill_to_logic(plan, device, harness=harness)
 
 
 def dsp_blocks(block, device):
@@ -265,6 +273,7 @@ def layer_features(layer, device):
         "x_data": layer.simd * x_bits,
         "products": 0 if in_dsp else layer.multipliers * layer.product_width,
         "first": layer.pe * layer.stages["tree"],
+        "running": layer.pe * layer.acc_width if layer.running_accumulators else 0,
     }
 
 
@@ -365,21 +374,26 @@ def converter_features(converter):
 # coefficients of that refit (``python -m amaranth_nn.build --board icebreaker --model M``):
 # the digits model at target II 256, 2810 cells estimated for 2732 (+3 %); the digits conv
 # model at target II 8192, 3988 for 4184 (-5 %); MNIST-1D's most folded design, 4732 for 4726
-# (+0 %).
+# (+0 %). ``running``, the bits of running accumulators (``DensePlan.running_accumulators``,
+# which only ECP5 builds take): on ECP5 measured as the change of the whole digits model's
+# counts at target II 1024, 256 and 64 (``python bench/bench_gateware.py --no-xilinx``: +73 to
+# +244 LUT4, +91 to +241 FF for 55 to 148 bits); elsewhere counted, not measured (two
+# subtractors and two registers a bit).
 _LAYER_LUT = {
     "xc7": {"one": 50.9, "tree": 0.478, "out": 1.94, "lut_mult": 1.9, "lut_rom": 0.0157,
-            "beats": 0.258, "x_data": 1.08, "first": 0.617},
-    "ecp5": {"out": 2.68, "lut_rom": 0.093, "beats": 4.32, "w_data": 0.657, "x_data": 4.05},
+            "beats": 0.258, "x_data": 1.08, "first": 0.617, "running": 2.0},
+    "ecp5": {"out": 2.68, "lut_rom": 0.093, "beats": 4.32, "w_data": 0.657, "x_data": 4.05,
+             "running": 1.65},
     "ice40": {"one": 70.2, "acc": 0.618, "out": 3.14, "lut_mult": 2.51, "lut_rom": 0.138,
-              "beats": 0.525, "w_data": 1.53},
+              "beats": 0.525, "w_data": 1.53, "running": 2.0},
 }
 _LAYER_FF = {
     "xc7": {"one": 19.5, "tree": 0.252, "acc": 0.874, "lut_rom": 0.0211, "beats": 0.221,
-            "x_data": 2.44, "products": 2.63, "first": 5.17},
+            "x_data": 2.44, "products": 2.63, "first": 5.17, "running": 2.0},
     "ecp5": {"one": 32.8, "tree": 1.58, "acc": 3.66, "lut_rom": 0.00311, "x_data": 3.66,
-             "first": 0.521},
+             "first": 0.521, "running": 1.65},
     "ice40": {"tree": 0.813, "out": 10.6, "lut_mult": 0.565, "lut_rom": 0.038, "beats": 0.437,
-              "w_data": 0.546, "x_data": 9.6, "first": 1.75},
+              "w_data": 0.546, "x_data": 9.6, "first": 1.75, "running": 2.0},
 }
 # The window generator's and the pooling reducer's: least squares with non-negative
 # coefficients (``python bench/bench_estimate.py --fit``) of the per-module yosys counts
@@ -709,7 +723,7 @@ def fitting_target_ii(spec, device, *, harness=True, above=None):
         folding = choose_folding(spec, target)
         if folding not in seen:
             seen.add(folding)
-            plan = spill_to_logic(NetworkPlan(spec, folding), device, harness=harness)
+            plan = plan_for_device(spec, folding, device, harness=harness)
             check = check_fit(plan, device, harness=harness)
             if check.fits:
                 return target, check

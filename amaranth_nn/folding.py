@@ -225,7 +225,8 @@ def default_folding(spec):
     return choose_folding(spec, default_target_ii(spec))
 
 
-def plan_network(spec, folding=None, *, target_ii=None, lut_multipliers=()):
+def plan_network(spec, folding=None, *, target_ii=None, lut_multipliers=(),
+                 running_accumulators=False):
     """The :class:`~amaranth_nn.network_plan.NetworkPlan` of ``spec`` at a folding.
 
     Parameters
@@ -239,6 +240,8 @@ def plan_network(spec, folding=None, *, target_ii=None, lut_multipliers=()):
     lut_multipliers : collection of int
         The layers whose multipliers are built from logic
         (:class:`~amaranth_nn.network_plan.NetworkPlan`).
+    running_accumulators : bool
+        Accumulators that never restart (:class:`~amaranth_nn.network_plan.NetworkPlan`).
 
     Every entry is checked against its layer here, so that a network is never left half-built
     by a bad folding.
@@ -255,7 +258,8 @@ def plan_network(spec, folding=None, *, target_ii=None, lut_multipliers=()):
         raise ValueError("Pass either a folding or a target II, not both")
     if folding is None:
         folding = default_folding(spec) if target_ii is None else choose_folding(spec, target_ii)
-    return NetworkPlan(spec, folding, lut_multipliers=lut_multipliers)
+    return NetworkPlan(spec, folding, lut_multipliers=lut_multipliers,
+                       running_accumulators=running_accumulators)
 
 
 # Command-line options shared by build, simulate, export and host.

@@ -85,6 +85,13 @@ class Network(wiring.Component):
         The layers (indices into ``spec.layers``) whose multipliers are built from logic
         instead of DSP blocks, with the same timing (:mod:`amaranth_nn.lut_multiplier`); a
         board build chooses them when the device's DSP blocks run out.
+    running_accumulators : bool
+        Dense layers whose accumulators never restart, a group's sum taken as a difference
+        one cycle later (:attr:`DensePlan.running_accumulators
+        <amaranth_nn.plan.DensePlan.running_accumulators>`; not conv layers, see
+        :class:`~amaranth_nn.network_plan.NetworkPlan`): a shorter accumulator loop, for one
+        more cycle of latency per dense layer and two registers per PE; a board build sets it
+        where the device says so (the ECP5).
 
     Members
     -------
@@ -111,11 +118,13 @@ class Network(wiring.Component):
         For a layer whose kind has no component yet.
     """
 
-    def __init__(self, spec, folding=None, *, target_ii=None, arch="auto", lut_multipliers=()):
+    def __init__(self, spec, folding=None, *, target_ii=None, arch="auto", lut_multipliers=(),
+                 running_accumulators=False):
         with rejecting(self):
             check_hardware(spec, COMPONENTS)
             self._plan = plan_network(spec, folding, target_ii=target_ii,
-                                      lut_multipliers=lut_multipliers)
+                                      lut_multipliers=lut_multipliers,
+                                      running_accumulators=running_accumulators)
             self._arch = check_arch(arch)
         self._input_signature = stream.Signature(data.ArrayLayout(
             signed(spec.input_format.width), self._plan.in_lanes))

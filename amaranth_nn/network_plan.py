@@ -20,7 +20,7 @@ the same rule holds for the first block's input and the last block's output.
 
 from .conv_plan import ConvPlan
 from .ii import block_ii, channels, positions
-from .plan import ConverterPlan, DensePlan, check_count
+from .plan import ConverterPlan, DensePlan, check_count, check_flag
 from .pool_plan import PoolPlan
 from .scale_plan import ScalePlan
 from .spec import SpecError, check_spec
@@ -34,27 +34,29 @@ class NoHardwareYet(SpecError):
     SpecError; the command lines print it as one ``error:`` line and exit 2)."""
 
 
-def _dense_plan(spec, index, entry, in_lanes, luts):
+def _dense_plan(spec, index, entry, in_lanes, luts, running):
     pe, simd = entry
-    return DensePlan(spec, index, pe=pe, simd=simd, lut_multipliers=luts)
+    return DensePlan(spec, index, pe=pe, simd=simd, lut_multipliers=luts,
+                     running_accumulators=running)
 
 
-def _conv_plan(spec, index, entry, in_lanes, luts):
-    pe, simd = entry
+def _conv_plan(spec, index, entry, in_lanes, luts, running):
+    pe, simd = entry  # the engine's accumulators restart: see NetworkPlan
     return ConvPlan(spec, index, pe=pe, simd=simd, in_lanes=in_lanes, lut_multipliers=luts)
 
 
-def _pool_plan(spec, index, entry, in_lanes, luts):
+def _pool_plan(spec, index, entry, in_lanes, luts, running):
     return PoolPlan(spec, index, lanes=entry[0])
 
 
-def _scale_plan(spec, index, entry, in_lanes, luts):
+def _scale_plan(spec, index, entry, in_lanes, luts, running):
     return ScalePlan(spec, index, lanes=entry[0], lut_multipliers=luts)
 
 
-#: The plan of every block kind: ``kind -> build(spec, index, entry, in_lanes, luts)``,
-#: ``entry`` the layer's checked folding entry, ``in_lanes`` its input stream's lanes and
-#: ``luts`` whether its multipliers are built from logic.
+#: The plan of every block kind: ``kind -> build(spec, index, entry, in_lanes, luts,
+#: running)``, ``entry`` the layer's checked folding entry, ``in_lanes`` its input stream's
+#: lanes, ``luts`` whether its multipliers are built from logic and ``running`` whether its
+#: accumulators never restart (dense layers).
 PLANS = {
     "dense": _dense_plan,
     "conv": _conv_plan,
@@ -297,28 +299,38 @@ class NetworkPlan:
         The layers (indices into ``spec.layers``) whose multipliers are built from logic
         instead of DSP blocks (:mod:`amaranth_nn.lut_multiplier`; a build chooses them when a
         device's DSP blocks run out, :func:`amaranth_nn.estimate.spill_to_logic`).
+    running_accumulators : bool
+        Every dense layer with :attr:`DensePlan.running_accumulators
+        <amaranth_nn.plan.DensePlan.running_accumulators>` (a build sets it from the device,
+        :attr:`amaranth_nn.devices.Device.running_accumulators`). Not the engines of conv
+        layers: there the window generators' control paths are slower than the accumulator
+        loop, and the running form's registers only add area (MNIST-1D on ECP5: 180.8-182.6
+        MHz with restarting engines, 171.0-175.7 with running ones, placer seeds 1-3).
 
     Raises
     ------
     TypeError, ValueError
         For a folding of the wrong shape or out of its layers' ranges (:func:`check_folding`),
-        or ``lut_multipliers`` naming a layer without multipliers
-        (:func:`check_lut_multipliers`).
+        ``lut_multipliers`` naming a layer without multipliers
+        (:func:`check_lut_multipliers`), or ``running_accumulators`` not a bool.
     NoHardwareYet
         For a layer whose kind has no plan yet (:func:`check_hardware`).
     """
 
-    def __init__(self, spec, folding, *, lut_multipliers=()):
+    def __init__(self, spec, folding, *, lut_multipliers=(), running_accumulators=False):
         check_hardware(spec)
         folding = check_folding(spec, folding)
         luts = check_lut_multipliers(spec, lut_multipliers)
+        running = check_flag("Running_accumulators", running_accumulators)
         self._spec, self._folding, self._lut_multipliers = spec, folding, luts
+        self._running = running
         layers, lanes, upstream = [], [], None
         for index, (layer, entry) in enumerate(zip(spec.layers, folding, strict=True)):
             if layer.kind == "flatten":
                 continue
             in_lanes = block_in_lanes(layer, entry, upstream)
-            layers.append(PLANS[layer.kind](spec, index, entry, in_lanes, index in luts))
+            layers.append(PLANS[layer.kind](spec, index, entry, in_lanes, index in luts,
+                                            running))
             lanes.append((in_lanes, entry[0]))
             upstream = entry[0]
         self._layers, self._lanes = tuple(layers), tuple(lanes)
@@ -374,6 +386,16 @@ class NetworkPlan:
     def lut_multipliers(self):
         """The layers whose multipliers are built from logic, a sorted tuple of indices."""
         return self._lut_multipliers
+
+    @property
+    def running_accumulators(self):
+        """Whether the dense layers' accumulators never restart."""
+        return self._running
+
+    def with_lut_multipliers(self, layers):
+        """This plan with the multipliers of ``layers`` (indices) built from logic."""
+        return NetworkPlan(self._spec, self._folding, lut_multipliers=layers,
+                           running_accumulators=self._running)
 
     @property
     def ii(self):
@@ -460,7 +482,7 @@ class NetworkPlan:
           for its input beats' cycles; a dense layer with ``B = ceil(N/simd)`` input beats
           issues the last beat of its first output group at ``s = max_j(a_j + B - j)`` and
           transfers output beat ``g`` at ``e_g = s + g*B + D``, where
-          ``D = 9 + ceil(log2(simd))`` is its :attr:`~amaranth_nn.plan.DensePlan.pipeline_depth`;
+          ``D = 10 + ceil(log2(simd))`` is its :attr:`~amaranth_nn.plan.DensePlan.pipeline_depth`;
         - a width converter transfers output beat ``k`` of each position at
           ``o_k = max(o_(k-1) + 1, a_(j(k)) + 6)``, where ``j(k)`` is the input beat of that
           position holding the beat's last element (its output side is then busy, so a writer
@@ -476,7 +498,8 @@ class NetworkPlan:
         folding = ", ".join(f"{pe}x{simd}" for pe, simd in self._folding)
         luts = (f", LUT multipliers in layers {', '.join(map(str, self._lut_multipliers))}"
                 if self._lut_multipliers else "")
-        return f"NetworkPlan({self._spec!r}, folding {folding}, ii {self.ii}{luts})"
+        running = ", running accumulators" if self._running else ""
+        return f"NetworkPlan({self._spec!r}, folding {folding}, ii {self.ii}{luts}{running})"
 
 
 def _repeated_output_times(converter, count, arrivals):

@@ -321,18 +321,22 @@ class DensePlan(RequantizingPlan):
         Inputs per neuron per cycle, 1 to ``in_features``.
     lut_multipliers : bool
         Build the multipliers from logic instead of DSP blocks (same timing).
+    running_accumulators : bool
+        Accumulators that never restart, each group's sum taken as a difference a cycle
+        later (:attr:`running_accumulators`; one cycle more per output beat's latency).
 
     Raises
     ------
     TypeError
         If ``spec`` is not a NetworkSpec, ``index``, ``pe`` or ``simd`` is not an integer, or
-        ``lut_multipliers`` is not a bool.
+        ``lut_multipliers`` or ``running_accumulators`` is not a bool.
     ValueError
         If ``index``, ``pe`` or ``simd`` is out of range, or the layer is neither dense nor conv
         (the message names the layer).
     """
 
-    def __init__(self, spec, index, *, pe, simd, lut_multipliers=False):
+    def __init__(self, spec, index, *, pe, simd, lut_multipliers=False,
+                 running_accumulators=False):
         layer = _weighted_layer(spec, index)
         where = f"layer {index} ({layer.name!r})"
         matrix = layer.multiplier_matrix
@@ -341,6 +345,7 @@ class DensePlan(RequantizingPlan):
         self._spec, self._index, self._layer, self._matrix = spec, index, layer, matrix
         self._pe, self._simd = pe, simd
         self._lut_multipliers = check_flag("Lut_multipliers", lut_multipliers)
+        self._running = check_flag("Running_accumulators", running_accumulators)
 
     @property
     def pe(self):
@@ -404,6 +409,16 @@ class DensePlan(RequantizingPlan):
     # The register chain and the timing derived from it.
 
     @property
+    def running_accumulators(self):
+        """Whether each accumulator adds every tree output and never restarts, a group's sum
+        being its value after the group's last beat less its value before the first, plus the
+        bias: no select before the adder, so that the accumulator loop is the carry chain
+        alone (the ECP5's choice, :attr:`amaranth_nn.devices.Device.running_accumulators`),
+        for a ``sum`` stage of two subtractors and two registers per PE. Otherwise each group
+        starts from the bias through a select, which xc7 packs into the adder's LUTs."""
+        return self._running
+
+    @property
     def tree_levels(self):
         """Register levels of the ``simd``-input adder tree, ``ceil(log2(simd))``."""
         return (self._simd - 1).bit_length()
@@ -415,11 +430,14 @@ class DensePlan(RequantizingPlan):
 
         ``memory`` (weight and input words), ``operands`` (the DSP input registers),
         ``products`` (the DSP output registers), ``tree`` (the adder tree's output; equal to
-        ``products`` when ``simd`` is 1), ``accumulator``, and ``clamp`` (requantized,
-        saturated and activated, on its way into the output FIFO).
+        ``products`` when ``simd`` is 1), ``accumulator``, ``sum`` (the group's sum, bias
+        included: a register of its own with :attr:`running_accumulators`, else the
+        accumulator), and ``clamp`` (requantized, saturated and activated, on its way into the
+        output FIFO).
         """
         chain = (("memory", MEMORY_STAGES), ("operands", 1), ("products", 1),
-                 ("tree", self.tree_levels), ("accumulator", 1), ("clamp", 1))
+                 ("tree", self.tree_levels), ("accumulator", 1), ("sum", int(self._running)),
+                 ("clamp", 1))
         offsets, cycle = {}, 0
         for name, registers in chain:
             cycle += registers
@@ -429,7 +447,8 @@ class DensePlan(RequantizingPlan):
     @property
     def pipeline_depth(self):
         """Cycles from issuing a group's last weight word to its output beat's transfer:
-        the register chain of :attr:`stages` plus the output FIFO, ``9 + ceil(log2(simd))``."""
+        the register chain of :attr:`stages` plus the output FIFO, ``9 + ceil(log2(simd))``,
+        one more with :attr:`running_accumulators`."""
         return self.stages["clamp"] + FIFO_LATENCY
 
     @property
@@ -544,7 +563,8 @@ class DensePlan(RequantizingPlan):
     def __repr__(self):
         return (f"DensePlan(layer {self._index} {self._layer.name!r}, {self.in_features} -> "
                 f"{self.out_features}, pe {self._pe}, simd {self._simd}, ii {self.ii}"
-                f"{', LUT multipliers' if self._lut_multipliers else ''})")
+                f"{', LUT multipliers' if self._lut_multipliers else ''}"
+                f"{', running accumulators' if self._running else ''})")
 
 
 class ConverterPlan:

@@ -123,8 +123,9 @@ def measure(family, spec, folding, timeout):
         pnr = synth.ice40_fmax(Network(spec, folding, arch="ice40"), progress=False,
                                timeout=timeout)
         return {"LUT": pnr.lut, "FF": None, "DSP": pnr.dsp, "BRAM": pnr.bram}
-    pnr = synth.ecp5_fmax(Network(spec, folding, arch="ecp5"), progress=False,
-                          timeout=timeout)
+    running = FAMILY_DEVICES["ecp5"].running_accumulators
+    pnr = synth.ecp5_fmax(Network(spec, folding, arch="ecp5", running_accumulators=running),
+                          progress=False, timeout=timeout)
     return {"LUT": pnr.lut, "FF": pnr.ff, "DSP": pnr.dsp, "BRAM": pnr.bram}
 
 
@@ -157,7 +158,8 @@ def per_part(family, spec, folding):
     block's window generator and dense engine, a pooling block's generator and reducer, a
     scale-and-shift block), from one hierarchical yosys run
     (:func:`amaranth_nn.synth.module_resources`)."""
-    network = Network(spec, folding, arch=FAMILY_ARCHES[family])
+    network = Network(spec, folding, arch=FAMILY_ARCHES[family],
+                      running_accumulators=FAMILY_DEVICES[family].running_accumulators)
     modules = synth.module_resources(network, family=family, progress=False)
     return parts_of(family, network.plan, modules)
 
@@ -236,7 +238,8 @@ def main(argv=None):
         device = FAMILY_DEVICES[family]
         results, layers = [], []
         for label, spec, folding in rows:
-            plan = plan_network(spec, folding)
+            plan = plan_network(spec, folding,
+                                running_accumulators=device.running_accumulators)
             over = check_fit(plan, device, harness=False).over
             # Place and route would only fail; a refit's yosys runs need only the DSP blocks
             # and block RAMs (counted exactly), not the estimate it refits.

@@ -30,12 +30,14 @@ from tqdm import tqdm
 
 from amaranth_nn import NetworkSpec, synth
 from amaranth_nn.devices import DEVICES
-from amaranth_nn.estimate import check_fit
+from amaranth_nn.estimate import check_fit, plan_for_device
 from amaranth_nn.folding import DEFAULT_TARGET_II, choose_folding, default_folding
 from amaranth_nn.network import Network
 from amaranth_nn.simulate import simulate
 
 SWEEP = (1024, 256, 64, 16)
+#: The ECP5 part of the Fmax columns (the ULX3S's).
+ECP5 = DEVICES["lfe5u-85f"]
 
 
 def load_model(path):
@@ -67,12 +69,12 @@ def foldings(spec, targets, quick):
 
 
 def ecp5_network(spec, folding):
-    """The network as a build for an ECP5 platform elaborates it (``arch="ecp5"``: DSP and ROM
-    primitives with registers that nextpnr can time at 200 MHz), where dense.py offers it."""
-    try:
-        return Network(spec, folding, arch="ecp5")
-    except TypeError:
-        return Network(spec, folding)
+    """The network as a ULX3S build elaborates it: ``arch="ecp5"`` (DSP and ROM primitives with
+    registers that nextpnr can time at 200 MHz) and the device's running accumulators (one
+    cycle more latency per dense layer than the generic network of the table's
+    latency column)."""
+    return Network(spec, folding, arch="ecp5",
+                   running_accumulators=ECP5.running_accumulators)
 
 
 def measure(spec, folding, x, *, vectors, xilinx, ecp5, freq_mhz, seeds, progress):
@@ -93,7 +95,7 @@ def measure(spec, folding, x, *, vectors, xilinx, ecp5, freq_mhz, seeds, progres
         util = synth.xilinx_utilization(network, progress=progress)
         row.update(lut=util.lut, ff=util.ff, dsp=util.dsp, bram=util.bram36,
                    xilinx_s=util.seconds)
-    fit = check_fit(network.plan, DEVICES["lfe5u-85f"], harness=False)
+    fit = check_fit(plan_for_device(spec, folding, ECP5, harness=False), ECP5, harness=False)
     if ecp5 and not fit.fits:
         row.update(fmax="does not fit", ecp5_note=fit.message())
     elif ecp5:

@@ -157,6 +157,8 @@ class Harness(wiring.Component):
     lut_multipliers : collection of int, optional
         The layers whose multipliers are built from logic, passed to
         :class:`amaranth_nn.network.Network`.
+    running_accumulators : bool, optional
+        Accumulators that never restart, passed to :class:`amaranth_nn.network.Network`.
     divisor : int
         UART clock cycles per bit (at least 4).
     timeout : int, optional
@@ -198,14 +200,16 @@ class Harness(wiring.Component):
         or stretch, and from the network for a bad folding.
     """
 
-    def __init__(self, spec, *, folding=None, target_ii=None, lut_multipliers=(), divisor,
-                 timeout=None, heartbeat=None, stretch=None, arch="auto"):
+    def __init__(self, spec, *, folding=None, target_ii=None, lut_multipliers=(),
+                 running_accumulators=False, divisor, timeout=None, heartbeat=None,
+                 stretch=None, arch="auto"):
         with rejecting(self):
             self._divisor, self._timeout, self._heartbeat, self._stretch = \
                 check_harness_arguments(divisor, timeout, heartbeat, stretch)
             self._protocol = proto.Protocol(spec)
             self._network = Network(spec, folding, target_ii=target_ii,  # last: it can't be unused
-                                    lut_multipliers=lut_multipliers, arch=arch)
+                                    lut_multipliers=lut_multipliers,
+                                    running_accumulators=running_accumulators, arch=arch)
         self._spec = spec
         super().__init__({
             "rx": In(1, init=1),

@@ -21,10 +21,11 @@ from amaranth_nn.targets import ECP5Target
 
 
 def check_conv(spec, index, x, *, pe, simd, in_lanes, stalls=(0.0, 0.0), seed=0,
-               arch="auto"):
+               arch="auto", running=False):
     """Run network inputs ``x`` through conv layer ``index`` alone; assert bit-exactness with
     the golden model; returns ``(layer, run)``."""
-    plan = ConvPlan(spec, index, pe=pe, simd=simd, in_lanes=in_lanes)
+    plan = ConvPlan(spec, index, pe=pe, simd=simd, in_lanes=in_lanes,
+                    running_accumulators=running)
     layer = plan.layer
     inputs = layer_inputs(spec, index, x)
     words = pack_beats(inputs.reshape(-1, layer.in_channels), in_lanes, plan.in_width)
@@ -66,8 +67,9 @@ def test_random_conv_bit_exact(shape, data):
     stalls = data.draw(st.sampled_from([(0.0, 0.0), (0.3, 0.0), (0.0, 0.3), (0.4, 0.4)]),
                        label="stalls")
     x = random_inputs(rng, spec, data.draw(st.integers(1, 3), label="batch"))
+    running = data.draw(st.booleans(), label="running accumulators")
     dut, run = check_conv(spec, 0, x, pe=pe, simd=simd, in_lanes=in_lanes, stalls=stalls,
-                          seed=seed)
+                          seed=seed, running=running)
     if len(x) == 1 and stalls[1] == 0:  # an isolated sample, sink always ready
         t0 = run.in_cycles[0]
         assert dut.plan.output_times([t - t0 for t in run.in_cycles]) == \
@@ -95,11 +97,12 @@ def test_second_layer_after_relu_with_stalls(pe, simd, in_lanes):
     ((5, 5, 1), (4, (3, 3), (1, 1), (1, 1)), 4, 9, 1),  # 2-D, a window per cycle
     ((4, 4, 3), (5, (2, 2), (2, 2), (0, 0)), 2, 5, 2),  # 2-D, lanes that divide nothing
 ])
-def test_steady_state_ii_and_output_times(input_shape, conv, pe, simd, in_lanes):
+@pytest.mark.parametrize("running", [False, True])
+def test_steady_state_ii_and_output_times(input_shape, conv, pe, simd, in_lanes, running):
     rng = np.random.default_rng(simd)
     spec = random_conv_spec(rng, input_shape, [conv])
     dut, run = check_conv(spec, 0, random_inputs(rng, spec, 5), pe=pe, simd=simd,
-                          in_lanes=in_lanes)
+                          in_lanes=in_lanes, running=running)
     plan = dut.plan
     starts = np.array(run.out_cycles[::plan.out_beats])
     assert (np.diff(starts) == plan.ii).all(), (np.diff(starts), plan.ii)
@@ -110,7 +113,7 @@ def test_steady_state_ii_and_output_times(input_shape, conv, pe, simd, in_lanes)
     # output beat at the cycle the plan says.
     for stalls in ((0.0, 0.0), (0.5, 0.0)):
         _, run = check_conv(spec, 0, random_inputs(rng, spec, 1), pe=pe, simd=simd,
-                            in_lanes=in_lanes, stalls=stalls, seed=pe)
+                            in_lanes=in_lanes, stalls=stalls, seed=pe, running=running)
         t0 = run.in_cycles[0]
         assert plan.output_times([t - t0 for t in run.in_cycles]) == \
             [t - t0 for t in run.out_cycles]
@@ -137,7 +140,7 @@ def test_ecp5_architecture_with_modelled_multipliers():
     spec = MODELS["digits-conv"].spec()
     x, _ = MODELS["digits-conv"].test_set()
     dut, _ = check_conv(spec, 0, x[:2], pe=4, simd=5, in_lanes=1, stalls=(0.2, 0.2),
-                        arch=ECP5Target(model_multipliers=True))
+                        arch=ECP5Target(model_multipliers=True), running=True)
     assert isinstance(dut.arch, ECP5Target)
 
 

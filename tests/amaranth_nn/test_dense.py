@@ -14,9 +14,9 @@ from amaranth_nn.dense import DenseLayer
 from amaranth_nn.plan import DensePlan
 
 
-def check_layer(spec, index, pe, simd, x, *, stalls=(0.0, 0.0), seed=0):
+def check_layer(spec, index, pe, simd, x, *, stalls=(0.0, 0.0), seed=0, running=False):
     """Run ``x`` (network inputs) through layer ``index`` alone; assert bit-exactness."""
-    dut = DenseLayer(DensePlan(spec, index, pe=pe, simd=simd))
+    dut = DenseLayer(DensePlan(spec, index, pe=pe, simd=simd, running_accumulators=running))
     inputs = layer_inputs(spec, index, x)
     out, pad, run = run_layer(dut, inputs, stalls=stalls, seed=seed)
     expected = golden.run_layers(spec, x)[index]
@@ -41,7 +41,8 @@ def test_random_layer_bit_exact(n, m, data):
     stalls = data.draw(st.sampled_from([(0.0, 0.0), (0.3, 0.0), (0.0, 0.3), (0.4, 0.4)]),
                        label="stalls")
     x = random_inputs(rng, spec, data.draw(st.integers(1, 4), label="batch"))
-    check_layer(spec, index, pe, simd, x, stalls=stalls, seed=seed)
+    running = data.draw(st.booleans(), label="running accumulators")
+    check_layer(spec, index, pe, simd, x, stalls=stalls, seed=seed, running=running)
 
 
 def test_one_by_one():
@@ -51,11 +52,13 @@ def test_one_by_one():
     check_layer(spec, 0, 1, 1, x)
 
 
+@pytest.mark.parametrize("running", [False, True])
 @pytest.mark.parametrize("pe, simd", [(1, 1), (13, 1), (1, 7), (13, 7), (5, 3), (2, 6)])
-def test_prime_sizes(pe, simd):
+def test_prime_sizes(pe, simd, running):
     rng = np.random.default_rng(7)
     spec = random_spec(rng, [7, 13])
-    check_layer(spec, 0, pe, simd, random_inputs(rng, spec, 5), stalls=(0.2, 0.2))
+    check_layer(spec, 0, pe, simd, random_inputs(rng, spec, 5), stalls=(0.2, 0.2),
+                running=running)
 
 
 @pytest.mark.parametrize("n, simd, held", [(4, 1, True), (3, 1, False), (10, 2, True),
@@ -71,8 +74,9 @@ def test_bias_held_behind_one_register_at_the_edge(n, simd, held):
         check_layer(spec, 0, 1, simd, random_inputs(rng, spec, 3), stalls=stalls)
 
 
+@pytest.mark.parametrize("running", [False, True])
 @pytest.mark.parametrize("shift", [-3, 0, 1])
-def test_small_and_negative_shift_saturates_both_sides(shift):
+def test_small_and_negative_shift_saturates_both_sides(shift, running):
     rng = np.random.default_rng(shift + 10)
     spec = random_spec(rng, [9, 6], in_width=6, w_width=6, out_width=4, shift=shift,
                        activation=Activation.identity())
@@ -80,7 +84,7 @@ def test_small_and_negative_shift_saturates_both_sides(shift):
     y = golden.run(spec, x)
     fmt = spec.output_format
     assert (y == fmt.max).any() and (y == fmt.min).any()  # the case saturates both ways
-    check_layer(spec, 0, 3, 4, x)
+    check_layer(spec, 0, 3, 4, x, running=running)
 
 
 @pytest.mark.parametrize("activation", [Activation.relu(), Activation.hardtanh(-5, 9),
@@ -103,6 +107,20 @@ def test_sixteen_bit_wide_accumulator():
     check_layer(spec, 0, 2, 9, x)
 
 
+def test_running_accumulators_wrap_and_stay_exact():
+    # An accumulator that never restarts wraps around its width many times; each group's sum,
+    # a difference modulo that width, stays exact.
+    rng = np.random.default_rng(17)
+    spec = random_spec(rng, [40, 7])
+    layer, fmt = spec.layers[0], spec.input_format
+    x = np.where(layer.weights.sum(axis=0) > 0, fmt.max, fmt.min)
+    x = np.tile(x, (12, 1))
+    dut, _ = check_layer(spec, 0, 1, 1, x, stalls=(0.2, 0.2), running=True)
+    running = np.cumsum((x.astype(object) @ layer.weights.T.astype(object)
+                         + layer.bias.astype(object)).ravel())
+    assert max(abs(v) for v in running) > 4 * 2**dut.plan.acc_width  # it wraps
+
+
 def test_relu_input_is_unsigned_operand():
     rng = np.random.default_rng(5)
     spec = random_spec(rng, [6, 8, 4], activation=Activation.relu())
@@ -112,11 +130,12 @@ def test_relu_input_is_unsigned_operand():
     check_layer(spec, 1, 2, 3, random_inputs(rng, spec, 5))
 
 
+@pytest.mark.parametrize("running", [False, True])
 @pytest.mark.parametrize("pe, simd", [(1, 1), (3, 4), (5, 8), (2, 1), (5, 1), (1, 8)])
-def test_steady_state_ii_and_latency(pe, simd):
+def test_steady_state_ii_and_latency(pe, simd, running):
     rng = np.random.default_rng(pe * 10 + simd)
     spec = random_spec(rng, [8, 5])
-    dut, run = check_layer(spec, 0, pe, simd, random_inputs(rng, spec, 8))
+    dut, run = check_layer(spec, 0, pe, simd, random_inputs(rng, spec, 8), running=running)
     plan = dut.plan
     starts = np.array(run.out_cycles[::plan.out_beats])
     assert (np.diff(starts) == plan.ii).all()

@@ -124,6 +124,7 @@ def test_default_model_test_images():
     assert accuracy > 0.9
 
 
+@pytest.mark.parametrize("running", [False, True])
 @pytest.mark.parametrize("shape, folding", [
     ([13, 11, 7, 3], [(5, 2), (2, 4), (3, 7)]),
     ([6, 5], [(1, 1)]),
@@ -131,7 +132,7 @@ def test_default_model_test_images():
     ([40, 9], [(1, 1)]),
     ([13, 11, 7, 3], [(5, 5), (2, 3), (3, 6)]),
 ])
-def test_ecp5_architecture_with_modelled_multipliers(shape, folding):
+def test_ecp5_architecture_with_modelled_multipliers(shape, folding, running):
     # Everything of the ECP5 target but the MULT18X18D instance itself (LUT ROMs, address and
     # data registers, operand sign extension, product slicing) runs in the simulator, with a
     # behavioural model of the registered multiplier in place of the instance. 40 -> 9 at
@@ -140,15 +141,15 @@ def test_ecp5_architecture_with_modelled_multipliers(shape, folding):
     arch = ECP5Target(model_multipliers=True)
     rng = np.random.default_rng(len(shape) + sum(shape))
     spec = random_spec(rng, shape)
-    net = Network(spec, folding, arch=arch)
+    net = Network(spec, folding, arch=arch, running_accumulators=running)
     result = simulate(spec, random_inputs(rng, spec, 6), network=net, progress=False,
                       stalls=(0.2, 0.2))
     assert result.exact
     assert result.outputs.shape == (6, shape[-1])
-    steady = simulate(spec, random_inputs(rng, spec, 4), network=Network(spec, folding,
-                                                                          arch=arch),
-                      progress=False)
+    steady = simulate(spec, random_inputs(rng, spec, 4), network=Network(
+        spec, folding, arch=arch, running_accumulators=running), progress=False)
     assert steady.latency == net.latency  # the same pipeline as the generic architecture
+    assert net.latency == plan_network(spec, folding).latency + running * len(spec.layers)
 
 
 def brute_force_cost(spec, target_ii):
@@ -315,8 +316,15 @@ def test_network_of_every_kind_with_planned_ii_latency_and_output_times(seed):
     rng = np.random.default_rng(seed)
     spec = every_kind_specs(rng)[seed % 3]
     folding = random_folding(rng, spec)
-    result = check_network(spec, random_inputs(rng, spec, 4), folding)
+    running = seed % 2 == 1  # half of them with running accumulators
+    result = check_network(spec, random_inputs(rng, spec, 4), network=Network(
+        spec, folding, running_accumulators=running))
     net = result.network
+    assert net.plan.running_accumulators is running
+    for block in net.plan.layers:  # the dense layers' accumulators run, conv engines restart
+        kind = spec.layers[block.index].kind
+        if kind in ("dense", "conv"):
+            assert block.running_accumulators is (running and kind == "dense")
     assert net.plan.check_ii()
     assert (result.ii, result.latency) == (net.ii, net.latency)
     assert list(result.out_cycles[0] - result.in_cycles[0, 0]) == net.output_times()

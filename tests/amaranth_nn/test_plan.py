@@ -106,15 +106,18 @@ def test_unsigned_weights_and_inputs_after_relu():
     assert plan.x_shape.signed and plan.x_shape.width == 8
 
 
+@pytest.mark.parametrize("running", [False, True])
 @pytest.mark.parametrize("simd", [1, 2, 3, 4, 5, 8, 9, 16, 17])
-def test_register_chain_and_timing(simd):
+def test_register_chain_and_timing(simd, running):
     spec = random_spec(np.random.default_rng(simd), [17, 5])
-    plan = DensePlan(spec, 0, pe=2, simd=simd)
+    plan = DensePlan(spec, 0, pe=2, simd=simd, running_accumulators=running)
     levels = (simd - 1).bit_length()
     assert plan.tree_levels == levels
+    assert plan.running_accumulators is running
     assert plan.stages == {"memory": MEMORY_STAGES, "operands": 4, "products": 5,
-                           "tree": 5 + levels, "accumulator": 6 + levels, "clamp": 7 + levels}
-    assert plan.pipeline_depth == 9 + levels == plan.stages["clamp"] + FIFO_LATENCY
+                           "tree": 5 + levels, "accumulator": 6 + levels,
+                           "sum": 6 + running + levels, "clamp": 7 + running + levels}
+    assert plan.pipeline_depth == 9 + running + levels == plan.stages["clamp"] + FIFO_LATENCY
     assert plan.ii == dense_ii(17, 5, 2, simd) == 3 * -(-17 // simd)
     assert plan.multipliers == 2 * simd
     # The output FIFO covers the credit loop: a group starts every B cycles.
