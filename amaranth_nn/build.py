@@ -480,6 +480,7 @@ def _report(board, spec, harness, result, fit, out, seconds, target_ii):
         "model": spec.name, "shape": _shapes(spec),
         "folding": [list(f) for f in network.folding], "multipliers": network.multipliers,
         "lut_multipliers": list(network.plan.lut_multipliers),
+        "running_accumulators": network.plan.running_accumulators,
         "target_ii": target_ii,
         "clock_mhz": clk / 1e6, "fmax_mhz": fmax,
         "ii_cycles": network.ii, "latency_cycles": network.latency,
@@ -530,7 +531,9 @@ def format_report(report):
                                              report["folding"])
              + f"  [{report['multipliers']} multipliers"
              + (f"; {_logic_text(report['lut_multipliers'])}"
-                if report.get("lut_multipliers") else "") + "]")]
+                if report.get("lut_multipliers") else "")
+             + ("; running accumulators in the dense layers"
+                if report.get("running_accumulators") else "") + "]")]
     for kind, entry in report["utilization"].items():
         unit = report["units"][kind]
         estimate = f"  [estimate {entry['estimate']:g}]"

@@ -33,7 +33,9 @@ class DenseLayer(PlannedBlock):
     that the multipliers map to DSP blocks), and the ``simd``-input adder tree has a register
     per level; :attr:`DensePlan.stages <amaranth_nn.plan.DensePlan.stages>` is the register
     chain. Every width comes from the plan (partial sums wrap harmlessly modulo the accumulator
-    width; the final value always fits).
+    width; the final value always fits). With :attr:`DensePlan.running_accumulators
+    <amaranth_nn.plan.DensePlan.running_accumulators>` the accumulators never restart and
+    each group's sum is a difference taken a cycle later.
 
     The pipeline runs free: a sequencer issues one ``(group, beat)`` per cycle when the beat has
     arrived and, at the start of a group, a slot of the output queue is free (credit counting);

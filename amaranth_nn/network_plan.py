@@ -303,9 +303,10 @@ class NetworkPlan:
         Every dense layer with :attr:`DensePlan.running_accumulators
         <amaranth_nn.plan.DensePlan.running_accumulators>` (a build sets it from the device,
         :attr:`amaranth_nn.devices.Device.running_accumulators`). Not the engines of conv
-        layers: there the window generators' control paths are slower than the accumulator
-        loop, and the running form's registers only add area (MNIST-1D on ECP5: 180.8-182.6
-        MHz with restarting engines, 171.0-175.7 with running ones, placer seeds 1-3).
+        layers: there the window generators' paths are as slow as the accumulator loop, and
+        the running kind was slower (MNIST-1D on ECP5, placer seeds 1-3: 171.0-175.7 MHz
+        with every engine running, 180.8-182.6 with none, 175.3-188.3 with the dense layer's
+        only).
 
     Raises
     ------

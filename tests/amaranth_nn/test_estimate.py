@@ -16,6 +16,7 @@ from amaranth_nn.estimate import (
     estimate,
     fitting_target_ii,
     most_folded,
+    plan_for_device,
 )
 from amaranth_nn.folding import choose_folding, plan_network
 from amaranth_nn.models import MODELS, default_spec
@@ -304,3 +305,20 @@ def test_conv_models_on_the_ice40up5k():
     assert check.fits and check.plan.ii <= target
     assert check.estimate.dsp == check.plan.multipliers <= ICE40.dsp
     assert check.plan.folding != most_folded(spec)
+
+
+@pytest.mark.parametrize("device, running", [("xc7a35t", False), ("lfe5u-85f", True),
+                                             ("ice40up5k", False)])
+def test_plan_for_device_takes_its_accumulators(device, running):
+    """A build's plan has the device's running accumulators (ECP5 only): in the dense layers,
+    one cycle more latency each; the conv engines restart."""
+    spec = MODELS["mnist1d"].spec()
+    folding = choose_folding(spec, 1280)
+    plan = plan_for_device(spec, folding, DEVICES[device], harness=False)
+    assert plan.running_accumulators is running
+    kinds = {block.index: spec.layers[block.index].kind for block in plan.layers}
+    assert [block.running_accumulators for block in plan.layers if kinds[block.index] == "dense"
+            ] == [running]
+    assert not any(block.running_accumulators for block in plan.layers
+                   if kinds[block.index] == "conv")
+    assert plan.latency == NetworkPlan(spec, folding).latency + running

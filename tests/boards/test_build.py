@@ -316,6 +316,11 @@ def test_ulx3s_bitstream(tmp_path):
     _check_report(report, out, "ulx3s")
     assert report["fmax_mhz"] > report["clock_mhz"]
     assert report["utilization"]["FF"]["used"] > 0
+    # The ECP5's running accumulators, a cycle more per dense layer.
+    assert report["running_accumulators"] is True
+    assert "running accumulators in the dense layers" in format_report(report)
+    restarting = plan_network(_tiny_spec(), target_ii=8)
+    assert report["latency_cycles"] == restarting.latency + len(restarting.layers)
 
 
 @pytest.mark.slow
