@@ -353,7 +353,7 @@ def converter_features(converter):
         "one": 1,
         "banks": converter.register_bits,
         "select": 2 * converter.out_lanes * converter.width * converter.out_beats,
-        "lanes": converter.out_lanes * converter.width,
+        "stages": converter.select_bits,
     }
 
 
@@ -436,7 +436,7 @@ _SCALE_FF = {family: {"one": table.get("one", 20), "acc": table.get("acc", 2),
              for family, table in _LAYER_FF.items()}
 _CONVERTER_LUT = {"xc7": {"one": 40, "select": 0.4}, "ecp5": {"one": 30, "select": 2.4},
                   "ice40": {"one": 30, "select": 1.0}}
-_CONVERTER_FF = {"one": 50, "banks": 1.0, "lanes": 3.0}
+_CONVERTER_FF = {"one": 50, "banks": 1.0, "stages": 1.0}
 _LOGIC_CELLS_PER_FF = 0.63
 
 #: The board harness (UART, protocol, queues, reply memory, argmax, LEDs) by family: its

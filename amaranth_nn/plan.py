@@ -39,8 +39,13 @@ MEMORY_STAGES = 3
 FIFO_LATENCY = 2
 
 #: Pipeline registers of the width converter's read side: the (bank, beat) numbers, the beat's
-#: lanes of both banks, and the bank's lanes.
+#: lanes of both banks (of each group of beats, :attr:`ConverterPlan.select_groups`), and the
+#: bank's (and group's) lanes.
 CONVERTER_STAGES = 3
+
+#: Output beats up to which a width converter selects a beat in one stage; past it the select
+#: is split over two (:attr:`ConverterPlan.select_groups`).
+CONVERTER_ONE_STAGE_BEATS = 8
 
 #: Bias ROMs of at most this many words, in a dense layer whose groups last long enough, are
 #: read behind a single register (:attr:`DensePlan.bias_held`).
@@ -628,6 +633,27 @@ class ConverterPlan:
     def register_bits(self):
         """Flip-flops of the two banks that hold a vector each."""
         return 2 * self.length * self.width
+
+    @property
+    def group_beats(self):
+        """Output beats per group of the select's second stage: all of them up to
+        :data:`CONVERTER_ONE_STAGE_BEATS`, else ``2**ceil(log2(out_beats) / 2)``, so that
+        neither stage selects among many more than ``sqrt(2 * out_beats)`` values (a 32-beat
+        select in one stage was 4 LUT levels, the slowest path of a network on ECP5)."""
+        if self.out_beats <= CONVERTER_ONE_STAGE_BEATS:
+            return self.out_beats
+        return 1 << -(-(self.out_beats - 1).bit_length() // 2)
+
+    @property
+    def select_groups(self):
+        """Groups of :attr:`group_beats` that the second stage selects a beat within, for
+        each bank; the third selects the group and the bank."""
+        return ceil_div(self.out_beats, self.group_beats)
+
+    @property
+    def select_bits(self):
+        """Flip-flops of the select's second and third stages."""
+        return (2 * self.select_groups + 1) * self.out_lanes * self.width
 
     def needed_beat(self, k):
         """Input beat holding the last element of output beat ``k``."""

@@ -13,7 +13,8 @@ For the default digits model (or ``--model SPEC``) and a sweep of foldings (targ
 
 Usage::
 
-    python bench/bench_gateware.py [--quick] [--model SPEC] [--target-ii 256,64]
+    python bench/bench_gateware.py [--quick] [--model SPEC | --mlp 16,64,32,32,5]
+                                   [--target-ii 256,64]
                                    [--no-ecp5] [--no-xilinx] [--vectors N] [--out FILE.md]
 
 ``--quick`` runs the default folding only, with few simulated vectors. Figures, never
@@ -25,6 +26,7 @@ import sys
 import time
 from pathlib import Path
 
+import bench_estimate
 import numpy as np
 from tqdm import tqdm
 
@@ -49,6 +51,26 @@ def load_model(path):
         return spec, rng.integers(fmt.min, fmt.max + 1, size=(64, spec.input_size))
     from amaranth_nn.models import default_spec, default_test_set
     return default_spec(), default_test_set()[0]
+
+
+def _int_list(text):
+    """An argparse type: positive integers separated by commas."""
+    try:
+        values = tuple(int(v) for v in text.split(","))
+    except ValueError:
+        values = ()
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers separated by commas, "
+                                         f"not {text!r}")
+    return values
+
+
+def random_mlp(sizes):
+    """``(spec, inputs)`` of :func:`bench_estimate.mlp` at 8 bits, with random inputs."""
+    spec = bench_estimate.mlp(sizes, 8)
+    fmt = spec.input_format
+    rng = np.random.default_rng(0)
+    return spec, rng.integers(fmt.min, fmt.max + 1, size=(64, spec.input_size))
 
 
 def foldings(spec, targets, quick):
@@ -150,9 +172,14 @@ def main(argv=None):
         description="Cycles, xc7 resources, ECP5 Fmax and simulator speed over foldings.")
     parser.add_argument("--model", metavar="SPEC",
                         help="network spec JSON (default: the embedded digits model)")
+    parser.add_argument("--mlp", metavar="N,N,...",
+                        type=_int_list,
+                        help="instead of --model: a random MLP of these layer sizes, 8-bit "
+                             "formats (bench_estimate.mlp, as the estimate's fit takes it), "
+                             "e.g. 16,64,32,32,5")
     parser.add_argument("--target-ii", metavar="N,N,...",
-                        type=lambda text: tuple(int(v) for v in text.split(",")),
-                        default=SWEEP, help="target IIs of the sweep (default 1024,256,64,16)")
+                        type=_int_list, default=SWEEP,
+                        help="target IIs of the sweep (default 1024,256,64,16)")
     parser.add_argument("--quick", action="store_true",
                         help="the default folding only, 4 simulated vectors")
     parser.add_argument("--vectors", type=int, default=None,
@@ -161,8 +188,7 @@ def main(argv=None):
     parser.add_argument("--no-ecp5", action="store_true", help="skip ECP5 place and route")
     parser.add_argument("--freq", type=float, default=200.0,
                         help="ECP5 clock constraint in MHz (default 200)")
-    parser.add_argument("--seeds", metavar="N,N,...", default=(1,),
-                        type=lambda text: tuple(int(v) for v in text.split(",")),
+    parser.add_argument("--seeds", metavar="N,N,...", default=(1,), type=_int_list,
                         help="ECP5 placer seeds; with several, the Fmax column shows the "
                              "median (min-max) and the slowest run's critical path is printed "
                              "(default 1)")
@@ -170,8 +196,12 @@ def main(argv=None):
     parser.add_argument("--verbose", action="store_true", help="print every tool step")
     args = parser.parse_args(argv)
 
+    if args.mlp is not None and args.model is not None:
+        parser.error("--mlp and --model: pass one of them")
+    if args.mlp is not None and len(args.mlp) < 2:
+        parser.error(f"--mlp needs the input size and at least one layer's, not {args.mlp}")
     try:
-        spec, x = load_model(args.model)
+        spec, x = load_model(args.model) if args.mlp is None else random_mlp(args.mlp)
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
