@@ -59,9 +59,11 @@ ECP5_BLOCK_ROM_BITS = 32768
 ECP5_ROM_SPLIT_BITS = 6
 
 #: Words of each piece of a LUT RAM that :meth:`ECP5Target.read_ram` reads into a register of
-#: its own (two ``DPR16X4`` deep and a ``PFUMX``), for a memory of more than twice as many
-#: words.
-ECP5_RAM_PIECE_WORDS = 32
+#: its own (one ``DPR16X4`` deep, no multiplexer), for a memory of more than twice as many
+#: words. With 32-word pieces (two deep and a ``PFUMX``), and 64-word RAMs read whole, the
+#: digits model's input buffer read was its slowest path at target II 1024 (192.5 MHz at
+#: placer seed 1; 196.3 with 16-word pieces, ``python bench/bench_gateware.py --no-xilinx``).
+ECP5_RAM_PIECE_WORDS = 16
 
 #: On iCE40, which has no LUT RAM, an output queue's memory of at least this many bits (and more
 #: than 4 words) is block RAM, where yosys would build up to 72 bits from flip-flops: a window
@@ -401,7 +403,11 @@ class ECP5Target(GenericTarget):
         A LUT RAM of more than twice :data:`ECP5_RAM_PIECE_WORDS` words is read as pieces of
         its own, written by the memory's write port: each piece's read in a register, the
         pieces selected by the high address bits a cycle later (the same cycles; ``mnist1d``'s
-        ``layer7``, 128 words, was the network's slowest path at placer seed 2, 178.9 MHz)."""
+        ``layer7``, 128 words, was the network's slowest path at placer seed 2, 178.9 MHz). A
+        larger one is yosys' block RAM, without the ``DP16KD``'s output register: its 5.8 ns
+        clock-to-output is the slowest path of a 256-128-64-10 MLP's ULX3S build (131.1 MHz).
+        :meth:`ram`'s ``DP16KD`` instances have the register, but at most 18 bits a port: a
+        64 x 64-bit buffer took 4 of them where yosys takes 2."""
         if memory.shape.width * memory.depth < BLOCK_ROM_BITS:
             memory.attrs.setdefault("ram_style", "distributed")
         addr = delay(m, addr, 1, f"{name}_addr")

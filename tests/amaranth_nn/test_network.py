@@ -130,14 +130,18 @@ def test_default_model_test_images():
     ([6, 5], [(1, 1)]),
     ([16, 16, 4], [(16, 16), (4, 16)]),
     ([40, 9], [(1, 1)]),
+    ([24, 5], [(2, 1)]),
+    ([128, 3], [(1, 8)]),
     ([13, 11, 7, 3], [(5, 5), (2, 3), (3, 6)]),
 ])
 def test_ecp5_architecture_with_modelled_multipliers(shape, folding, running):
     # Everything of the ECP5 target but the MULT18X18D instance itself (LUT ROMs, address and
     # data registers, operand sign extension, product slicing) runs in the simulator, with a
     # behavioural model of the registered multiplier in place of the instance. 40 -> 9 at
-    # simd 1 reads a 360-word weight ROM and a 128-word input buffer in registered pieces; simd
-    # 5, 3 and 6 register the products again before sums of up to three.
+    # simd 1 reads a 360-word weight ROM and a 128-word input buffer in registered pieces (24
+    # -> 5, a 64-word buffer, in four); 128 -> 3 at simd 8 has an input buffer of 2048 bits or
+    # more, left to yosys' block RAM; simd 5, 3 and 6 register the products again before sums
+    # of up to three.
     arch = ECP5Target(model_multipliers=True)
     rng = np.random.default_rng(len(shape) + sum(shape))
     spec = random_spec(rng, shape)
