@@ -214,8 +214,7 @@ def build(board_name, spec=None, *, folding=None, target_ii=None, out=None, tool
     if chosen:
         plan, fit, target_ii = _pick_folding(board, spec, progress)
     else:
-        plan = plan_for_device(spec, plan_network(spec, folding, target_ii=target_ii).folding,
-                               board.device)
+        plan = plan_for_device(plan_network(spec, folding, target_ii=target_ii), board.device)
         fit = check_fit(plan, board.device, harness=True)
     uart_divisor(board, baud)
     def make_platform():
@@ -327,7 +326,7 @@ def _pick_folding(board, spec, progress):
     most folded design's (the check then stops the build, naming what is over)."""
     suggestion = fitting_target_ii(spec, board.device, harness=True)
     if suggestion is None:
-        plan = plan_for_device(spec, most_folded(spec), board.device)
+        plan = plan_for_device(plan_network(spec, most_folded(spec)), board.device)
         return plan, check_fit(plan, board.device, harness=True), None
     target, check = suggestion
     progress.say(f"folding: --target-ii {target}, the smallest power of two whose estimate "

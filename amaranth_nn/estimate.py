@@ -136,16 +136,17 @@ def spill_to_logic(plan, device, *, harness=True):
                 cheapest[total] = cost + cost_here, layers + (block.index,)
     if required not in cheapest:
         return plan
-    spilled = plan.with_lut_multipliers(tuple(plan.lut_multipliers) + cheapest[required][1])
+    spilled = plan.with_options(
+        lut_multipliers=tuple(plan.lut_multipliers) + cheapest[required][1])
     return spilled if check_fit(spilled, device, harness=harness).fits else plan
 
 
-def plan_for_device(spec, folding, device, *, harness=True):
+def plan_for_device(plan, device, *, harness=True):
     """The :class:`~amaranth_nn.network_plan.NetworkPlan` a build for ``device`` takes at
-    ``folding``: with the device's :attr:`~amaranth_nn.devices.Device.running_accumulators`,
-    and its multipliers spilled to logic where the DSP blocks run out
-    (:func:`spill_to_logic`)."""
-    plan = NetworkPlan(spec, folding, running_accumulators=device.running_accumulators)
+    ``plan``'s folding: with the device's
+    :attr:`~amaranth_nn.devices.Device.running_accumulators`, and its multipliers spilled to
+    logic where the DSP blocks run out (:func:`spill_to_logic`)."""
+    plan = plan.with_options(running_accumulators=device.running_accumulators)
     return spill_to_logic(plan, device, harness=harness)
 
 
@@ -723,7 +724,7 @@ def fitting_target_ii(spec, device, *, harness=True, above=None):
         folding = choose_folding(spec, target)
         if folding not in seen:
             seen.add(folding)
-            plan = plan_for_device(spec, folding, device, harness=harness)
+            plan = plan_for_device(NetworkPlan(spec, folding), device, harness=harness)
             check = check_fit(plan, device, harness=harness)
             if check.fits:
                 return target, check

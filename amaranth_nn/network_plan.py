@@ -393,10 +393,13 @@ class NetworkPlan:
         """Whether the dense layers' accumulators never restart."""
         return self._running
 
-    def with_lut_multipliers(self, layers):
-        """This plan with the multipliers of ``layers`` (indices) built from logic."""
-        return NetworkPlan(self._spec, self._folding, lut_multipliers=layers,
-                           running_accumulators=self._running)
+    def with_options(self, *, lut_multipliers=None, running_accumulators=None):
+        """This plan at the same folding, with other layers' multipliers built from logic or
+        other accumulators (each option this plan's where not given)."""
+        luts = self._lut_multipliers if lut_multipliers is None else lut_multipliers
+        running = self._running if running_accumulators is None else running_accumulators
+        return NetworkPlan(self._spec, self._folding, lut_multipliers=luts,
+                           running_accumulators=running)
 
     @property
     def ii(self):

@@ -117,7 +117,7 @@ def measure(spec, folding, x, *, vectors, xilinx, ecp5, freq_mhz, seeds, progres
         util = synth.xilinx_utilization(network, progress=progress)
         row.update(lut=util.lut, ff=util.ff, dsp=util.dsp, bram=util.bram36,
                    xilinx_s=util.seconds)
-    fit = check_fit(plan_for_device(spec, folding, ECP5, harness=False), ECP5, harness=False)
+    fit = check_fit(plan_for_device(network.plan, ECP5, harness=False), ECP5, harness=False)
     if ecp5 and not fit.fits:
         row.update(fmax="does not fit", ecp5_note=fit.message())
     elif ecp5:

@@ -314,7 +314,7 @@ def test_plan_for_device_takes_its_accumulators(device, running):
     one cycle more latency each; the conv engines restart."""
     spec = MODELS["mnist1d"].spec()
     folding = choose_folding(spec, 1280)
-    plan = plan_for_device(spec, folding, DEVICES[device], harness=False)
+    plan = plan_for_device(NetworkPlan(spec, folding), DEVICES[device], harness=False)
     assert plan.running_accumulators is running
     kinds = {block.index: spec.layers[block.index].kind for block in plan.layers}
     assert [block.running_accumulators for block in plan.layers if kinds[block.index] == "dense"
