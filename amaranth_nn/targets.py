@@ -35,6 +35,7 @@ from .plan import BLOCK_ROM_BITS, MEMORY_STAGES
 from .plumbing import CreditQueue, delay
 
 __all__ = ["ARCHES", "ECP5_BLOCK_ROM_BITS", "ECP5_RAM_PIECE_WORDS", "ECP5_ROM_SPLIT_BITS",
+           "ECP5_ROM_HIGH_BITS",
            "ICE40_QUEUE_BLOCK_BITS", "RAM_READ_STAGES",
            "RamPorts", "Target", "GenericTarget", "ICE40Target", "ECP5Target", "check_arch",
            "ice40_queue_in_block_ram", "resolve_target"]
@@ -55,8 +56,14 @@ ECP5_BLOCK_ROM_BITS = 32768
 #: A LUT ROM of :meth:`ECP5Target.read_rom` with more address bits than this plus one, read in
 #: two stages or more after its address register, registers the words that its low address
 #: bits select (a LUT6 of 4-input LUTs and two multiplexer levels): the first data register
-#: moves into the multiplexer tree.
+#: moves into the multiplexer tree. Past 9 address bits, after all but the top 3, so that the
+#: second stage is one 8-way select (a slice's LUT4s and its PFUMX and L6MUX) rather than 16
+#: or more: the digits model's 1024-word ROM at target II 1024 went from 196.3 to 203.6 MHz
+#: at placer seed 1 (206.2 and 210.1 at seeds 2 and 3), with fewer LUT4s and flip-flops.
 ECP5_ROM_SPLIT_BITS = 6
+
+#: The most address bits that the second stage of a split LUT ROM selects by.
+ECP5_ROM_HIGH_BITS = 3
 
 #: Words of each piece of a LUT RAM that :meth:`ECP5Target.read_ram` reads into a register of
 #: its own (one ``DPR16X4`` deep, no multiplexer), for a memory of more than twice as many
@@ -341,8 +348,8 @@ class ECP5Target(GenericTarget):
             addr = delay(m, addr, 1, f"{rom.name}_addr", init=copy % (1 << len(addr)))
             stages -= 1
         words = [Const(word, rom.width) for word in rom.words]
-        low = ECP5_ROM_SPLIT_BITS
-        if stages < 2 or len(addr) <= low + 1:
+        low = max(ECP5_ROM_SPLIT_BITS, len(addr) - ECP5_ROM_HIGH_BITS)
+        if stages < 2 or len(addr) <= ECP5_ROM_SPLIT_BITS + 1:
             return delay(m, _mux_tree(words, addr), stages, f"{rom.name}_data")
         # The first data register inside the tree: the words selected by the low address bits,
         # then the rest of the tree selected by the high address bits a cycle later.

@@ -37,11 +37,11 @@ def test_a_large_rom_is_block_ram_and_bit_exact():
 
 
 @pytest.mark.parametrize("depth, stages", [(400, 3), (400, 2), (400, 4), (200, 3), (128, 3),
-                                           (64, 3), (16, 3), (400, 1)])
+                                           (64, 3), (16, 3), (400, 1), (1024, 3), (1500, 3)])
 def test_lut_rom_reads_each_word_after_its_stages(depth, stages):
     """A LUT ROM, with the first data register inside its multiplexer tree past
-    ``ECP5_ROM_SPLIT_BITS + 1`` address bits: every word ``stages`` cycles after its
-    address."""
+    ``ECP5_ROM_SPLIT_BITS + 1`` address bits (past 9, after all but the top 3): every word
+    ``stages`` cycles after its address."""
     rng = np.random.default_rng(depth + stages)
     words = tuple(int(w) for w in rng.integers(0, 1 << 12, depth))
     rom = Rom(layer=0, kind="weights", pe=0, lanes=1, lane_width=12, signed=False,
