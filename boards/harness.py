@@ -544,10 +544,14 @@ class Harness(wiring.Component):
                     m.d.sync += [tx_pos.eq(0), tx_header.eq(0), tx_payload.eq(1)]
                 with m.Else():
                     m.d.sync += tx_pos.eq(tx_pos + 1)
+        # The payload's next word, a register a cycle behind tx_addr and tx_pos (which stand
+        # for a character): the adder is off the paths from the handshake into tx_addr.
+        next_addr = Signal.like(tx_addr)
+        m.d.sync += next_addr.eq(tx_addr + (~tx_status | tx_pos[0]))
         with m.If(tx_payload):
             with m.If(sent):
                 m.d.sync += [crc_byte.eq(tx_byte), crc_step.eq(1), tx_pos.eq(tx_pos + 1),
-                             tx_addr.eq(tx_addr + (~tx_status | tx_pos[0]))]
+                             tx_addr.eq(next_addr)]
                 with m.If(tx_last):
                     m.d.sync += [tx_payload.eq(0), tx_crc_hi.eq(1)]
         with m.If(tx_crc_hi):
@@ -587,23 +591,24 @@ class Harness(wiring.Component):
         beat = Signal(range(in_beats))
         full_element = Cat(element[8:], byte) if in_bytes > 1 else byte
 
-        # A control reply that finds the queue full is dropped; the host times out. A reply
-        # decided on a received byte enters the queue a cycle later (registered), as does an
-        # accepted INFER's tag, and a NAK for a framing error, decided on the UART's error
-        # registered; a NAK for a timeout enters it at once (decided on registers alone, it
-        # keeps its time to the cycle).
+        # A control reply that finds the queue full is dropped; the host times out. Every
+        # reply enters the queue a cycle after it is decided, from registers (`held`), as does
+        # an accepted INFER's tag: a reply decided on a received byte, a NAK for a framing
+        # error (decided on the UART's error registered) and a NAK for a timeout (the two
+        # NAKs exclude each other and a received byte). So the queue's write enable is a
+        # register, off the paths from the receiver's decisions into the queue's storage.
         queued = Signal()
         queued_code = Signal(_CODE_BITS)
         held = Signal()
         held_entry = Signal(8 + _CODE_BITS)
         accepted = Signal()  # an INFER is accepted: its tag enters the tag queue
         # (The tag is rx_tag's, which a reply leaves unchanged.)
-        m.d.sync += [held.eq(queued), held_entry.eq(Cat(rx_tag, queued_code)),
-                     tags.w_en.eq(accepted)]
         nak_timeout = Signal()
-        m.d.comb += [ctl.w_en.eq(held | nak_timeout),
-                     ctl.w_data.eq(Mux(held, held_entry, Cat(rx_tag, Const(
-                         proto.ERRORS["timeout"], _CODE_BITS))))]
+        m.d.sync += [held.eq(queued | nak_timeout),
+                     held_entry.eq(Cat(rx_tag, Mux(nak_timeout, proto.ERRORS["timeout"],
+                                                   queued_code))),
+                     tags.w_en.eq(accepted)]
+        m.d.comb += [ctl.w_en.eq(held), ctl.w_data.eq(held_entry)]
 
         def reply(code):
             m.d.comb += [queued.eq(1), queued_code.eq(code)]

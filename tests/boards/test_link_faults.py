@@ -179,7 +179,7 @@ def test_frame_inside_a_rejected_payload_runs():
 
 def test_partial_frame_timeout_of_one_character():
     """The shortest timeout the harness takes, one character, still receives back-to-back
-    frames; a truncated frame is NAKed ``timeout + 7 - ceil(divisor / 2)`` cycles after its
+    frames; a truncated frame is NAKed ``timeout + 8 - ceil(divisor / 2)`` cycles after its
     last stop bit (bench/bench_link.py measures it to the cycle), here read back whole."""
     divisor, timeout = 4, 40
     link = SimulatedLink(SPEC, divisor=divisor, timeout=timeout)
@@ -196,7 +196,7 @@ def test_partial_frame_timeout_of_one_character():
     # The NAK's 8 characters leave 10 bit times and one cycle apart; a bit time of slack for
     # where the link's last stop bit ended.
     start = link.time
-    latest = (timeout + 7 - math.ceil(divisor / 2) + (proto.OVERHEAD + 1) * (10 * divisor + 1)
+    latest = (timeout + 8 - math.ceil(divisor / 2) + (proto.OVERHEAD + 1) * (10 * divisor + 1)
               + divisor)
     while not frames and link.time < start + latest * link.period:
         frames = decoder.feed(link.read(1, link.period))
