@@ -52,18 +52,19 @@ def signed_operands(a, b, width):
 
 def _counter(m, limit, step, name, start=0):
     """A counter from 0 to ``limit - 1`` (from ``start`` after reset) that steps when ``step``,
-    with its ``last`` flag in a register; returns ``(value, last, wrap)``, ``wrap`` being whether
-    it steps past its last value in this cycle."""
+    with its ``last`` flag in a register; returns ``(value, last, wrap, last_next)``, ``wrap``
+    being whether it steps past its last value in this cycle and ``last_next`` the flag's next
+    value."""
     value = Signal(range(limit), name=name, init=start)
     last = Signal(name=f"{name}_last", init=start == limit - 1)
     wrap = Signal(name=f"{name}_wrap")
-    m.d.comb += wrap.eq(step & last)
+    last_next = Signal(name=f"{name}_last_next")
+    m.d.comb += [wrap.eq(step & last),
+                 last_next.eq(Mux(step, Mux(last, limit == 1, value == limit - 2), last))]
+    m.d.sync += last.eq(last_next)
     with m.If(step):
-        m.d.sync += [
-            value.eq(Mux(last, 0, value + 1)),
-            last.eq(Mux(last, limit == 1, value == limit - 2)),
-        ]
-    return value, last, wrap
+        m.d.sync += value.eq(Mux(last, 0, value + 1))
+    return value, last, wrap, last_next
 
 
 def _rotated(items, rot, index):
@@ -125,9 +126,9 @@ class SlidingWindow(PlannedBlock):
         w_ready = Signal(init=1)
         take = Signal()
         m.d.comb += [self.i.ready.eq(w_ready), take.eq(self.i.valid & w_ready)]
-        in_beat, _, pos_done = _counter(m, bpp, take, "in_beat")
-        _, ix_last, row_done = _counter(m, wid, pos_done, "ix")
-        _, iy_last, _ = _counter(m, height, row_done, "iy")
+        in_beat, _, pos_done, _ = _counter(m, bpp, take, "in_beat")
+        _, ix_last, row_done, ix_last_next = _counter(m, wid, pos_done, "ix")
+        _, iy_last, _, iy_last_next = _counter(m, height, row_done, "iy")
         w_addr = Signal(range(cap), init=plan.first_address % cap)
         p_step, r_step, s_step = plan.position_steps()
         w_step = Signal(range(max(p_step, r_step, s_step) + 1))
@@ -176,9 +177,9 @@ class SlidingWindow(PlannedBlock):
         # next window's coordinates are registers too, so that its table entries come from
         # flip-flops when the reader moves to it.
         go = Signal()
-        beat, _, window_done = _counter(m, bpw, go, "beat")
-        nx_ox, nx_ox_last, nx_row = _counter(m, ow, window_done, "nx_ox", start=1 % ow)
-        nx_oy, nx_oy_last, _ = _counter(m, oh, nx_row, "nx_oy", start=(ow == 1) % oh)
+        beat, _, window_done, _ = _counter(m, bpw, go, "beat")
+        nx_ox, nx_ox_last, nx_row, _ = _counter(m, ow, window_done, "nx_ox", start=1 % ow)
+        nx_oy, nx_oy_last, _, _ = _counter(m, oh, nx_row, "nx_oy", start=(ow == 1) % oh)
         ox_last = Signal(init=ow == 1)
         oy_last = Signal(init=oh == 1)
         x_step, y_step, t_step = plan.steps()
@@ -235,15 +236,15 @@ class SlidingWindow(PlannedBlock):
         read_step = delay(m, Mux(window_done, step, 0), READ_LAG, "read_step")
         delta_shape = signed(max(w_step.shape().width, step.shape().width) + 2)
 
-        def stepped(extra):
+        def stepped(extra, name):
             """``extra`` plus the writer's step of this cycle less the reader's late one, in a
             register."""
-            value = Signal(delta_shape, name=f"delta_{extra}")
+            value = Signal(delta_shape, name=f"delta_{name}")
             moved = Mux(ix_last, Mux(iy_last, s_step + extra, r_step + extra), p_step + extra)
             m.d.sync += value.eq(Mux(pos_done, moved, extra) - read_step)
             return value
 
-        delta = stepped(0)
+        delta = stepped(0, "0")
         slack = Signal(signed(span.bit_length() + 2), init=cap - channels - plan.first_address)
 
         def fits(steps, value=slack):
@@ -252,12 +253,12 @@ class SlidingWindow(PlannedBlock):
             return x >= y
         m.d.sync += slack.eq(slack - delta)
         if target.precomputed_flags:
-            # The registered steps plus each of the writer's possible steps, so that no adder
-            # precedes a comparison.
-            deltas = [stepped(extra) for extra in (p_step, r_step, s_step)]
-            m.d.sync += w_ready.eq(
-                Mux(pos_done, Mux(ix_last, Mux(iy_last, fits(deltas[2]), fits(deltas[1])),
-                                  fits(deltas[0])), fits(delta)))
+            # The registered steps plus the writer's step in the next cycle, should it finish
+            # a position then (chosen by the next values of its row and sample flags), so that
+            # no adder precedes the comparison and one select by ``pos_done`` follows it.
+            next_step = Mux(ix_last_next, Mux(iy_last_next, s_step, r_step), p_step)
+            delta_step = stepped(next_step, "step")
+            m.d.sync += w_ready.eq(Mux(pos_done, fits(delta_step), fits(delta)))
         else:
             # The same flag from the next slack: a subtraction, then one comparison.
             slack_next = Signal.like(slack)

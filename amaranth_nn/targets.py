@@ -360,12 +360,23 @@ class ECP5Target(GenericTarget):
         return delay(m, _mux_tree(parts, high), stages - 1, f"{rom.name}_data")
 
     def ram(self, m, width, depth, name):
-        """LUT RAM below :data:`~amaranth_nn.plan.BLOCK_ROM_BITS` bits; from there ``DP16KD``
+        """LUT RAM below :data:`~amaranth_nn.plan.BLOCK_ROM_BITS` bits (read in pieces as
+        :meth:`read_ram` reads, past twice :data:`ECP5_RAM_PIECE_WORDS` words: ``mnist1d``'s
+        128-word pooling line buffer was the network's slowest path); from there ``DP16KD``
         blocks with their output register (yosys maps block RAM without it, and its 5.8 ns
         clock-to-output leaves little of a 200 MHz cycle), each a slice of the word's bits at
         the narrowest port width that holds ``depth`` words (deeper RAMs are left to yosys)."""
         if width * depth < BLOCK_ROM_BITS:
-            return self._memory_ram(m, width, depth, name, {"ram_style": "distributed"})
+            if depth <= 2 * ECP5_RAM_PIECE_WORDS:
+                return self._memory_ram(m, width, depth, name, {"ram_style": "distributed"})
+            # Deeper LUT RAM (a window generator's bank): read in pieces, as read_ram does.
+            memory = Memory(shape=unsigned(width), depth=depth, init=[],
+                            attrs={"ram_style": "distributed"})
+            m.submodules[name] = memory
+            write = memory.write_port()
+            r_addr = Signal(range(depth), name=f"{name}_r_addr")
+            return RamPorts(write.addr, write.data, write.en, r_addr,
+                            _read_in_pieces(m, memory, r_addr, name, RAM_READ_STAGES))
         shape = next(((d, w) for d, w in reversed(DP16KD_SHAPES) if depth <= d), None)
         if self.model_multipliers or shape is None:
             return self._memory_ram(m, width, depth, name, None)
@@ -424,26 +435,33 @@ class ECP5Target(GenericTarget):
             port = memory.read_port(domain="comb")
             m.d.comb += port.addr.eq(addr)
             return delay(m, port.data, MEMORY_STAGES - 1, name)
-        # The first data register inside the read multiplexer: pieces of the memory, each
-        # read into a register, then selected by the high address bits a cycle later. The
-        # memory itself keeps its write port and no read port (synthesis removes it).
-        write = memory.write_ports[0]
-        low = (words - 1).bit_length()
-        parts = []
-        for n, start in enumerate(range(0, memory.depth, words)):
-            piece = Memory(shape=memory.shape, depth=min(words, memory.depth - start), init=[],
-                           attrs={"ram_style": "distributed"})
-            m.submodules[f"{name}_piece{n}"] = piece
-            piece_write, piece_read = piece.write_port(), piece.read_port(domain="comb")
-            m.d.comb += [
-                piece_write.addr.eq(write.addr[:low]),
-                piece_write.data.eq(write.data),
-                piece_write.en.eq(write.en & (write.addr[low:] == n)),
-                piece_read.addr.eq(addr[:low]),
-            ]
-            parts.append(delay(m, piece_read.data, 1, f"{name}_part{n}"))
-        high = delay(m, addr[low:], 1, f"{name}_high")
-        return delay(m, _mux_tree(parts, high), MEMORY_STAGES - 2, name)
+        return _read_in_pieces(m, memory, addr, name, MEMORY_STAGES - 1)
+
+
+def _read_in_pieces(m, memory, addr, name, stages):
+    """The word of a LUT RAM ``memory`` at ``addr``, ``stages`` (at least 2) registers later,
+    read as pieces of :data:`ECP5_RAM_PIECE_WORDS` words: each piece read into a register,
+    written by the memory's one write port, then the pieces selected by the high address bits
+    a cycle later. The memory itself keeps its write port and no read port (synthesis removes
+    it)."""
+    write = memory.write_ports[0]
+    words = ECP5_RAM_PIECE_WORDS
+    low = (words - 1).bit_length()
+    parts = []
+    for n, start in enumerate(range(0, memory.depth, words)):
+        piece = Memory(shape=memory.shape, depth=min(words, memory.depth - start), init=[],
+                       attrs={"ram_style": "distributed"})
+        m.submodules[f"{name}_piece{n}"] = piece
+        piece_write, piece_read = piece.write_port(), piece.read_port(domain="comb")
+        m.d.comb += [
+            piece_write.addr.eq(write.addr[:low]),
+            piece_write.data.eq(write.data),
+            piece_write.en.eq(write.en & (write.addr[low:] == n)),
+            piece_read.addr.eq(addr[:low]),
+        ]
+        parts.append(delay(m, piece_read.data, 1, f"{name}_part{n}"))
+    high = delay(m, addr[low:], 1, f"{name}_high")
+    return delay(m, _mux_tree(parts, high), stages - 1, name)
 
 
 def _mux_tree(values, addr):

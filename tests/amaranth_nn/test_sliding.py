@@ -142,7 +142,13 @@ def test_ecp5_line_buffer():
     text = rtlil.convert(SlidingWindow(small, arch="ecp5"))
     assert "DP16KD" not in text and '"distributed"' in text
     assert '"distributed"' not in rtlil.convert(SlidingWindow(small, arch="generic"))
-    for plan in (big, small):
+    # A bank of more than 32 words is read in 16-word pieces, each into a register.
+    deep = WindowPlan(signed(8), (20,), 8, 2, 2, 0, 1, 1, "kernel")
+    assert (deep.banks, deep.bank_depth) == (1, 64)
+    text = rtlil.convert(SlidingWindow(deep, arch="ecp5"))
+    assert "bank0_piece3" in text and "bank0_piece4" not in text
+    assert "bank0_piece" not in rtlil.convert(SlidingWindow(small, arch="ecp5"))
+    for plan in (big, small, deep):
         run = run_windows(plan, 1, arch=ECP5Target(model_multipliers=True))
         t0 = run.in_cycles[0]
         assert plan.output_times([t - t0 for t in run.in_cycles]) == \
