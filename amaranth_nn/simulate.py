@@ -51,6 +51,13 @@ __all__ = ["StreamRun", "SimulationResult", "stall_pattern", "run_streams", "sim
 #: Clock period of the simulation, in seconds (the value only matters for VCD time stamps).
 CLOCK_PERIOD = 1e-8
 
+#: Cycles without a stream transfer after which the Python simulator gives a run up as stalled
+#: (a deadlocked design would otherwise run forever), at least: a design whose II and latency
+#: are longer gets four IIs plus its latency. Checked every that many cycles, so a stall is
+#: reported within twice as many. The Verilator backend has its own,
+#: :data:`amaranth_nn.verilated.IDLE_LIMIT`, for its thousandfold speed.
+PYSIM_IDLE_LIMIT = 1 << 14
+
 
 @dataclass
 class StreamRun:
@@ -144,6 +151,13 @@ def stall_pattern(in_count, out_count, *, stalls=(0.0, 0.0), longest_stall=4, se
     return in_gaps, _stall_lengths(rng, out_count, stalls[1], longest_stall)
 
 
+def _pysim_idle_limit(dut):
+    """:data:`PYSIM_IDLE_LIMIT`, or four IIs plus the latency of a planned ``dut``'s if more."""
+    plan = getattr(dut, "plan", None)
+    cycles = 4 * getattr(plan, "ii", 0) + (getattr(plan, "latency", 0) or 0)
+    return max(PYSIM_IDLE_LIMIT, cycles)
+
+
 def run_streams(dut, in_words, out_count, *, stalls=(0.0, 0.0), longest_stall=4, seed=0,
                 vcd=None, progress=None, beats_per_vector=1, source=None, sink=None,
                 backend="pysim", stages=None):
@@ -191,6 +205,9 @@ def run_streams(dut, in_words, out_count, *, stalls=(0.0, 0.0), longest_stall=4,
         integer, the backend is unknown, or an FST waveform is asked of the Python simulator.
     amaranth_nn.verilated.VerilatorError
         If the Verilator backend is missing a tool, or a build fails.
+    RuntimeError
+        If no beat moved for :data:`PYSIM_IDLE_LIMIT` cycles (or the design's longer bound),
+        or :data:`amaranth_nn.verilated.IDLE_LIMIT` with Verilator: the design stalled.
     """
     in_gaps, out_gaps = stall_pattern(len(in_words), out_count, stalls=stalls,
                                       longest_stall=longest_stall, seed=seed)
@@ -218,6 +235,10 @@ def run_streams(dut, in_words, out_count, *, stalls=(0.0, 0.0), longest_stall=4,
     o_valid, o_payload, o_ready = sink.valid, sink.payload.as_value(), sink.ready
     cycle = bench.cycle
 
+    # Set by the watchdog when no beat has moved for the idle limit: the testbenches then end.
+    stalled = Signal()
+    stall_report = []
+
     async def drive(ctx):
         for word, gap in zip(in_words, in_gaps, strict=True):
             if gap:
@@ -225,7 +246,9 @@ def run_streams(dut, in_words, out_count, *, stalls=(0.0, 0.0), longest_stall=4,
                 await ctx.tick().repeat(gap)
             ctx.set(i_payload, word)
             ctx.set(i_valid, 1)
-            (when,) = await ctx.tick().sample(cycle).until(i_ready)
+            (when,) = await ctx.tick().sample(cycle).until(i_ready | stalled)
+            if ctx.get(stalled):
+                return
             in_cycles.append(when)
         ctx.set(i_valid, 0)
 
@@ -236,7 +259,9 @@ def run_streams(dut, in_words, out_count, *, stalls=(0.0, 0.0), longest_stall=4,
                 ctx.set(o_ready, 0)
                 await ctx.tick().repeat(gap)
                 ctx.set(o_ready, 1)
-            when, word = await ctx.tick().sample(cycle, o_payload).until(o_valid)
+            when, word = await ctx.tick().sample(cycle, o_payload).until(o_valid | stalled)
+            if ctx.get(stalled):
+                return
             out_cycles.append(when)
             outputs.append(word)
             if progress is not None and (n + 1) % beats_per_vector == 0:
@@ -248,8 +273,25 @@ def run_streams(dut, in_words, out_count, *, stalls=(0.0, 0.0), longest_stall=4,
             if extra:
                 raise AssertionError("The design produced more output beats than expected")
 
+    idle_limit = _pysim_idle_limit(dut)
+
+    async def watchdog(ctx):
+        moved = -1
+        while True:
+            await ctx.delay(idle_limit * CLOCK_PERIOD)
+            now = len(in_cycles) + len(out_cycles)
+            if now == moved:
+                stall_report.append(
+                    f"The design stalled: no stream transfer for {idle_limit} cycles, after "
+                    f"{len(in_cycles)} of {len(in_words)} input beats and {len(out_cycles)} "
+                    f"of {out_count} output beats")
+                ctx.set(stalled, 1)
+                return
+            moved = now
+
     sim.add_testbench(drive)
     sim.add_testbench(take)
+    sim.add_testbench(watchdog, background=True)
     start = time.perf_counter()
     if vcd is not None:
         with sim.write_vcd(str(vcd)):
@@ -257,6 +299,8 @@ def run_streams(dut, in_words, out_count, *, stalls=(0.0, 0.0), longest_stall=4,
     else:
         sim.run()
     seconds = time.perf_counter() - start
+    if stall_report:
+        raise RuntimeError(stall_report[0])
     cycles = (out_cycles[-1] + 1) if out_cycles else 0
     return StreamRun(outputs, in_cycles, out_cycles, cycles, seconds)
 

@@ -197,3 +197,18 @@ def test_module_entry_point_help():
     done = subprocess.run([sys.executable, "-m", "amaranth_nn.simulate", "--help"],
                           capture_output=True, text=True, check=True)
     assert "--model NAME|SPEC" in done.stdout and "--vcd F" in done.stdout
+
+
+def test_a_stalled_run_stops_with_an_error(monkeypatch):
+    """A run that waits for beats that never come (here: outputs of a second vector that was
+    never sent) ends with an error after the idle limit, instead of running forever."""
+    monkeypatch.setattr("amaranth_nn.simulate.PYSIM_IDLE_LIMIT", 2000)
+    spec = default_spec()
+    net = Network(spec)
+    x = random_inputs(np.random.default_rng(0), spec, 1)
+    words = pack_beats(x, net.plan.in_lanes, spec.input_format.width)
+    with pytest.raises(RuntimeError, match=(
+            rf"^The design stalled: no stream transfer for 2000 cycles, after {len(words)} of "
+            rf"{len(words)} input beats and {net.out_beats} of {2 * net.out_beats} output "
+            rf"beats$")):
+        run_streams(net, words, 2 * net.out_beats)
