@@ -90,43 +90,52 @@ class UARTReceiver(wiring.Component):
         with m.If(self.o.ready):
             m.d.sync += self.o.valid.eq(0)
 
-        with m.FSM():
-            with m.State("IDLE"):
-                with m.If(~rx):
-                    load(divisor // 2 - 1)
-                    m.next = "START"
-            with m.State("START"):
-                with m.If(~done):
-                    count()
-                with m.Elif(rx):
-                    m.next = "IDLE"  # a glitch, not a start bit
+        # The state, one-hot (a register a state), and whether the bit being received is the
+        # last data bit (a register, set as ``bits`` steps): the decisions are a LUT or two.
+        state = {name: Signal(name=f"state_{name.lower()}", init=name == "IDLE")
+                 for name in ("IDLE", "START", "DATA", "STOP", "BREAK")}
+        last_bit = Signal()
+
+        def goto(name, next_name):
+            m.d.sync += [state[name].eq(0), state[next_name].eq(1)]
+
+        with m.If(state["IDLE"]):
+            with m.If(~rx):
+                load(divisor // 2 - 1)
+                goto("IDLE", "START")
+        with m.If(state["START"]):
+            with m.If(~done):
+                count()
+            with m.Elif(rx):
+                goto("START", "IDLE")  # a glitch, not a start bit
+            with m.Else():
+                load(divisor - 1)
+                m.d.sync += [bits.eq(0), last_bit.eq(0)]
+                goto("START", "DATA")
+        with m.If(state["DATA"]):
+            with m.If(~done):
+                count()
+            with m.Else():
+                load(divisor - 1)
+                m.d.sync += [shreg.eq(Cat(shreg[1:], rx)), bits.eq(bits + 1),
+                             last_bit.eq(bits == 6)]
+                with m.If(last_bit):
+                    goto("DATA", "STOP")
+        with m.If(state["STOP"]):
+            with m.If(~done):
+                count()
+            with m.Elif(rx):
+                with m.If(self.o.valid & ~self.o.ready):
+                    m.d.comb += self.overrun.eq(1)
                 with m.Else():
-                    load(divisor - 1)
-                    m.d.sync += bits.eq(0)
-                    m.next = "DATA"
-            with m.State("DATA"):
-                with m.If(~done):
-                    count()
-                with m.Else():
-                    load(divisor - 1)
-                    m.d.sync += [shreg.eq(Cat(shreg[1:], rx)), bits.eq(bits + 1)]
-                    with m.If(bits == 7):
-                        m.next = "STOP"
-            with m.State("STOP"):
-                with m.If(~done):
-                    count()
-                with m.Elif(rx):
-                    with m.If(self.o.valid & ~self.o.ready):
-                        m.d.comb += self.overrun.eq(1)
-                    with m.Else():
-                        m.d.sync += [self.o.payload.eq(shreg), self.o.valid.eq(1)]
-                    m.next = "IDLE"
-                with m.Else():
-                    m.d.comb += self.error.eq(1)
-                    m.next = "BREAK"
-            with m.State("BREAK"):
-                with m.If(rx):
-                    m.next = "IDLE"
+                    m.d.sync += [self.o.payload.eq(shreg), self.o.valid.eq(1)]
+                goto("STOP", "IDLE")
+            with m.Else():
+                m.d.comb += self.error.eq(1)
+                goto("STOP", "BREAK")
+        with m.If(state["BREAK"]):
+            with m.If(rx):
+                goto("BREAK", "IDLE")
         return m
 
 
