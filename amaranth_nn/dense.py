@@ -151,9 +151,10 @@ class DenseLayer(PlannedBlock):
 
         # Bias word, present with the tree output for the first beat of each group; each
         # group's sum a cycle after its last beat.
-        b_read = self._bias(m, target, group)
+        per_pe = target.bias_per_pe and not plan.running_accumulators
+        b_read = self._bias(m, target, group, early=int(per_pe))
         totals = self._sums_of_groups(m, sums, b_read, beat_first, valid[acc_stage],
-                                      result[acc_stage])
+                                      result[acc_stage], per_pe)
 
         # Requantize, saturate and activate: one clamp of the shifted sum to the output range,
         # compared in one stage and selected on the way into the queue.
@@ -186,32 +187,36 @@ class DenseLayer(PlannedBlock):
         ]
         return m
 
-    def _bias(self, m, target, group):
+    def _bias(self, m, target, group, early=0):
         """The bias word of ``group``'s issue, as it meets the group's first beat at the
-        accumulator: from the bias ROM, read by the target in one stage at the group number of
-        the cycle before, when :attr:`DensePlan.bias_held
-        <amaranth_nn.plan.DensePlan.bias_held>`, else read by the target with the group number
-        of the issue ``MEMORY_STAGES`` cycles before that."""
+        accumulator (``early`` cycles before that): from the bias ROM, read by the target in
+        one stage at the group number of the cycle before, when :attr:`DensePlan.bias_held
+        <amaranth_nn.plan.DensePlan.bias_held>` (a word stays long enough that one more
+        register after it is still in time: ``early`` is not needed), else read by the target
+        with the group number of the issue ``MEMORY_STAGES + early`` cycles before that."""
         plan, rom = self._plan, self._plan.bias_rom
         if not plan.bias_held:
-            return target.read_rom(m, rom, delay(m, group, plan.stages["tree"] - MEMORY_STAGES,
-                                                 "group"))
+            lead = plan.stages["tree"] - MEMORY_STAGES - early
+            return target.read_rom(m, rom, delay(m, group, lead, "group"))
         return target.read_rom(m, rom, delay(m, group, 1, "bias_addr"), stages=1)
 
-    def _sums_of_groups(self, m, sums, b_read, beat_first, valid, result):
+    def _sums_of_groups(self, m, sums, b_read, beat_first, valid, result, per_pe=False):
         """Each PE's sum of a group, its bias included, in a register from ``stages["sum"]``
         cycles after the group's last issue: the accumulator itself, which starts each group
         from the bias, or with :attr:`DensePlan.running_accumulators
         <amaranth_nn.plan.DensePlan.running_accumulators>` the difference of an accumulator
         that adds every valid tree output and never restarts. That one's ``base`` takes its
         value less the bias at a group's first beat, and the difference is exact modulo the
-        accumulator's width, in which the sum always fits.
+        accumulator's width, in which the sum always fits. With ``per_pe``, the bias word
+        comes a cycle early, and each PE takes its bias through a register of its own.
         """
         acc_width = self._plan.acc_width
         totals = []
         for p, tree_sum in enumerate(sums):
             acc = Signal(signed(acc_width), name=f"acc_{p}")
             bias = b_read[p * acc_width:(p + 1) * acc_width].as_signed()
+            if per_pe:
+                bias = delay(m, bias, 1, f"bias_{p}").as_signed()
             first_p = self._first(m, beat_first, valid, result, p)
             if not self._plan.running_accumulators:
                 with m.If(valid):

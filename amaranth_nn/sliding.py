@@ -57,13 +57,17 @@ def _counter(m, limit, step, name, start=0):
     value."""
     value = Signal(range(limit), name=name, init=start)
     last = Signal(name=f"{name}_last", init=start == limit - 1)
+    # Whether the value is the one before the last: a register too, so that ``last_next``
+    # is a select of flip-flops by ``step``, with no comparison of the value before it.
+    penult = Signal(name=f"{name}_penult", init=start == limit - 2)
     wrap = Signal(name=f"{name}_wrap")
     last_next = Signal(name=f"{name}_last_next")
     m.d.comb += [wrap.eq(step & last),
-                 last_next.eq(Mux(step, Mux(last, limit == 1, value == limit - 2), last))]
+                 last_next.eq(Mux(step, Mux(last, limit == 1, penult), last))]
     m.d.sync += last.eq(last_next)
     with m.If(step):
-        m.d.sync += value.eq(Mux(last, 0, value + 1))
+        m.d.sync += [value.eq(Mux(last, 0, value + 1)),
+                     penult.eq(Mux(last, limit == 2, value == limit - 3))]
     return value, last, wrap, last_next
 
 

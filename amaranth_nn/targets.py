@@ -118,6 +118,13 @@ class Target:
     #: cycles): a multiplier block's output then goes to a register, not into a carry chain.
     registered_products = False
 
+    #: Whether the dense engine's restarting accumulators take the bias from a register of
+    #: each PE's own, the bias word read a cycle earlier (``DenseLayer._bias``; the same
+    #: cycles): the one word's register then need not sit between the bias ROM's logic and
+    #: every PE's accumulator (on ECP5 1.9 ns of routing from it into a conv engine's
+    #: accumulator).
+    bias_per_pe = False
+
     def multiply(self, m, plan, xs, ws, name="mult"):
         """``products[p][k] = xs[k] * ws[p][k]``, in registers two cycles later: from logic
         (:func:`~amaranth_nn.lut_multiplier.lut_products`) when the plan says
@@ -280,6 +287,7 @@ class ECP5Target(GenericTarget):
 
     name = "ecp5"
     registered_products = True
+    bias_per_pe = True
 
     def __init__(self, *, model_multipliers=False):
         self.model_multipliers = bool(model_multipliers)
