@@ -52,23 +52,19 @@ def signed_operands(a, b, width):
 
 def _counter(m, limit, step, name, start=0):
     """A counter from 0 to ``limit - 1`` (from ``start`` after reset) that steps when ``step``,
-    with its ``last`` flag in a register; returns ``(value, last, wrap, last_next)``, ``wrap``
-    being whether it steps past its last value in this cycle and ``last_next`` the flag's next
-    value."""
+    with its ``last`` flag in a register; returns ``(value, last, wrap, penult)``, ``wrap``
+    being whether it steps past its last value in this cycle and ``penult`` whether the value
+    is the one before the last (a register too)."""
     value = Signal(range(limit), name=name, init=start)
     last = Signal(name=f"{name}_last", init=start == limit - 1)
-    # Whether the value is the one before the last: a register too, so that ``last_next``
-    # is a select of flip-flops by ``step``, with no comparison of the value before it.
     penult = Signal(name=f"{name}_penult", init=start == limit - 2)
     wrap = Signal(name=f"{name}_wrap")
-    last_next = Signal(name=f"{name}_last_next")
-    m.d.comb += [wrap.eq(step & last),
-                 last_next.eq(Mux(step, Mux(last, limit == 1, penult), last))]
-    m.d.sync += last.eq(last_next)
+    m.d.comb += wrap.eq(step & last)
     with m.If(step):
         m.d.sync += [value.eq(Mux(last, 0, value + 1)),
+                     last.eq(Mux(last, limit == 1, penult)),
                      penult.eq(Mux(last, limit == 2, value == limit - 3))]
-    return value, last, wrap, last_next
+    return value, last, wrap, penult
 
 
 def _rotated(items, rot, index):
@@ -131,8 +127,8 @@ class SlidingWindow(PlannedBlock):
         take = Signal()
         m.d.comb += [self.i.ready.eq(w_ready), take.eq(self.i.valid & w_ready)]
         in_beat, _, pos_done, _ = _counter(m, bpp, take, "in_beat")
-        _, ix_last, row_done, ix_last_next = _counter(m, wid, pos_done, "ix")
-        _, iy_last, _, iy_last_next = _counter(m, height, row_done, "iy")
+        _, ix_last, row_done, ix_penult = _counter(m, wid, pos_done, "ix")
+        _, iy_last, _, iy_penult = _counter(m, height, row_done, "iy")
         w_addr = Signal(range(cap), init=plan.first_address % cap)
         p_step, r_step, s_step = plan.position_steps()
         w_step = Signal(range(max(p_step, r_step, s_step) + 1))
@@ -240,15 +236,9 @@ class SlidingWindow(PlannedBlock):
         read_step = delay(m, Mux(window_done, step, 0), READ_LAG, "read_step")
         delta_shape = signed(max(w_step.shape().width, step.shape().width) + 2)
 
-        def stepped(extra, name):
-            """``extra`` plus the writer's step of this cycle less the reader's late one, in a
-            register."""
-            value = Signal(delta_shape, name=f"delta_{name}")
-            moved = Mux(ix_last, Mux(iy_last, s_step + extra, r_step + extra), p_step + extra)
-            m.d.sync += value.eq(Mux(pos_done, moved, extra) - read_step)
-            return value
-
-        delta = stepped(0, "0")
+        # The writer's step of this cycle less the reader's late one, in a register.
+        delta = Signal(delta_shape, name="delta")
+        m.d.sync += delta.eq(Mux(pos_done, w_step, 0) - read_step)
         slack = Signal(signed(span.bit_length() + 2), init=cap - channels - plan.first_address)
 
         def fits(steps, value=slack):
@@ -258,10 +248,28 @@ class SlidingWindow(PlannedBlock):
         m.d.sync += slack.eq(slack - delta)
         if target.precomputed_flags:
             # The registered steps plus the writer's step in the next cycle, should it finish
-            # a position then (chosen by the next values of its row and sample flags), so that
-            # no adder precedes the comparison and one select by ``pos_done`` follows it.
-            next_step = Mux(ix_last_next, Mux(iy_last_next, s_step, r_step), p_step)
-            delta_step = stepped(next_step, "step")
+            # a position then, so that no adder precedes the comparison and one select by
+            # ``pos_done`` follows it. The steps of this cycle and the next are constants,
+            # summed here and selected by the flags (the next cycle's row and sample flags
+            # from ``last`` and ``penult``), so that one subtraction makes the register.
+            def step_of(ix_at_end, iy_at_end):
+                return (s_step if iy_at_end else r_step) if ix_at_end else p_step
+
+            def both(this, *flags):
+                """This cycle's step plus the next one's, by ``(ix_last, iy_last)`` next."""
+                return this + step_of(*flags)
+
+            at_row_end = Mux(iy_last, both(s_step, wid == 1, height == 1),
+                             Mux(iy_penult, both(r_step, wid == 1, True),
+                                 both(r_step, wid == 1, False)))
+            in_row = Mux(ix_penult, Mux(iy_last, both(p_step, True, True),
+                                        both(p_step, True, False)),
+                         both(p_step, False, False))
+            idle = Mux(ix_last, Mux(iy_last, step_of(True, True), step_of(True, False)),
+                       step_of(False, False))
+            delta_step = Signal(delta_shape, name="delta_step")
+            m.d.sync += delta_step.eq(Mux(pos_done, Mux(ix_last, at_row_end, in_row), idle)
+                                      - read_step)
             m.d.sync += w_ready.eq(Mux(pos_done, fits(delta_step), fits(delta)))
         else:
             # The same flag from the next slack: a subtraction, then one comparison.
