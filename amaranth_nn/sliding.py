@@ -50,21 +50,25 @@ def signed_operands(a, b, width):
     return Cat(a[:width - 1], ~b[width - 1]), Cat(b[:width - 1], ~a[width - 1])
 
 
-def _counter(m, limit, step, name, start=0):
+def _counter(m, limit, step, name, start=0, penult=False):
     """A counter from 0 to ``limit - 1`` (from ``start`` after reset) that steps when ``step``,
     with its ``last`` flag in a register; returns ``(value, last, wrap, penult)``, ``wrap``
-    being whether it steps past its last value in this cycle and ``penult`` whether the value
-    is the one before the last (a register too)."""
+    being whether it steps past its last value in this cycle and, if asked for with
+    ``penult``, ``penult`` whether the value is the one before the last, a register too
+    (``last`` then steps from it; else None)."""
     value = Signal(range(limit), name=name, init=start)
     last = Signal(name=f"{name}_last", init=start == limit - 1)
-    penult = Signal(name=f"{name}_penult", init=start == limit - 2)
     wrap = Signal(name=f"{name}_wrap")
     m.d.comb += wrap.eq(step & last)
+    before_last = value == limit - 2
+    if penult:
+        before_last = Signal(name=f"{name}_penult", init=start == limit - 2)
+        with m.If(step):
+            m.d.sync += before_last.eq(Mux(last, limit == 2, value == limit - 3))
     with m.If(step):
         m.d.sync += [value.eq(Mux(last, 0, value + 1)),
-                     last.eq(Mux(last, limit == 1, penult)),
-                     penult.eq(Mux(last, limit == 2, value == limit - 3))]
-    return value, last, wrap, penult
+                     last.eq(Mux(last, limit == 1, before_last))]
+    return value, last, wrap, before_last if penult else None
 
 
 def _rotated(items, rot, index):
@@ -126,9 +130,11 @@ class SlidingWindow(PlannedBlock):
         w_ready = Signal(init=1)
         take = Signal()
         m.d.comb += [self.i.ready.eq(w_ready), take.eq(self.i.valid & w_ready)]
+        # The row and sample counters' penultimate flags serve the writer's room (below).
+        penult = target.precomputed_flags
         in_beat, _, pos_done, _ = _counter(m, bpp, take, "in_beat")
-        _, ix_last, row_done, ix_penult = _counter(m, wid, pos_done, "ix")
-        _, iy_last, _, iy_penult = _counter(m, height, row_done, "iy")
+        _, ix_last, row_done, ix_penult = _counter(m, wid, pos_done, "ix", penult=penult)
+        _, iy_last, _, iy_penult = _counter(m, height, row_done, "iy", penult=penult)
         w_addr = Signal(range(cap), init=plan.first_address % cap)
         p_step, r_step, s_step = plan.position_steps()
         w_step = Signal(range(max(p_step, r_step, s_step) + 1))
