@@ -271,10 +271,9 @@ class SlidingWindow(PlannedBlock):
             in_row = Mux(ix_penult, Mux(iy_last, both(p_step, True, True),
                                         both(p_step, True, False)),
                          both(p_step, False, False))
-            idle = Mux(ix_last, Mux(iy_last, step_of(True, True), step_of(True, False)),
-                       step_of(False, False))
             delta_step = Signal(delta_shape, name="delta_step")
-            m.d.sync += delta_step.eq(Mux(pos_done, Mux(ix_last, at_row_end, in_row), idle)
+            # Without a finished position, the next step is this one's, w_step.
+            m.d.sync += delta_step.eq(Mux(pos_done, Mux(ix_last, at_row_end, in_row), w_step)
                                       - read_step)
             m.d.sync += w_ready.eq(Mux(pos_done, fits(delta_step), fits(delta)))
         else:
